@@ -1,0 +1,22 @@
+"""The default router: picks the agent whose keywords a message mentions most."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from bot.agent import Agent
+
+__all__ = ["keyword_router"]
+
+
+def keyword_router(text: str, agents: Sequence[Agent]) -> Agent:
+    """The agent whose keywords occur most often in ``text``; the first agent on a tie."""
+    words = re.findall(r"[a-z]+", text.lower())
+    joined = " ".join(words)
+
+    def score(agent: Agent) -> int:
+        return sum(joined.count(k) if " " in k else words.count(k) for k in agent.keywords)
+
+    best = max(agents, key=score)
+    return best if score(best) > 0 else agents[0]

@@ -1,0 +1,97 @@
+"""Small, focused agents and the registry the router picks from.
+
+An agent declares its prompt, a few tools, a model route and a step budget. The agents
+themselves live in the ``agents`` package; the core finds them through the import path
+in ``OPSLOOP_AGENTS`` (``agents:registry`` by default), so it never imports them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from bot.errors import ConfigError, NotFoundError
+from bot.tools import ASK_HUMAN, Tool
+
+__all__ = ["Agent", "AgentRegistry", "Router", "load_registry"]
+
+
+@dataclass(frozen=True)
+class Agent:
+    """One small agent."""
+
+    name: str
+    """How people and the router name it."""
+    description: str
+    """What it is for, in a sentence (shown in listings and to the router)."""
+    prompt: str
+    """The name of its system prompt template in ``prompts/``."""
+    tools: tuple[Tool, ...]
+    """Its tools (``ask_human`` is always added)."""
+    max_steps: int = 6
+    """Model calls allowed per run before it stops and says so."""
+    model_route: str = "default"
+    """Which model chain to use."""
+    keywords: tuple[str, ...] = ()
+    """Words that make the keyword router pick it."""
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_steps <= 20:
+            raise ConfigError(f"agent {self.name}: max_steps must be between 1 and 20")
+
+    @property
+    def all_tools(self) -> tuple[Tool, ...]:
+        """Its tools plus ``ask_human``."""
+        return (*self.tools, ASK_HUMAN)
+
+    def tool(self, name: str) -> Tool | None:
+        """The tool called ``name``, if this agent has it."""
+        return next((t for t in self.all_tools if t.name == name), None)
+
+
+Router = Callable[[str, Sequence[Agent]], Agent]
+"""Picks the agent for a new conversation from its first message."""
+
+
+@dataclass(frozen=True)
+class AgentRegistry:
+    """The agents a deployment offers, and the router that picks among them."""
+
+    agents: tuple[Agent, ...]
+    """Every agent."""
+    router: Router
+    """Picks an agent for a new conversation."""
+    by_name: dict[str, Agent] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "by_name", {a.name: a for a in self.agents})
+
+    def get(self, name: str) -> Agent:
+        """The agent called ``name``.
+
+        Raises:
+            NotFoundError: no such agent; the message lists the known ones.
+        """
+        try:
+            return self.by_name[name]
+        except KeyError:
+            known = ", ".join(sorted(self.by_name))
+            raise NotFoundError(f"unknown agent {name!r}; known agents: {known}") from None
+
+    def route(self, text: str) -> Agent:
+        """The agent for a conversation that starts with ``text``."""
+        return self.router(text, self.agents)
+
+
+def load_registry(spec: str) -> AgentRegistry:
+    """Import ``package.module:attribute`` (an :class:`AgentRegistry` or a factory of one)."""
+    module_name, _, attribute = spec.partition(":")
+    try:
+        found = getattr(importlib.import_module(module_name), attribute or "registry")
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"OPSLOOP_AGENTS: cannot load {spec!r}: {exc}") from None
+    registry = found() if callable(found) and not isinstance(found, AgentRegistry) else found
+    if not isinstance(registry, AgentRegistry):
+        raise ConfigError(f"OPSLOOP_AGENTS: {spec!r} is not an AgentRegistry")
+    return registry

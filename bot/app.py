@@ -1,0 +1,350 @@
+"""The application service: ingest inbound events and process them into thread steps.
+
+Every channel ends here. :meth:`Opsloop.ingest` is the fast path (validate, dedupe, store;
+no model call); :meth:`Opsloop.process` is the worker's job (take the thread's lease, apply
+the event, run the agent until it replies or pauses). :meth:`Opsloop.submit` does both
+in-process, for the CLI.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from bot.agent import AgentRegistry, load_registry
+from bot.config import Settings
+from bot.errors import (
+    BadInputError,
+    ConcurrentStepError,
+    DecisionRefusedError,
+    OpsloopError,
+    UserFacingError,
+)
+from bot.events import (
+    ActionReceived,
+    DecisionRefused,
+    HumanDecision,
+    HumanResponded,
+    Identity,
+    MessageReceived,
+    StatusChanged,
+    ThreadStatus,
+    ToolCalled,
+    ToolReturned,
+    TriggerFired,
+    UserMessage,
+    new_id,
+)
+from bot.model import Model
+from bot.outbound import outbound_for
+from bot.policy import Policy, load_policy
+from bot.prompts import PromptLibrary
+from bot.runtime import Runtime, advance
+from bot.store import Database, HumanRequest, InboxItem, Store, Thread
+
+__all__ = ["Opsloop", "Outcome", "ThreadBusyError"]
+
+log = logging.getLogger(__name__)
+
+LEASE_SECONDS = 300.0
+
+
+class ThreadBusyError(OpsloopError):
+    """Another worker holds the thread's lease; try the event again shortly."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What processing one inbound event did."""
+
+    item: InboxItem
+    """The inbox item."""
+    thread: Thread
+    """The thread afterwards."""
+    first_new_seq: int
+    """Events from this sequence number on are new."""
+
+    @property
+    def new_events(self) -> tuple[Any, ...]:
+        """The events this processing added."""
+        return self.thread.events[self.first_new_seq - 1 :]
+
+
+def check_text(text: str, *, limit: int) -> str:
+    """Refuse text no person meant to send: empty, oversized, undecodable, binary."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadInputError("the message is not valid UTF-8") from None
+    if "\x00" in text:
+        raise BadInputError("the message contains NUL bytes; send plain text")
+    text = text.strip()
+    if not text:
+        raise BadInputError("the message is empty")
+    if len(text) > limit:
+        raise BadInputError(f"the message is {len(text):,} characters long; the limit is {limit:,}")
+    return text
+
+
+class Opsloop:
+    """One opsloop: store, runtime and the handling of every inbound event."""
+
+    def __init__(self, store: Store, runtime: Runtime) -> None:
+        """Assemble from parts (tests build them directly; :meth:`from_settings` otherwise)."""
+        self.store = store
+        self.runtime = runtime
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{new_id('w')}"
+
+    @classmethod
+    async def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        models: Mapping[str, Model] | None = None,
+        agents: AgentRegistry | None = None,
+        policy: Policy | None = None,
+        auto_migrate: bool | None = None,
+    ) -> Opsloop:
+        """Connect, check the schema, and load policy, prompts, agents, models and resources."""
+        from bot.inventory import load_inventory
+        from bot.model import build_model
+
+        database = Database(settings.database)
+        await database.ensure_schema(
+            auto_migrate=database.is_sqlite if auto_migrate is None else auto_migrate
+        )
+        inventory = load_inventory(settings.inventory, database)
+        await inventory.prepare()
+        runtime = Runtime(
+            settings=settings,
+            policy=policy or load_policy(settings.policy_file),
+            prompts=PromptLibrary(settings.prompts_dir),
+            agents=agents or load_registry(settings.agents),
+            models=models or {"default": build_model(settings)},
+            resources={"inventory": inventory},
+        )
+        return cls(Store(database), runtime)
+
+    async def aclose(self) -> None:
+        """Close model clients and database connections."""
+        for model in set(self.runtime.models.values()):
+            await model.aclose()
+        await self.store.db.dispose()
+
+    # ------------------------------------------------------------ fast path
+
+    async def ingest(self, event: Any) -> InboxItem | None:
+        """Validate and store an inbound event; ``None`` for a duplicate. No model calls.
+
+        Raises:
+            BadInputError: the event cannot be accepted; nothing was stored.
+        """
+        limit = self.runtime.settings.max_message_chars
+        if isinstance(event, MessageReceived | TriggerFired):
+            event = event.model_copy(update={"text": check_text(event.text, limit=limit)})
+            if event.agent is not None:
+                self.runtime.agents.get(event.agent)
+        elif isinstance(event, ActionReceived) and event.comment is not None:
+            event = event.model_copy(update={"comment": check_text(event.comment, limit=limit)})
+        return await self.store.ingest(event)
+
+    async def submit(self, event: Any) -> Outcome:
+        """Ingest and process at once (the CLI's path). A duplicate raises ``BadInputError``."""
+        item = await self.ingest(event)
+        if item is None:
+            raise BadInputError(f"event {event.idempotency_key!r} was already received")
+        return await self.process(item.id)
+
+    # ------------------------------------------------------------ worker path
+
+    async def process(self, item_id: int) -> Outcome:
+        """Apply one stored inbound event to its thread and run the agent.
+
+        Raises:
+            ThreadBusyError: another worker holds the thread; nothing changed.
+            UserFacingError: the event was refused (the item is marked failed with why).
+        """
+        item = await self.store.inbox_item(item_id)
+        event = item.event
+        try:
+            thread_id = await self._thread_for(event)
+        except UserFacingError as exc:
+            await self.store.finish_inbox(item_id, thread_id=None, error=str(exc))
+            raise
+        if not await self.store.acquire_lease(thread_id, self.owner, LEASE_SECONDS):
+            raise ThreadBusyError(f"thread {thread_id} is busy")
+        try:
+            before = (await self.store.load_thread(thread_id)).last_seq
+            try:
+                if isinstance(event, ActionReceived):
+                    await self._apply_action(thread_id, event)
+                else:
+                    await self._apply_message(thread_id, event)
+            except UserFacingError as exc:
+                await self.store.finish_inbox(item_id, thread_id=thread_id, error=str(exc))
+                raise
+            thread = await advance(self.store, thread_id, self.runtime)
+        finally:
+            await self.store.release_lease(thread_id, self.owner)
+        await self.store.finish_inbox(item_id, thread_id=thread_id)
+        return Outcome(item=item, thread=thread, first_new_seq=before + 1)
+
+    async def _thread_for(self, event: Any) -> str:
+        if isinstance(event, ActionReceived):
+            return (await self.store.human_request(event.request_id)).thread_id
+        return await self.store.open_thread(event.conversation, title=event.text[:120])
+
+    async def _apply_message(self, thread_id: str, event: MessageReceived | TriggerFired) -> None:
+        thread = await self.store.load_thread(thread_id)
+        if isinstance(event, MessageReceived):
+            message = UserMessage(sender=event.sender, text=event.text)
+        else:
+            message = UserMessage(sender=event.requested_by, text=event.text, source=event.source)
+        if thread.status == ThreadStatus.PAUSED:
+            # The thread waits on a person; keep the message for the agent to read later.
+            await self.store.append(thread_id, expected_seq=thread.last_seq, events=[message])
+            return
+        agent = (
+            self.runtime.agents.get(event.agent)
+            if event.agent
+            else self.runtime.agents.get(thread.agent)
+            if thread.agent
+            else self.runtime.agents.route(event.text)
+        )
+        events = [message, StatusChanged(status=ThreadStatus.RUNNING, agent=agent.name)]
+        await self.store.append(thread_id, expected_seq=thread.last_seq, events=events)
+
+    async def _apply_action(self, thread_id: str, event: ActionReceived) -> None:
+        request = await self.store.human_request(event.request_id)
+        thread = await self.store.load_thread(thread_id)
+        now = self.runtime.clock()
+        if request.status == "pending" and request.request.expires_at <= now:
+            await self._expire(thread, request)
+            thread = await self.store.load_thread(thread_id)
+            request = await self.store.human_request(event.request_id)
+        refusal = self._refusal(request, event)
+        if refusal is not None:
+            refused = DecisionRefused(request_id=request.id, actor=event.actor, reason=refusal)
+            await self.store.append(
+                thread_id,
+                expected_seq=thread.last_seq,
+                events=[refused],
+                outbound=outbound_for(thread.conversation, [refused]),
+            )
+            raise DecisionRefusedError(refusal)
+        events = _decision_events(request, event.decision, event.actor, event.comment)
+        try:
+            await self.store.append(
+                thread_id,
+                expected_seq=thread.last_seq,
+                events=events,
+                outbound=outbound_for(thread.conversation, events),
+                resolve=(request.id, _STATUS[event.decision], event.actor.principal, event.comment),
+            )
+        except ConcurrentStepError:
+            raise DecisionRefusedError(f"request {request.id} was already decided") from None
+
+    def _refusal(self, request: HumanRequest, event: ActionReceived) -> str | None:
+        if request.status != "pending":
+            by = request.decided_by or "expiry"
+            return f"request {request.id} was already {request.status} by {by}"
+        allowed = (
+            {HumanDecision.APPROVE, HumanDecision.REJECT}
+            if request.request.type == "approval"
+            else {HumanDecision.ANSWER, HumanDecision.REJECT}
+        )
+        if event.decision not in allowed:
+            return (
+                f"request {request.id} is {request.request.type!r}: {event.decision} does not apply"
+            )
+        if event.decision == HumanDecision.REJECT and not event.comment:
+            return "a rejection needs a reason"
+        if event.decision == HumanDecision.ANSWER and not event.comment:
+            return "an answer needs text"
+        if not self.runtime.policy.may_decide(event.actor, request.request.approvers):
+            who = ", ".join(request.request.approvers)
+            return f"{event.actor.principal} may not decide request {request.id} (allowed: {who})"
+        if (
+            request.request.four_eyes
+            and event.decision == HumanDecision.APPROVE
+            and event.actor.principal == request.request.requested_by
+        ):
+            return f"four-eyes rule: {event.actor.principal} may not approve their own request"
+        return None
+
+    async def _expire(self, thread: Thread, request: HumanRequest) -> None:
+        reason = f"no decision before {request.request.expires_at:%Y-%m-%d %H:%M} UTC (expired)"
+        events = _decision_events(request, HumanDecision.REJECT, None, reason)
+        await self.store.append(
+            thread.id,
+            expected_seq=thread.last_seq,
+            events=events,
+            outbound=outbound_for(thread.conversation, events),
+            resolve=(request.id, "expired", None, reason),
+        )
+
+    async def expire_requests(self) -> list[str]:
+        """Resolve every overdue pending request as rejected and resume its thread.
+
+        Returns:
+            The ids of the requests expired now; busy threads are left for the next sweep.
+        """
+        expired = []
+        for request in await self.store.human_requests(expired_by=self.runtime.clock()):
+            if not await self.store.acquire_lease(request.thread_id, self.owner, LEASE_SECONDS):
+                continue
+            try:
+                thread = await self.store.load_thread(request.thread_id)
+                await self._expire(thread, request)
+                await advance(self.store, thread.id, self.runtime)
+                expired.append(request.id)
+            except ConcurrentStepError:
+                log.info("request %s was decided while expiring it", request.id)
+            finally:
+                await self.store.release_lease(request.thread_id, self.owner)
+        return expired
+
+
+_STATUS = {
+    HumanDecision.APPROVE: "approved",
+    HumanDecision.REJECT: "rejected",
+    HumanDecision.ANSWER: "answered",
+}
+
+
+def _decision_events(
+    request: HumanRequest, decision: HumanDecision, actor: Identity | None, comment: str | None
+) -> list[Any]:
+    asked = request.request
+    events: list[Any] = [
+        HumanResponded(
+            request_id=asked.request_id, decision=decision, actor=actor, comment=comment
+        ),
+        StatusChanged(status=ThreadStatus.RUNNING, reason=f"request {decision.value}"),
+    ]
+    if asked.type == "approval" and asked.tool and asked.call_id:
+        if decision == HumanDecision.APPROVE:
+            # Exactly the recorded call runs; the model is not asked again.
+            events.append(
+                ToolCalled(
+                    call_id=asked.call_id,
+                    tool=asked.tool,
+                    arguments=asked.arguments or {},
+                    idempotency_key=f"{request.thread_id}:{asked.request_id}",
+                    approved_by=actor.principal if actor else None,
+                )
+            )
+        else:
+            by = actor.label if actor else "expiry"
+            events.append(
+                ToolReturned(
+                    call_id=asked.call_id,
+                    tool=asked.tool,
+                    output={"rejected": True, "by": by, "reason": comment or ""},
+                )
+            )
+    return events

@@ -1,0 +1,195 @@
+"""Settings from the environment (and an optional ``.env``), validated once at start-up.
+
+Every setting is listed, with a comment, in ``.env.example``. A bad value stops start-up
+with one line per problem (:func:`load_settings`); secret values are never shown.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bot.errors import ConfigError
+
+__all__ = ["DEFAULT_PRICES", "Price", "Settings", "load_settings"]
+
+
+class Price(BaseModel):
+    """US dollars per million tokens."""
+
+    input: float
+    """Uncached input tokens."""
+    output: float
+    """Output tokens."""
+    cached_input: float = 0.0
+    """Input tokens read from the prompt cache."""
+    cache_write: float = 0.0
+    """Input tokens written to the prompt cache."""
+
+
+DEFAULT_PRICES: dict[str, Price] = {
+    "claude-sonnet-4-6": Price(input=3.0, output=15.0, cached_input=0.30, cache_write=3.75),
+    "claude-sonnet-4-5": Price(input=3.0, output=15.0, cached_input=0.30, cache_write=3.75),
+    "claude-haiku-4-5": Price(input=1.0, output=5.0, cached_input=0.10, cache_write=1.25),
+    "claude-opus-4-1": Price(input=15.0, output=75.0, cached_input=1.50, cache_write=18.75),
+    "gpt-4.1": Price(input=2.0, output=8.0, cached_input=0.50),
+    "gpt-4.1-mini": Price(input=0.40, output=1.60, cached_input=0.10),
+    "gpt-4o": Price(input=2.50, output=10.0, cached_input=1.25),
+    "gpt-4o-mini": Price(input=0.15, output=0.60, cached_input=0.075),
+}
+"""Published list prices; override or extend with ``OPSLOOP_PRICES``."""
+
+
+def _env(name: str) -> AliasChoices:
+    return AliasChoices(name, name.lower())
+
+
+class Settings(BaseSettings):
+    """opsloop's configuration. Field aliases are the environment variable names."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    home: Path = Field(default=Path("."), validation_alias=_env("OPSLOOP_HOME"))
+    """Where the embedded database and other local state live."""
+    database_url: str | None = Field(default=None, validation_alias=_env("DATABASE_URL"))
+    """SQLAlchemy URL; unset means a SQLite file in ``home``."""
+    policy_file: Path | None = Field(default=None, validation_alias=_env("OPSLOOP_POLICY_FILE"))
+    """The team's policy file; unset means the bundled default policy."""
+    prompts_dir: Path | None = Field(default=None, validation_alias=_env("OPSLOOP_PROMPTS_DIR"))
+    """Where prompt templates live; unset means the bundled ``prompts/``."""
+    inventory: str = Field(default="demo", validation_alias=_env("OPSLOOP_INVENTORY"))
+    """``demo``, or ``package.module:factory`` returning the team's own inventory."""
+
+    agents: str = Field(default="agents:registry", validation_alias=_env("OPSLOOP_AGENTS"))
+    """Where the agents come from: ``package.module:registry``."""
+
+    models: str = Field(default="auto", validation_alias=_env("OPSLOOP_MODELS"))
+    """Fallback chain ``provider:model,provider:model``; ``auto`` picks from the API keys."""
+    anthropic_api_key: SecretStr | None = Field(
+        default=None, validation_alias=_env("ANTHROPIC_API_KEY")
+    )
+    """Anthropic API key."""
+    anthropic_base_url: str | None = Field(
+        default=None, validation_alias=_env("ANTHROPIC_BASE_URL")
+    )
+    """Anthropic API base URL; unset means Anthropic's own."""
+    openai_api_key: SecretStr | None = Field(default=None, validation_alias=_env("OPENAI_API_KEY"))
+    """OpenAI API key (any value for servers that need none, such as Ollama)."""
+    openai_base_url: str | None = Field(default=None, validation_alias=_env("OPENAI_BASE_URL"))
+    """OpenAI-compatible base URL (Ollama, vLLM…); unset means OpenAI's own."""
+    model_timeout: float = Field(default=60.0, gt=0, validation_alias=_env("OPSLOOP_MODEL_TIMEOUT"))
+    """Seconds before one model request times out."""
+    model_retries: int = Field(
+        default=2, ge=0, le=10, validation_alias=_env("OPSLOOP_MODEL_RETRIES")
+    )
+    """Retries per provider on timeouts, 429 and 5xx (honouring Retry-After)."""
+    breaker_failures: int = Field(
+        default=5, ge=1, validation_alias=_env("OPSLOOP_BREAKER_FAILURES")
+    )
+    """Consecutive failures that open a provider's circuit breaker."""
+    breaker_reset: float = Field(default=30.0, gt=0, validation_alias=_env("OPSLOOP_BREAKER_RESET"))
+    """Seconds an open circuit waits before letting one trial request through."""
+    prices_json: str | None = Field(default=None, validation_alias=_env("OPSLOOP_PRICES"))
+    """JSON ``{"model": {"input": 3.0, "output": 15.0, "cached_input": 0.3}}`` per 1M tokens."""
+
+    max_message_chars: int = Field(
+        default=16_000, ge=1, validation_alias=_env("OPSLOOP_MAX_MESSAGE_CHARS")
+    )
+    """Longest message accepted from a person."""
+    context_tokens: int = Field(
+        default=8_000, ge=500, validation_alias=_env("OPSLOOP_CONTEXT_TOKENS")
+    )
+    """Token budget of the rendered thread context before compaction."""
+    max_consecutive_errors: int = Field(
+        default=3, ge=1, validation_alias=_env("OPSLOOP_MAX_CONSECUTIVE_ERRORS")
+    )
+    """Errors in a row after which a thread escalates to a human."""
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="WARNING", validation_alias=_env("OPSLOOP_LOG_LEVEL")
+    )
+    """Log level."""
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if value.startswith("postgres://"):
+            value = "postgresql://" + value.removeprefix("postgres://")
+        if not value.startswith(("sqlite", "postgresql")):
+            raise ValueError("must be a sqlite:// or postgresql:// URL")
+        return value
+
+    @field_validator("models")
+    @classmethod
+    def _chain_shape(cls, value: str) -> str:
+        value = value.strip()
+        if value == "auto":
+            return value
+        for part in (p.strip() for p in value.split(",")):
+            provider, _, name = part.partition(":")
+            if provider not in {"anthropic", "openai", "offline"} or (
+                provider != "offline" and not name
+            ):
+                raise ValueError(
+                    f"{part!r} is not provider:model with provider anthropic, openai or offline"
+                )
+        return value
+
+    @field_validator("prices_json")
+    @classmethod
+    def _prices_parse(cls, value: str | None) -> str | None:
+        if value:
+            try:
+                parsed = json.loads(value)
+                for price in parsed.values():
+                    Price.model_validate(price)
+            except (ValueError, AttributeError, ValidationError) as exc:
+                raise ValueError(f"must be a JSON object of model prices ({exc})") from None
+        return value
+
+    @cached_property
+    def prices(self) -> dict[str, Price]:
+        """The price table: defaults overlaid with ``OPSLOOP_PRICES``."""
+        table = dict(DEFAULT_PRICES)
+        if self.prices_json:
+            for name, price in json.loads(self.prices_json).items():
+                table[name] = Price.model_validate(price)
+        return table
+
+    @property
+    def database(self) -> str:
+        """The async SQLAlchemy URL to connect to."""
+        url = self.database_url or f"sqlite:///{(self.home / 'opsloop.db').resolve()}"
+        if url.startswith("sqlite:"):
+            return "sqlite+aiosqlite:" + url.removeprefix("sqlite:")
+        if url.startswith("postgresql:"):
+            return "postgresql+psycopg:" + url.removeprefix("postgresql:")
+        return url
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read and validate the settings, or raise one :class:`ConfigError` listing each problem.
+
+    Args:
+        overrides: values that win over the environment (for tests and the CLI).
+    """
+    try:
+        settings = Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors(include_input=False, include_url=False):
+            name = str(error["loc"][0]) if error["loc"] else "settings"
+            message = error["msg"].removeprefix("Value error, ")
+            lines.append(f"{name.upper()}: {message}")
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None
+    if not settings.home.is_dir():
+        raise ConfigError(
+            f"invalid configuration:\n  OPSLOOP_HOME: {settings.home} is not a directory"
+        )
+    return settings

@@ -1,0 +1,423 @@
+"""The one event schema: inbound events from channels and the thread's event log.
+
+Every class carries a ``kind`` literal; :data:`Event` is the discriminated union of all of
+them and :data:`event_adapter` the one ``TypeAdapter`` used for the database, task payloads
+and the API. Two families:
+
+- inbound (:data:`InboundEvent`): what a channel hands to ingest. Each carries an
+  ``idempotency_key`` built from the platform's own ids, so a retry is a no-op.
+- thread events (:data:`ThreadEvent`): the append-only log that is a thread's only state.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal, TypeAlias
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, JsonValue, TypeAdapter
+
+__all__ = [
+    "ActionReceived",
+    "AgentReply",
+    "CallTool",
+    "ConversationRef",
+    "Decision",
+    "DecisionRefused",
+    "ErrorRaised",
+    "Event",
+    "HumanDecision",
+    "HumanRequested",
+    "HumanResponded",
+    "Identity",
+    "InboundEvent",
+    "MessageReceived",
+    "ModelCalled",
+    "Reply",
+    "StatusChanged",
+    "ThreadEvent",
+    "ThreadStatus",
+    "ToolCalled",
+    "ToolReturned",
+    "TriggerFired",
+    "Usage",
+    "UserMessage",
+    "decision_adapter",
+    "event_adapter",
+    "new_id",
+    "utcnow",
+]
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware, in UTC."""
+    return datetime.now(UTC)
+
+
+def new_id(prefix: str) -> str:
+    """A short, unique, prefixed identifier such as ``hr_5f1c0e9a2b7d``."""
+    return f"{prefix}_{uuid.uuid4().hex[:16]}"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ConversationRef(_Frozen):
+    """Where a thread lives and where answers go."""
+
+    channel: str
+    """The channel adapter's name: ``cli``, ``web``, ``slack``, ``discord``, ``email``…"""
+    tenant: str = ""
+    """The Slack team, Discord guild or mail domain; empty where there is only one."""
+    room: str = ""
+    """The Slack or Discord channel id, or the mailbox."""
+    thread_key: str
+    """The platform's thread: Slack ``thread_ts``, Discord thread id, root Message-ID."""
+
+
+class Identity(_Frozen):
+    """Who spoke or decided: a platform's immutable user id, never a display name."""
+
+    channel: str
+    """The channel the id belongs to."""
+    user_id: str
+    """The platform's immutable user id."""
+    display_name: str | None = None
+    """How to show the person; never used for authorisation."""
+    email: str | None = None
+    """A verified email address, where the platform vouches for it."""
+    groups: tuple[str, ...] = ()
+    """Platform groups the person belongs to (Slack user groups, Discord roles)."""
+
+    @property
+    def principal(self) -> str:
+        """The ``channel:user_id`` form that policy files name people by."""
+        return f"{self.channel}:{self.user_id}"
+
+    @property
+    def label(self) -> str:
+        """A human-friendly name for transcripts."""
+        return self.display_name or self.user_id
+
+
+# ---------------------------------------------------------------- decisions
+
+
+class CallTool(_Frozen):
+    """The model chose to call one tool."""
+
+    kind: Literal["call_tool"] = "call_tool"
+    tool: str
+    """The tool's name."""
+    arguments: dict[str, JsonValue] = Field(default_factory=dict)
+    """The arguments as the model gave them; validated by the tool's own model."""
+
+
+class Reply(_Frozen):
+    """The model chose to answer the person; the run ends here."""
+
+    kind: Literal["reply"] = "reply"
+    text: str
+    """The answer."""
+
+
+Decision: TypeAlias = Annotated[CallTool | Reply, Discriminator("kind")]
+"""One model turn's single, structured decision."""
+
+decision_adapter: TypeAdapter[CallTool | Reply] = TypeAdapter(Decision)
+
+
+class Usage(_Frozen):
+    """Tokens one model call used."""
+
+    input_tokens: int = 0
+    """Input tokens billed at the full rate."""
+    output_tokens: int = 0
+    """Output tokens."""
+    cached_tokens: int = 0
+    """Input tokens read from the provider's prompt cache."""
+    cache_write_tokens: int = 0
+    """Input tokens written to the provider's prompt cache."""
+
+
+# ---------------------------------------------------------------- inbound events
+
+
+class _Inbound(_Frozen):
+    idempotency_key: str = Field(min_length=1, max_length=255)
+    """Stable key built from the platform's own ids; a second event with it is dropped."""
+    conversation: ConversationRef
+    """Where the event happened."""
+    received_at: datetime = Field(default_factory=utcnow)
+    """When opsloop received it."""
+
+
+class MessageReceived(_Inbound):
+    """A person wrote to opsloop: a mention, direct message, command or email."""
+
+    kind: Literal["message"] = "message"
+    sender: Identity
+    """Who wrote."""
+    text: str
+    """What they wrote, as plain text."""
+    agent: str | None = None
+    """An agent the person asked for by name; the router picks one otherwise."""
+
+
+class HumanDecision(StrEnum):
+    """What a person did with a human request."""
+
+    APPROVE = "approve"
+    REJECT = "reject"
+    ANSWER = "answer"
+
+
+class ActionReceived(_Inbound):
+    """A person answered a human request: a button click, a reply, a link, the CLI."""
+
+    kind: Literal["action"] = "action"
+    actor: Identity
+    """Who answered."""
+    request_id: str
+    """The human request answered."""
+    decision: HumanDecision
+    """Approve, reject or answer."""
+    comment: str | None = None
+    """The reject reason, the answer to a question, or a note with an approval."""
+
+
+class TriggerFired(_Inbound):
+    """Something other than a person started work: a webhook, a schedule, an API launch."""
+
+    kind: Literal["trigger"] = "trigger"
+    source: str
+    """What fired: ``webhook:NAME``, ``schedule:NAME``, ``api``."""
+    text: str
+    """The request, as the agent should read it."""
+    requested_by: Identity
+    """Whom the work is done for (the API caller, or the trigger itself)."""
+    payload: dict[str, JsonValue] = Field(default_factory=dict)
+    """The trigger's own data, shown to the agent."""
+    agent: str | None = None
+    """The agent to run; the router picks one otherwise."""
+
+
+# ---------------------------------------------------------------- thread events
+
+
+class ThreadStatus(StrEnum):
+    """Where a thread stands."""
+
+    RUNNING = "running"
+    """A step is due or under way."""
+    WAITING = "waiting"
+    """The agent answered; the thread waits for the next message."""
+    PAUSED = "paused"
+    """A human request is pending, or an operator paused the thread."""
+    FAILED = "failed"
+    """The thread stopped on an error it could not recover from."""
+    DONE = "done"
+    """Closed for good."""
+
+
+class _ThreadEvent(_Frozen):
+    at: datetime = Field(default_factory=utcnow)
+    """When the event happened."""
+
+
+class UserMessage(_ThreadEvent):
+    """A person's message, or a trigger's request, in the thread."""
+
+    kind: Literal["user_message"] = "user_message"
+    sender: Identity
+    """Who wrote."""
+    text: str
+    """What they wrote."""
+    source: str | None = None
+    """For triggers: what fired (``webhook:deploys``); ``None`` for a person."""
+
+
+class ModelCalled(_ThreadEvent):
+    """One model call: what was asked, what it cost, what it decided."""
+
+    kind: Literal["model_call"] = "model_call"
+    agent: str
+    """The agent that asked."""
+    provider: str
+    """``anthropic``, ``openai``, ``offline``, ``function``, ``scripted``…"""
+    model: str
+    """The provider's model name."""
+    prompt_hash: str
+    """sha256 of the prompt template's content, to tie the call to a prompt version."""
+    usage: Usage = Usage()
+    """Tokens used."""
+    cost_usd: float = 0.0
+    """What the call cost, from the configured price table."""
+    latency_ms: float = 0.0
+    """Wall time of the call."""
+    decision: Decision | None = None
+    """The validated decision; ``None`` when the call failed."""
+    error: str | None = None
+    """Why the call produced no decision."""
+
+
+class ToolCalled(_ThreadEvent):
+    """A tool is about to run with these exact, validated arguments."""
+
+    kind: Literal["tool_call"] = "tool_call"
+    call_id: str
+    """Ties the call to its result."""
+    tool: str
+    """The tool's name."""
+    arguments: dict[str, JsonValue]
+    """The validated arguments."""
+    idempotency_key: str
+    """``thread:step``; a side-effecting tool never repeats an effect under the same key."""
+    approved_by: str | None = None
+    """The principal who approved the call, for calls that needed approval."""
+
+
+class ToolReturned(_ThreadEvent):
+    """A tool's result."""
+
+    kind: Literal["tool_result"] = "tool_result"
+    call_id: str
+    """The call this answers."""
+    tool: str
+    """The tool's name."""
+    output: JsonValue
+    """What the tool returned, JSON-shaped."""
+
+
+class ErrorRaised(_ThreadEvent):
+    """Something went wrong; the model sees a compact form of it next turn."""
+
+    kind: Literal["error"] = "error"
+    source: Literal["model", "validation", "tool", "budget", "policy", "input"]
+    """Where it came from."""
+    message: str
+    """A short, model-readable description."""
+    tool: str | None = None
+    """The tool involved, if any."""
+    call_id: str | None = None
+    """The tool call involved, if any."""
+
+
+class HumanRequested(_ThreadEvent):
+    """The thread needs a person: an approval of an exact tool call, or an answer."""
+
+    kind: Literal["human_request"] = "human_request"
+    request_id: str
+    """The request's id, as buttons, links and the CLI name it."""
+    type: Literal["approval", "question"]
+    """An approval of a tool call, or a question."""
+    tool: str | None = None
+    """For approvals: the tool to run once approved."""
+    arguments: dict[str, JsonValue] | None = None
+    """For approvals: exactly the arguments that will run."""
+    call_id: str | None = None
+    """For approvals: the call id the result will carry."""
+    question: str
+    """What the person is asked, in words."""
+    options: tuple[str, ...] = ()
+    """For questions: suggested answers (buttons)."""
+    approvers: tuple[str, ...] = ()
+    """Who may answer: principals (``slack:U123``) and roles (``role:oncall``)."""
+    requested_by: str | None = None
+    """The principal whose message led here (for four-eyes)."""
+    four_eyes: bool = False
+    """Whether the requester is barred from answering."""
+    expires_at: datetime
+    """After this the request counts as rejected."""
+
+
+class HumanResponded(_ThreadEvent):
+    """A person's accepted answer to a human request (or its expiry)."""
+
+    kind: Literal["human_response"] = "human_response"
+    request_id: str
+    """The request answered."""
+    decision: HumanDecision
+    """Approve, reject or answer."""
+    actor: Identity | None
+    """Who decided; ``None`` when the request expired."""
+    comment: str | None = None
+    """Reason, answer or note."""
+
+
+class DecisionRefused(_ThreadEvent):
+    """A decision attempt that was not accepted, kept for the audit trail."""
+
+    kind: Literal["decision_refused"] = "decision_refused"
+    request_id: str
+    """The request concerned."""
+    actor: Identity
+    """Who tried."""
+    reason: str
+    """Why it was refused."""
+
+
+class AgentReply(_ThreadEvent):
+    """What the agent said to the person."""
+
+    kind: Literal["agent_reply"] = "agent_reply"
+    text: str
+    """The reply."""
+    agent: str
+    """Which agent said it."""
+
+
+class StatusChanged(_ThreadEvent):
+    """The thread moved to a new status."""
+
+    kind: Literal["status"] = "status"
+    status: ThreadStatus
+    """The new status."""
+    reason: str | None = None
+    """Why, in a few words."""
+    agent: str | None = None
+    """The agent now handling the thread, when this change picked one."""
+
+
+InboundEvent: TypeAlias = Annotated[
+    MessageReceived | ActionReceived | TriggerFired, Discriminator("kind")
+]
+"""What channels hand to ingest."""
+
+ThreadEvent: TypeAlias = Annotated[
+    UserMessage
+    | ModelCalled
+    | ToolCalled
+    | ToolReturned
+    | ErrorRaised
+    | HumanRequested
+    | HumanResponded
+    | DecisionRefused
+    | AgentReply
+    | StatusChanged,
+    Discriminator("kind"),
+]
+"""The entries of a thread's append-only log."""
+
+Event: TypeAlias = Annotated[
+    MessageReceived
+    | ActionReceived
+    | TriggerFired
+    | UserMessage
+    | ModelCalled
+    | ToolCalled
+    | ToolReturned
+    | ErrorRaised
+    | HumanRequested
+    | HumanResponded
+    | DecisionRefused
+    | AgentReply
+    | StatusChanged,
+    Discriminator("kind"),
+]
+"""Every event opsloop knows."""
+
+event_adapter: TypeAdapter[Any] = TypeAdapter(Event)
+"""The one JSON adapter for every event, used by the store, tasks and the API."""

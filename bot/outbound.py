@@ -1,0 +1,112 @@
+"""Messages opsloop sends back into a conversation, derived from thread events.
+
+The runtime commits them to the outbox in the same transaction as the events that
+produced them; a channel adapter delivers them (``send(outbound)``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Annotated, Any, Literal, TypeAlias
+
+from pydantic import BaseModel, ConfigDict, Discriminator, TypeAdapter
+
+from bot.events import (
+    AgentReply,
+    ConversationRef,
+    DecisionRefused,
+    HumanDecision,
+    HumanRequested,
+    HumanResponded,
+    Identity,
+)
+
+__all__ = [
+    "DecisionNotice",
+    "Outbound",
+    "OutboundReply",
+    "RequestPrompt",
+    "RequestResolved",
+    "outbound_adapter",
+    "outbound_for",
+]
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    conversation: ConversationRef
+    """Where to deliver."""
+
+
+class OutboundReply(_Out):
+    """The agent's answer, posted in the thread."""
+
+    kind: Literal["reply"] = "reply"
+    text: str
+    """The answer."""
+    agent: str
+    """Which agent answered."""
+
+
+class RequestPrompt(_Out):
+    """A human request: Approve / Reject buttons, or a question with options."""
+
+    kind: Literal["request"] = "request"
+    request: HumanRequested
+    """The request, with the exact tool and arguments."""
+
+
+class RequestResolved(_Out):
+    """A request was decided: edit the original message to say who and when; drop buttons."""
+
+    kind: Literal["resolved"] = "resolved"
+    request_id: str
+    """The request decided."""
+    decision: HumanDecision
+    """Approve, reject or answer."""
+    actor: Identity | None
+    """Who decided; ``None`` when it expired."""
+    comment: str | None
+    """Reason or answer."""
+
+
+class DecisionNotice(_Out):
+    """Tell one person (privately where the channel can) that their decision was refused."""
+
+    kind: Literal["notice"] = "notice"
+    to: Identity
+    """Whom to tell."""
+    text: str
+    """What to say."""
+
+
+Outbound: TypeAlias = Annotated[
+    OutboundReply | RequestPrompt | RequestResolved | DecisionNotice, Discriminator("kind")
+]
+"""Everything a channel may be asked to deliver."""
+
+outbound_adapter: TypeAdapter[Any] = TypeAdapter(Outbound)
+
+
+def outbound_for(conversation: ConversationRef, events: Iterable[object]) -> list[Outbound]:
+    """The messages that new thread events call for, in order."""
+    out: list[Outbound] = []
+    for event in events:
+        if isinstance(event, AgentReply):
+            out.append(OutboundReply(conversation=conversation, text=event.text, agent=event.agent))
+        elif isinstance(event, HumanRequested):
+            out.append(RequestPrompt(conversation=conversation, request=event))
+        elif isinstance(event, HumanResponded):
+            out.append(
+                RequestResolved(
+                    conversation=conversation,
+                    request_id=event.request_id,
+                    decision=event.decision,
+                    actor=event.actor,
+                    comment=event.comment,
+                )
+            )
+        elif isinstance(event, DecisionRefused):
+            out.append(DecisionNotice(conversation=conversation, to=event.actor, text=event.reason))
+    return out

@@ -1,0 +1,143 @@
+"""The team's policy file: roles, approval rules and approver checks.
+
+A policy is versioned TOML kept in the team's own repository (``OPSLOOP_POLICY_FILE``);
+``bot/default_policy.toml`` ships as the default. Rules are tried in order and the first
+match decides; a change that no rule matches needs approval (fail closed).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from bot.errors import ConfigError
+from bot.events import Identity
+
+__all__ = ["DEFAULT_POLICY_FILE", "ApprovalRule", "Policy", "RiskTier", "load_policy"]
+
+DEFAULT_POLICY_FILE = Path(__file__).with_name("default_policy.toml")
+
+RiskTier = Literal["read", "write"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ApprovalSettings(_Strict):
+    """How approvals behave."""
+
+    four_eyes: bool = True
+    """The requester may not approve their own request."""
+    expires_in_seconds: int = Field(default=3600, gt=0)
+    """A pending request older than this counts as rejected."""
+
+
+class ApprovalRule(_Strict):
+    """One rule: when it matches a tool call, it says whether approval is needed, and by whom."""
+
+    name: str = ""
+    """What the rule is for, shown in audit output."""
+    tools: tuple[str, ...] = ()
+    """Tool names it applies to; empty means any."""
+    tiers: tuple[RiskTier, ...] = ()
+    """Risk tiers it applies to; empty means any."""
+    environments: tuple[str, ...] = ()
+    """Values of the call's ``environment`` argument it applies to; empty means any."""
+    channels: tuple[str, ...] = ()
+    """Channels the request came from; empty means any."""
+    requester_roles: tuple[str, ...] = ()
+    """Roles the requester must hold for the rule to match; empty means anyone."""
+    approval: Literal["required", "none"]
+    """Whether a matching call needs a human's approval."""
+    approvers: tuple[str, ...] = ("role:oncall",)
+    """Who may approve: roles (``role:oncall``) and principals (``slack:U123``)."""
+
+
+class Policy(_Strict):
+    """A validated policy file."""
+
+    version: Literal[1]
+    """The policy format version."""
+    approval: ApprovalSettings = ApprovalSettings()
+    """Approval behaviour."""
+    roles: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    """Role name to members: principals or ``<channel>-group:<id>`` platform groups."""
+    rules: tuple[ApprovalRule, ...] = ()
+    """Approval rules, first match wins."""
+
+    def roles_of(self, who: Identity) -> set[str]:
+        """The roles ``who`` holds, directly or through a platform group."""
+        names = {who.principal} | {f"{who.channel}-group:{g}" for g in who.groups}
+        return {role for role, members in self.roles.items() if names & set(members)}
+
+    def rule_for(
+        self,
+        *,
+        tool: str,
+        tier: RiskTier,
+        environment: str | None,
+        channel: str,
+        requester: Identity | None,
+    ) -> ApprovalRule:
+        """The rule that decides a call; a fail-closed default when none matches."""
+        requester_roles = self.roles_of(requester) if requester else set()
+        for rule in self.rules:
+            if (
+                _matches(rule.tools, [tool])
+                and _matches(rule.tiers, [tier])
+                and _matches(rule.environments, [environment] if environment else [])
+                and _matches(rule.channels, [channel])
+                and _matches(rule.requester_roles, requester_roles)
+            ):
+                return rule
+        if tier == "read":
+            return ApprovalRule(name="default: reads are safe", approval="none")
+        return ApprovalRule(name="default: unmatched changes need approval", approval="required")
+
+    def may_decide(self, who: Identity, approvers: Iterable[str]) -> bool:
+        """Whether ``who`` is one of ``approvers`` (by principal or by role)."""
+        allowed = set(approvers)
+        if who.principal in allowed:
+            return True
+        return any(f"role:{role}" in allowed for role in self.roles_of(who))
+
+
+def _matches(wanted: tuple[str, ...], actual: Iterable[str | None]) -> bool:
+    return not wanted or any(value in wanted for value in actual)
+
+
+def load_policy(path: Path | None = None) -> Policy:
+    """Read and validate a policy file (the bundled default when ``path`` is ``None``).
+
+    Raises:
+        ConfigError: the file is missing, not TOML, or not a valid policy; one line a problem.
+    """
+    path = path or DEFAULT_POLICY_FILE
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"policy file {path}: {exc.strerror}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"policy file {path}: not valid TOML ({exc})") from None
+    try:
+        policy = Policy.model_validate(raw)
+    except ValidationError as exc:
+        lines = [
+            f"{'.'.join(str(p) for p in err['loc']) or 'policy'}: {err['msg']}"
+            for err in exc.errors(include_url=False, include_input=False)
+        ]
+        raise ConfigError(f"policy file {path}:\n  " + "\n  ".join(lines)) from None
+    unknown = {
+        a.removeprefix("role:")
+        for rule in policy.rules
+        for a in rule.approvers
+        if a.startswith("role:") and a.removeprefix("role:") not in policy.roles
+    }
+    if unknown:
+        raise ConfigError(f"policy file {path}: rules name undefined roles: {sorted(unknown)}")
+    return policy

@@ -1,0 +1,15 @@
+"""Persistence: SQLite by default, PostgreSQL in production; one schema, Alembic migrations."""
+
+from bot.store._database import Database
+from bot.store._records import HumanRequest, InboxItem, OutboxItem, Thread, ThreadSummary
+from bot.store._store import Store
+
+__all__ = [
+    "Database",
+    "HumanRequest",
+    "InboxItem",
+    "OutboxItem",
+    "Store",
+    "Thread",
+    "ThreadSummary",
+]

@@ -1,0 +1,102 @@
+"""What the store hands out: plain, immutable records, never ORM rows."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from bot.events import ConversationRef, HumanRequested, ThreadStatus
+
+__all__ = ["HumanRequest", "InboxItem", "OutboxItem", "Thread", "ThreadSummary"]
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+
+class ThreadSummary(_Record):
+    """A thread without its events, for listings."""
+
+    id: str
+    """The thread's id."""
+    conversation: ConversationRef
+    """Where it lives."""
+    agent: str | None
+    """The agent handling it."""
+    status: ThreadStatus
+    """Where it stands."""
+    title: str
+    """The first message, shortened."""
+    last_seq: int
+    """How many events it has."""
+    created_at: datetime
+    """When it started."""
+    updated_at: datetime
+    """When it last changed."""
+
+
+class Thread(ThreadSummary):
+    """A thread with its whole event log: the input of a step."""
+
+    events: tuple[Any, ...]
+    """The log, in order (``events[i]`` has sequence number ``i + 1``)."""
+
+
+class HumanRequest(_Record):
+    """A human request and where it stands."""
+
+    thread_id: str
+    """The thread that asked."""
+    request: HumanRequested
+    """The request as recorded in the thread."""
+    status: str
+    """``pending``, ``approved``, ``rejected``, ``answered`` or ``expired``."""
+    decided_by: str | None
+    """The principal who decided."""
+    decided_at: datetime | None
+    """When."""
+    comment: str | None
+    """Reason, answer or note."""
+    message_ref: dict[str, Any] | None
+    """Where a channel posted the request."""
+
+    @property
+    def id(self) -> str:
+        """The request's id."""
+        return self.request.request_id
+
+
+class InboxItem(_Record):
+    """An inbound event as stored."""
+
+    id: int
+    """The inbox row id (what ``process`` tasks carry)."""
+    idempotency_key: str
+    """The event's key."""
+    event: Any
+    """The inbound event."""
+    status: str
+    """``pending``, ``done`` or ``failed``."""
+    thread_id: str | None
+    """The thread it went to, once processed."""
+    error: str | None
+    """Why it failed."""
+    received_at: datetime
+    """When it arrived."""
+
+
+class OutboxItem(_Record):
+    """An outbound message waiting for (or past) delivery."""
+
+    id: int
+    """The outbox row id."""
+    thread_id: str
+    """The thread it belongs to."""
+    message: Any
+    """The :data:`bot.outbound.Outbound` message."""
+    status: str
+    """``pending``, ``sent`` or ``failed``."""
+    attempts: int
+    """Delivery attempts so far."""

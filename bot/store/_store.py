@@ -1,0 +1,464 @@
+"""The store: threads and their append-only event logs, human requests, inbox and outbox."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from bot.errors import ConcurrentStepError, NotFoundError
+from bot.events import (
+    ConversationRef,
+    HumanRequested,
+    StatusChanged,
+    ThreadStatus,
+    event_adapter,
+    new_id,
+    utcnow,
+)
+from bot.outbound import outbound_adapter
+from bot.store._database import Database
+from bot.store._records import HumanRequest, InboxItem, OutboxItem, Thread, ThreadSummary
+from bot.store._tables import HumanRequestRow, InboxRow, OutboxRow, ThreadEventRow, ThreadRow
+
+__all__ = ["Store"]
+
+
+def _dump(value: Any) -> dict[str, Any]:
+    dumped: dict[str, Any] = event_adapter.dump_python(value, mode="json")
+    return dumped
+
+
+def _summary(row: ThreadRow) -> ThreadSummary:
+    return ThreadSummary(
+        id=row.id,
+        conversation=ConversationRef(
+            channel=row.channel, tenant=row.tenant, room=row.room, thread_key=row.thread_key
+        ),
+        agent=row.agent,
+        status=ThreadStatus(row.status),
+        title=row.title,
+        last_seq=row.last_seq,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _request(row: HumanRequestRow) -> HumanRequest:
+    request = HumanRequested(
+        request_id=row.id,
+        type=row.type,
+        tool=row.tool,
+        arguments=row.arguments,
+        call_id=row.call_id,
+        question=row.question,
+        options=tuple(row.options),
+        approvers=tuple(row.approvers),
+        requested_by=row.requested_by,
+        four_eyes=row.four_eyes,
+        expires_at=row.expires_at,
+        at=row.created_at,
+    )
+    return HumanRequest(
+        thread_id=row.thread_id,
+        request=request,
+        status=row.status,
+        decided_by=row.decided_by,
+        decided_at=row.decided_at,
+        comment=row.comment,
+        message_ref=row.message_ref,
+    )
+
+
+class Store:
+    """Everything opsloop keeps, behind one async interface."""
+
+    def __init__(self, database: Database) -> None:
+        """Use ``database``."""
+        self.db = database
+
+    # ------------------------------------------------------------ threads
+
+    async def open_thread(
+        self, conversation: ConversationRef, *, title: str, agent: str | None = None
+    ) -> str:
+        """The id of the thread at ``conversation``, created (waiting) if there is none."""
+        existing = await self.thread_id_for(conversation)
+        if existing:
+            return existing
+        now = utcnow()
+        row = ThreadRow(
+            id=new_id("th"),
+            channel=conversation.channel,
+            tenant=conversation.tenant,
+            room=conversation.room,
+            thread_key=conversation.thread_key,
+            agent=agent,
+            status=ThreadStatus.WAITING.value,
+            title=title[:200],
+            last_seq=0,
+            created_at=now,
+            updated_at=now,
+        )
+        try:
+            async with self.db.session() as session:
+                session.add(row)
+        except IntegrityError:
+            # Another process opened the same conversation first: use theirs.
+            existing = await self.thread_id_for(conversation)
+            if existing is None:
+                raise
+            return existing
+        return row.id
+
+    async def thread_id_for(self, conversation: ConversationRef) -> str | None:
+        """The id of the thread at ``conversation``, if there is one."""
+        async with self.db.session() as session:
+            return await session.scalar(
+                select(ThreadRow.id).where(
+                    ThreadRow.channel == conversation.channel,
+                    ThreadRow.tenant == conversation.tenant,
+                    ThreadRow.room == conversation.room,
+                    ThreadRow.thread_key == conversation.thread_key,
+                )
+            )
+
+    async def load_thread(self, thread_id: str) -> Thread:
+        """A thread with its whole event log.
+
+        Raises:
+            NotFoundError: there is no such thread.
+        """
+        async with self.db.session() as session:
+            row = await session.get(ThreadRow, thread_id)
+            if row is None:
+                raise NotFoundError(f"no thread {thread_id!r}")
+            payloads = (
+                await session.scalars(
+                    select(ThreadEventRow.payload)
+                    .where(ThreadEventRow.thread_id == thread_id)
+                    .order_by(ThreadEventRow.seq)
+                )
+            ).all()
+        events = tuple(event_adapter.validate_python(p) for p in payloads)
+        return Thread(**_summary(row).model_dump(), events=events)
+
+    async def list_threads(
+        self, *, limit: int = 50, status: ThreadStatus | None = None
+    ) -> list[ThreadSummary]:
+        """The most recently updated threads first."""
+        query = select(ThreadRow).order_by(ThreadRow.updated_at.desc()).limit(limit)
+        if status is not None:
+            query = query.where(ThreadRow.status == status.value)
+        async with self.db.session() as session:
+            return [_summary(row) for row in (await session.scalars(query)).all()]
+
+    async def append(
+        self,
+        thread_id: str,
+        *,
+        expected_seq: int,
+        events: Sequence[Any],
+        outbound: Sequence[Any] = (),
+        resolve: tuple[str, str, str | None, str | None] | None = None,
+    ) -> int:
+        """Append ``events`` and their ``outbound`` messages in one transaction.
+
+        Args:
+            thread_id: the thread.
+            expected_seq: the last sequence number the caller saw; if another step has
+                appended since, nothing is written and :class:`ConcurrentStepError` raised.
+            events: thread events to append, in order.
+            outbound: outbound messages to queue with them.
+            resolve: ``(request_id, status, decided_by, comment)`` to mark a pending human
+                request decided in the same transaction; if it is no longer pending,
+                nothing is written and :class:`ConcurrentStepError` raised.
+
+        Returns:
+            The new last sequence number.
+        """
+        now = utcnow()
+        new_seq = expected_seq + len(events)
+        values: dict[str, Any] = {"last_seq": new_seq, "updated_at": now}
+        for event in events:
+            if isinstance(event, StatusChanged):
+                values["status"] = event.status.value
+                if event.agent:
+                    values["agent"] = event.agent
+        async with self.db.session() as session:
+            fenced = await session.execute(
+                update(ThreadRow)
+                .where(ThreadRow.id == thread_id, ThreadRow.last_seq == expected_seq)
+                .values(**values)
+            )
+            if fenced.rowcount != 1:  # type: ignore[attr-defined]
+                raise ConcurrentStepError(f"thread {thread_id} moved past seq {expected_seq}")
+            if resolve is not None:
+                await self._resolve(session, now, *resolve)
+            for offset, event in enumerate(events, start=1):
+                session.add(
+                    ThreadEventRow(
+                        thread_id=thread_id,
+                        seq=expected_seq + offset,
+                        kind=event.kind,
+                        at=event.at,
+                        payload=_dump(event),
+                    )
+                )
+                if isinstance(event, HumanRequested):
+                    session.add(_request_row(thread_id, event))
+            for message in outbound:
+                session.add(
+                    OutboxRow(
+                        thread_id=thread_id,
+                        seq=new_seq,
+                        channel=message.conversation.channel,
+                        payload=outbound_adapter.dump_python(message, mode="json"),
+                        status="pending",
+                        attempts=0,
+                        created_at=now,
+                        next_attempt_at=now,
+                    )
+                )
+        return new_seq
+
+    @staticmethod
+    async def _resolve(
+        session: Any, now: datetime, request_id: str, status: str, by: str | None, note: str | None
+    ) -> None:
+        decided = await session.execute(
+            update(HumanRequestRow)
+            .where(HumanRequestRow.id == request_id, HumanRequestRow.status == "pending")
+            .values(status=status, decided_by=by, decided_at=now, comment=note)
+        )
+        if decided.rowcount != 1:
+            raise ConcurrentStepError(f"human request {request_id} is no longer pending")
+
+    # ------------------------------------------------------------ leases
+
+    async def acquire_lease(self, thread_id: str, owner: str, ttl: float) -> bool:
+        """Take the thread's step lease for ``ttl`` seconds; ``False`` if someone holds it."""
+        now = utcnow()
+        async with self.db.session() as session:
+            result = await session.execute(
+                update(ThreadRow)
+                .where(
+                    ThreadRow.id == thread_id,
+                    or_(
+                        ThreadRow.lease_until.is_(None),
+                        ThreadRow.lease_until < now,
+                        ThreadRow.lease_owner == owner,
+                    ),
+                )
+                .values(lease_owner=owner, lease_until=now + timedelta(seconds=ttl))
+            )
+            return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+    async def release_lease(self, thread_id: str, owner: str) -> None:
+        """Give the lease back (only if ``owner`` still holds it)."""
+        async with self.db.session() as session:
+            await session.execute(
+                update(ThreadRow)
+                .where(ThreadRow.id == thread_id, ThreadRow.lease_owner == owner)
+                .values(lease_owner=None, lease_until=None)
+            )
+
+    # ------------------------------------------------------------ human requests
+
+    async def human_request(self, request_id: str) -> HumanRequest:
+        """One human request.
+
+        Raises:
+            NotFoundError: there is no such request.
+        """
+        async with self.db.session() as session:
+            row = await session.get(HumanRequestRow, request_id)
+        if row is None:
+            raise NotFoundError(f"no human request {request_id!r}")
+        return _request(row)
+
+    async def human_requests(
+        self, *, status: str | None = "pending", expired_by: datetime | None = None
+    ) -> list[HumanRequest]:
+        """Human requests, oldest first; ``expired_by`` keeps those expiring before it."""
+        query = select(HumanRequestRow).order_by(HumanRequestRow.created_at)
+        if status is not None:
+            query = query.where(HumanRequestRow.status == status)
+        if expired_by is not None:
+            query = query.where(HumanRequestRow.expires_at < expired_by)
+        async with self.db.session() as session:
+            return [_request(row) for row in (await session.scalars(query)).all()]
+
+    async def set_message_ref(self, request_id: str, ref: dict[str, Any]) -> None:
+        """Remember where a channel posted a request, so it can edit it later."""
+        async with self.db.session() as session:
+            await session.execute(
+                update(HumanRequestRow)
+                .where(HumanRequestRow.id == request_id)
+                .values(message_ref=ref)
+            )
+
+    # ------------------------------------------------------------ inbox
+
+    async def ingest(self, event: Any) -> InboxItem | None:
+        """Store an inbound event; ``None`` when its idempotency key was seen before."""
+        row = InboxRow(
+            idempotency_key=event.idempotency_key,
+            kind=event.kind,
+            payload=_dump(event),
+            status="pending",
+            attempts=0,
+            received_at=event.received_at,
+        )
+        try:
+            async with self.db.session() as session:
+                session.add(row)
+        except IntegrityError:
+            return None
+        return _inbox(row)
+
+    async def inbox_item(self, item_id: int) -> InboxItem:
+        """One inbox item.
+
+        Raises:
+            NotFoundError: there is no such item.
+        """
+        async with self.db.session() as session:
+            row = await session.get(InboxRow, item_id)
+        if row is None:
+            raise NotFoundError(f"no inbox item {item_id}")
+        return _inbox(row)
+
+    async def finish_inbox(
+        self, item_id: int, *, thread_id: str | None, error: str | None = None
+    ) -> None:
+        """Mark an inbox item processed (``done``) or ``failed`` with its reason."""
+        async with self.db.session() as session:
+            await session.execute(
+                update(InboxRow)
+                .where(InboxRow.id == item_id)
+                .values(
+                    status="failed" if error else "done",
+                    thread_id=thread_id,
+                    error=error,
+                    processed_at=utcnow(),
+                    attempts=InboxRow.attempts + 1,
+                )
+            )
+
+    async def stale_inbox(self, older_than: datetime) -> list[int]:
+        """Ids of pending inbox items received before ``older_than`` (lost work)."""
+        async with self.db.session() as session:
+            return list(
+                (
+                    await session.scalars(
+                        select(InboxRow.id)
+                        .where(InboxRow.status == "pending", InboxRow.received_at < older_than)
+                        .order_by(InboxRow.id)
+                    )
+                ).all()
+            )
+
+    # ------------------------------------------------------------ outbox
+
+    async def pending_outbound(
+        self, *, channel: str | None = None, thread_id: str | None = None, limit: int = 100
+    ) -> list[OutboxItem]:
+        """Messages due for delivery, oldest first."""
+        query = (
+            select(OutboxRow)
+            .where(and_(OutboxRow.status == "pending", OutboxRow.next_attempt_at <= utcnow()))
+            .order_by(OutboxRow.id)
+            .limit(limit)
+        )
+        if channel is not None:
+            query = query.where(OutboxRow.channel == channel)
+        if thread_id is not None:
+            query = query.where(OutboxRow.thread_id == thread_id)
+        async with self.db.session() as session:
+            return [_outbox(row) for row in (await session.scalars(query)).all()]
+
+    async def mark_outbound(
+        self,
+        item_id: int,
+        *,
+        sent: bool,
+        error: str | None = None,
+        retry_at: datetime | None = None,
+    ) -> None:
+        """Record a delivery attempt: sent, failed for good, or to retry at ``retry_at``."""
+        values: dict[str, Any] = {"attempts": OutboxRow.attempts + 1, "last_error": error}
+        if sent:
+            values |= {"status": "sent", "sent_at": utcnow()}
+        elif retry_at is not None:
+            values |= {"next_attempt_at": retry_at}
+        else:
+            values |= {"status": "failed"}
+        async with self.db.session() as session:
+            await session.execute(update(OutboxRow).where(OutboxRow.id == item_id).values(**values))
+
+    async def mark_thread_delivered(self, thread_id: str, *, channel: str) -> int:
+        """Mark every pending message of one thread on ``channel`` sent (in-process channels)."""
+        async with self.db.session() as session:
+            result = await session.execute(
+                update(OutboxRow)
+                .where(
+                    OutboxRow.thread_id == thread_id,
+                    OutboxRow.channel == channel,
+                    OutboxRow.status == "pending",
+                )
+                .values(status="sent", sent_at=utcnow(), attempts=OutboxRow.attempts + 1)
+            )
+            return int(result.rowcount)  # type: ignore[attr-defined]
+
+    async def count_outbound(self, status: str = "pending") -> int:
+        """How many outbound messages have ``status``."""
+        async with self.db.session() as session:
+            count = await session.scalar(
+                select(func.count()).select_from(OutboxRow).where(OutboxRow.status == status)
+            )
+        return int(count or 0)
+
+
+def _request_row(thread_id: str, event: HumanRequested) -> HumanRequestRow:
+    return HumanRequestRow(
+        id=event.request_id,
+        thread_id=thread_id,
+        type=event.type,
+        tool=event.tool,
+        arguments=event.arguments,
+        call_id=event.call_id,
+        question=event.question,
+        options=list(event.options),
+        approvers=list(event.approvers),
+        requested_by=event.requested_by,
+        four_eyes=event.four_eyes,
+        status="pending",
+        created_at=event.at,
+        expires_at=event.expires_at,
+    )
+
+
+def _inbox(row: InboxRow) -> InboxItem:
+    return InboxItem(
+        id=row.id,
+        idempotency_key=row.idempotency_key,
+        event=event_adapter.validate_python(row.payload),
+        status=row.status,
+        thread_id=row.thread_id,
+        error=row.error,
+        received_at=row.received_at,
+    )
+
+
+def _outbox(row: OutboxRow) -> OutboxItem:
+    return OutboxItem(
+        id=row.id,
+        thread_id=row.thread_id,
+        message=outbound_adapter.validate_python(row.payload),
+        status=row.status,
+        attempts=row.attempts,
+    )
