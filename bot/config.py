@@ -52,7 +52,9 @@ def _env(name: str) -> AliasChoices:
 class Settings(BaseSettings):
     """opsloop's configuration. Field aliases are the environment variable names."""
 
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", env_ignore_empty=True
+    )
 
     home: Path = Field(default=Path("."), validation_alias=_env("OPSLOOP_HOME"))
     """Where the embedded database and other local state live."""

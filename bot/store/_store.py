@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from bot.errors import ConcurrentStepError, NotFoundError
@@ -20,16 +20,11 @@ from bot.events import (
     utcnow,
 )
 from bot.outbound import outbound_adapter
-from bot.store._database import Database
-from bot.store._records import HumanRequest, InboxItem, OutboxItem, Thread, ThreadSummary
-from bot.store._tables import HumanRequestRow, InboxRow, OutboxRow, ThreadEventRow, ThreadRow
+from bot.store._queues import QueueStore, dump_event
+from bot.store._records import HumanRequest, Thread, ThreadSummary
+from bot.store._tables import HumanRequestRow, OutboxRow, ThreadEventRow, ThreadRow
 
 __all__ = ["Store"]
-
-
-def _dump(value: Any) -> dict[str, Any]:
-    dumped: dict[str, Any] = event_adapter.dump_python(value, mode="json")
-    return dumped
 
 
 def _summary(row: ThreadRow) -> ThreadSummary:
@@ -73,12 +68,8 @@ def _request(row: HumanRequestRow) -> HumanRequest:
     )
 
 
-class Store:
+class Store(QueueStore):
     """Everything opsloop keeps, behind one async interface."""
-
-    def __init__(self, database: Database) -> None:
-        """Use ``database``."""
-        self.db = database
 
     # ------------------------------------------------------------ threads
 
@@ -205,7 +196,7 @@ class Store:
                         seq=expected_seq + offset,
                         kind=event.kind,
                         at=event.at,
-                        payload=_dump(event),
+                        payload=dump_event(event),
                     )
                 )
                 if isinstance(event, HumanRequested):
@@ -301,127 +292,6 @@ class Store:
                 .values(message_ref=ref)
             )
 
-    # ------------------------------------------------------------ inbox
-
-    async def ingest(self, event: Any) -> InboxItem | None:
-        """Store an inbound event; ``None`` when its idempotency key was seen before."""
-        row = InboxRow(
-            idempotency_key=event.idempotency_key,
-            kind=event.kind,
-            payload=_dump(event),
-            status="pending",
-            attempts=0,
-            received_at=event.received_at,
-        )
-        try:
-            async with self.db.session() as session:
-                session.add(row)
-        except IntegrityError:
-            return None
-        return _inbox(row)
-
-    async def inbox_item(self, item_id: int) -> InboxItem:
-        """One inbox item.
-
-        Raises:
-            NotFoundError: there is no such item.
-        """
-        async with self.db.session() as session:
-            row = await session.get(InboxRow, item_id)
-        if row is None:
-            raise NotFoundError(f"no inbox item {item_id}")
-        return _inbox(row)
-
-    async def finish_inbox(
-        self, item_id: int, *, thread_id: str | None, error: str | None = None
-    ) -> None:
-        """Mark an inbox item processed (``done``) or ``failed`` with its reason."""
-        async with self.db.session() as session:
-            await session.execute(
-                update(InboxRow)
-                .where(InboxRow.id == item_id)
-                .values(
-                    status="failed" if error else "done",
-                    thread_id=thread_id,
-                    error=error,
-                    processed_at=utcnow(),
-                    attempts=InboxRow.attempts + 1,
-                )
-            )
-
-    async def stale_inbox(self, older_than: datetime) -> list[int]:
-        """Ids of pending inbox items received before ``older_than`` (lost work)."""
-        async with self.db.session() as session:
-            return list(
-                (
-                    await session.scalars(
-                        select(InboxRow.id)
-                        .where(InboxRow.status == "pending", InboxRow.received_at < older_than)
-                        .order_by(InboxRow.id)
-                    )
-                ).all()
-            )
-
-    # ------------------------------------------------------------ outbox
-
-    async def pending_outbound(
-        self, *, channel: str | None = None, thread_id: str | None = None, limit: int = 100
-    ) -> list[OutboxItem]:
-        """Messages due for delivery, oldest first."""
-        query = (
-            select(OutboxRow)
-            .where(and_(OutboxRow.status == "pending", OutboxRow.next_attempt_at <= utcnow()))
-            .order_by(OutboxRow.id)
-            .limit(limit)
-        )
-        if channel is not None:
-            query = query.where(OutboxRow.channel == channel)
-        if thread_id is not None:
-            query = query.where(OutboxRow.thread_id == thread_id)
-        async with self.db.session() as session:
-            return [_outbox(row) for row in (await session.scalars(query)).all()]
-
-    async def mark_outbound(
-        self,
-        item_id: int,
-        *,
-        sent: bool,
-        error: str | None = None,
-        retry_at: datetime | None = None,
-    ) -> None:
-        """Record a delivery attempt: sent, failed for good, or to retry at ``retry_at``."""
-        values: dict[str, Any] = {"attempts": OutboxRow.attempts + 1, "last_error": error}
-        if sent:
-            values |= {"status": "sent", "sent_at": utcnow()}
-        elif retry_at is not None:
-            values |= {"next_attempt_at": retry_at}
-        else:
-            values |= {"status": "failed"}
-        async with self.db.session() as session:
-            await session.execute(update(OutboxRow).where(OutboxRow.id == item_id).values(**values))
-
-    async def mark_thread_delivered(self, thread_id: str, *, channel: str) -> int:
-        """Mark every pending message of one thread on ``channel`` sent (in-process channels)."""
-        async with self.db.session() as session:
-            result = await session.execute(
-                update(OutboxRow)
-                .where(
-                    OutboxRow.thread_id == thread_id,
-                    OutboxRow.channel == channel,
-                    OutboxRow.status == "pending",
-                )
-                .values(status="sent", sent_at=utcnow(), attempts=OutboxRow.attempts + 1)
-            )
-            return int(result.rowcount)  # type: ignore[attr-defined]
-
-    async def count_outbound(self, status: str = "pending") -> int:
-        """How many outbound messages have ``status``."""
-        async with self.db.session() as session:
-            count = await session.scalar(
-                select(func.count()).select_from(OutboxRow).where(OutboxRow.status == status)
-            )
-        return int(count or 0)
-
 
 def _request_row(thread_id: str, event: HumanRequested) -> HumanRequestRow:
     return HumanRequestRow(
@@ -439,26 +309,4 @@ def _request_row(thread_id: str, event: HumanRequested) -> HumanRequestRow:
         status="pending",
         created_at=event.at,
         expires_at=event.expires_at,
-    )
-
-
-def _inbox(row: InboxRow) -> InboxItem:
-    return InboxItem(
-        id=row.id,
-        idempotency_key=row.idempotency_key,
-        event=event_adapter.validate_python(row.payload),
-        status=row.status,
-        thread_id=row.thread_id,
-        error=row.error,
-        received_at=row.received_at,
-    )
-
-
-def _outbox(row: OutboxRow) -> OutboxItem:
-    return OutboxItem(
-        id=row.id,
-        thread_id=row.thread_id,
-        message=outbound_adapter.validate_python(row.payload),
-        status=row.status,
-        attempts=row.attempts,
     )

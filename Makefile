@@ -1,0 +1,32 @@
+# The two entry points of the README's quick start, plus the pieces of `check`.
+# Needs only python3 (3.11+): uv is installed with pip on first use.
+
+UV := $(shell command -v uv 2>/dev/null)
+ifeq ($(UV),)
+UV := python3 -m uv
+endif
+
+.PHONY: run check lint typecheck test bench setup
+
+setup:
+	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv \
+		|| python3 -m pip install --quiet --user --break-system-packages uv
+	@$(UV) sync --locked --quiet
+
+run: setup  ## start opsloop on its embedded defaults
+	$(UV) run opsloop chat
+
+lint: setup
+	$(UV) run ruff check .
+	$(UV) run ruff format --check .
+
+typecheck: setup
+	$(UV) run mypy
+
+test: setup
+	$(UV) run pytest --cov --cov-report=term:skip-covered --cov-fail-under=85
+
+check: lint typecheck test  ## everything CI runs
+
+bench: setup
+	$(UV) run python benchmarks/step_overhead.py

@@ -1,0 +1,5 @@
+"""Run the CLI as ``python -m bot.cli``."""
+
+from bot.cli import main
+
+main()

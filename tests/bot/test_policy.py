@@ -1,0 +1,319 @@
+"""The policy file: who approves what, role membership, and load errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.errors import ConfigError
+from bot.events import Identity
+from bot.policy import DEFAULT_POLICY_FILE, ApprovalRule, Policy, load_policy
+
+DEV = Identity(channel="cli", user_id="dev-1")
+ONCALL = Identity(channel="cli", user_id="oncall-1")
+STRANGER = Identity(channel="slack", user_id="U999")
+
+
+def rule(policy: Policy, *, tool="deploy", tier="write", environment=None, channel="cli",
+         requester=DEV) -> ApprovalRule:
+    return policy.rule_for(
+        tool=tool, tier=tier, environment=environment, channel=channel, requester=requester
+    )
+
+
+# ---------------------------------------------------------------- the default policy
+
+
+def test_default_policy_is_the_bundled_file(policy):
+    assert load_policy(DEFAULT_POLICY_FILE) == policy
+    assert policy.version == 1
+    assert policy.approval.four_eyes is True
+    assert policy.approval.expires_in_seconds == 3600
+    assert "cli:oncall-1" in policy.roles["oncall"]
+
+
+@pytest.mark.parametrize("tool", ["deploy", "restart", "rollback"])
+def test_production_changes_need_oncall_approval(policy, tool):
+    decided = rule(policy, tool=tool, environment="production")
+
+    assert decided.approval == "required"
+    assert decided.approvers == ("role:oncall",)
+    assert decided.name == "production changes need on-call approval"
+
+
+@pytest.mark.parametrize("requester", [DEV, ONCALL, None], ids=["dev", "oncall", "nobody"])
+def test_production_approval_does_not_depend_on_who_asks(policy, requester):
+    assert rule(policy, environment="production", requester=requester).approval == "required"
+
+
+@pytest.mark.parametrize("tool", ["deploy", "restart", "rollback"])
+def test_staging_changes_run_without_approval(policy, tool):
+    decided = rule(policy, tool=tool, environment="staging")
+
+    assert decided.approval == "none"
+    assert decided.name == "changes outside production run at once"
+
+
+@pytest.mark.parametrize("environment", ["production", "staging", None])
+@pytest.mark.parametrize("tool", ["list_services", "service_status", "recent_deploys"])
+def test_reads_never_need_approval(policy, tool, environment):
+    assert rule(policy, tool=tool, tier="read", environment=environment).approval == "none"
+
+
+# ---------------------------------------------------------------- rule matching
+
+
+def test_unmatched_write_is_fail_closed():
+    only_staging = Policy(
+        version=1,
+        rules=(ApprovalRule(name="staging is free", environments=("staging",), approval="none"),),
+    )
+
+    decided = rule(only_staging, environment="production")
+
+    assert decided.approval == "required"
+    assert decided.approvers == ("role:oncall",)
+    assert decided.name == "default: unmatched changes need approval"
+
+
+def test_unmatched_read_is_allowed():
+    decided = rule(Policy(version=1), tool="service_status", tier="read")
+
+    assert decided.approval == "none"
+    assert decided.name == "default: reads are safe"
+
+
+def test_write_without_environment_does_not_match_an_environment_rule():
+    prod_only = Policy(
+        version=1,
+        rules=(ApprovalRule(environments=("production",), approval="none"),),
+    )
+
+    assert rule(prod_only, environment=None).approval == "required"
+
+
+def test_first_matching_rule_wins():
+    policy = Policy(
+        version=1,
+        rules=(
+            ApprovalRule(name="first", tools=("deploy",), approval="none"),
+            ApprovalRule(name="second", approval="required"),
+        ),
+    )
+
+    assert rule(policy, tool="deploy").name == "first"
+    assert rule(policy, tool="restart").name == "second"
+
+
+def test_rule_can_match_on_channel():
+    policy = Policy(
+        version=1,
+        rules=(ApprovalRule(name="cli is trusted", channels=("cli",), approval="none"),),
+    )
+
+    assert rule(policy, channel="cli").approval == "none"
+    assert rule(policy, channel="slack").approval == "required"
+
+
+def test_rule_can_match_on_requester_role():
+    policy = Policy(
+        version=1,
+        roles={"oncall": ("cli:oncall-1",)},
+        rules=(
+            ApprovalRule(name="oncall self-serve", requester_roles=("oncall",), approval="none"),
+        ),
+    )
+
+    assert rule(policy, requester=ONCALL).approval == "none"
+    assert rule(policy, requester=DEV).approval == "required"
+    assert rule(policy, requester=None).approval == "required"
+
+
+# ---------------------------------------------------------------- may_decide
+
+
+def test_may_decide_by_principal(policy):
+    assert policy.may_decide(STRANGER, ["slack:U999"]) is True
+    assert policy.may_decide(STRANGER, ["slack:U998", "role:oncall"]) is False
+
+
+def test_may_decide_needs_the_same_channel(policy):
+    # The same user id on another channel is another person.
+    assert policy.may_decide(Identity(channel="web", user_id="U999"), ["slack:U999"]) is False
+
+
+def test_may_decide_by_role(policy):
+    assert policy.may_decide(ONCALL, ["role:oncall"]) is True
+    assert policy.may_decide(DEV, ["role:oncall"]) is False
+    assert policy.may_decide(DEV, ["role:developer"]) is True
+
+
+def test_may_decide_ignores_display_name_and_email(policy):
+    impostor = Identity(
+        channel="cli", user_id="dev-9", display_name="oncall-1", email="oncall-1@example.com"
+    )
+
+    assert policy.may_decide(impostor, ["role:oncall", "cli:oncall-1"]) is False
+
+
+def test_may_decide_by_platform_group():
+    policy = Policy(version=1, roles={"oncall": ("slack-group:S1",)})
+    in_group = Identity(channel="slack", user_id="U1", groups=("S0", "S1"))
+    outside = Identity(channel="slack", user_id="U2", groups=("S2",))
+    other_platform = Identity(channel="discord", user_id="U3", groups=("S1",))
+
+    assert policy.roles_of(in_group) == {"oncall"}
+    assert policy.may_decide(in_group, ["role:oncall"]) is True
+    assert policy.may_decide(outside, ["role:oncall"]) is False
+    assert policy.may_decide(other_platform, ["role:oncall"]) is False
+
+
+def test_roles_of_collects_every_role(policy):
+    both = Policy(version=1, roles={"oncall": ("cli:a",), "developer": ("cli:a", "cli:b")})
+
+    assert both.roles_of(Identity(channel="cli", user_id="a")) == {"oncall", "developer"}
+    assert both.roles_of(Identity(channel="cli", user_id="c")) == set()
+
+
+def test_a_bare_role_name_is_not_a_role_approver(policy):
+    # Approvers name roles as "role:NAME"; a bare "oncall" is a (nonexistent) principal.
+    assert policy.may_decide(ONCALL, ["oncall"]) is False
+
+
+# ---------------------------------------------------------------- load_policy errors
+
+
+def write(tmp_path: Path, content: str) -> Path:
+    path = tmp_path / "policy.toml"
+    path.write_text(content, encoding="utf-8")
+    return path
+
+
+def test_load_policy_reads_a_team_file(tmp_path):
+    path = write(
+        tmp_path,
+        """
+        version = 1
+        [approval]
+        four_eyes = false
+        expires_in_seconds = 60
+        [roles]
+        sre = ["slack:U1", "slack-group:S1"]
+        [[rules]]
+        name = "everything needs sre"
+        approval = "required"
+        approvers = ["role:sre"]
+        """,
+    )
+
+    policy = load_policy(path)
+
+    assert policy.approval.four_eyes is False
+    assert policy.approval.expires_in_seconds == 60
+    assert rule(policy, tier="read").approvers == ("role:sre",)
+
+
+def test_missing_file(tmp_path):
+    path = tmp_path / "nope.toml"
+
+    with pytest.raises(ConfigError) as caught:
+        load_policy(path)
+
+    assert str(caught.value) == f"policy file {path}: No such file or directory"
+
+
+def test_invalid_toml(tmp_path):
+    path = write(tmp_path, "version = = 1\n")
+
+    with pytest.raises(ConfigError) as caught:
+        load_policy(path)
+
+    message = str(caught.value)
+    assert message.startswith(f"policy file {path}: not valid TOML (")
+    assert "line 1" in message
+    assert "\n" not in message
+
+
+def test_not_utf8(tmp_path):
+    path = tmp_path / "policy.toml"
+    path.write_bytes(b"version = 1\nname = '\xff'\n")
+
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_policy(path)
+
+
+def test_wrong_version(tmp_path):
+    path = write(tmp_path, "version = 2\n")
+
+    with pytest.raises(ConfigError) as caught:
+        load_policy(path)
+
+    assert str(caught.value) == f"policy file {path}:\n  version: Input should be 1"
+
+
+def test_missing_version(tmp_path):
+    path = write(tmp_path, "[roles]\noncall = []\n")
+
+    with pytest.raises(ConfigError) as caught:
+        load_policy(path)
+
+    assert str(caught.value) == f"policy file {path}:\n  version: Field required"
+
+
+def test_unknown_field_is_named_with_its_location(tmp_path):
+    path = write(
+        tmp_path,
+        'version = 1\n[[rules]]\napproval = "none"\nenvironment = ["production"]\n',
+    )
+
+    with pytest.raises(ConfigError) as caught:
+        load_policy(path)
+
+    assert str(caught.value) == (
+        f"policy file {path}:\n  rules.0.environment: Extra inputs are not permitted"
+    )
+
+
+def test_every_problem_gets_one_line(tmp_path):
+    path = write(
+        tmp_path,
+        'version = 3\ncolour = "red"\n[approval]\nexpires_in_seconds = 0\n'
+        '[[rules]]\napproval = "maybe"\n',
+    )
+
+    with pytest.raises(ConfigError) as caught:
+        load_policy(path)
+
+    lines = str(caught.value).splitlines()
+    assert lines[0] == f"policy file {path}:"
+    assert sorted(line.split(":")[0].strip() for line in lines[1:]) == [
+        "approval.expires_in_seconds",
+        "colour",
+        "rules.0.approval",
+        "version",
+    ]
+    assert all(line.startswith("  ") for line in lines[1:])
+
+
+def test_rule_naming_an_undefined_role(tmp_path):
+    path = write(
+        tmp_path,
+        'version = 1\n[roles]\noncall = ["cli:a"]\n'
+        '[[rules]]\napproval = "required"\napprovers = ["role:sre", "role:oncall", "role:dba"]\n',
+    )
+
+    with pytest.raises(ConfigError) as caught:
+        load_policy(path)
+
+    assert str(caught.value) == (
+        f"policy file {path}: rules name undefined roles: ['dba', 'sre']"
+    )
+
+
+def test_default_approvers_need_an_oncall_role(tmp_path):
+    # A rule that names no approvers gets role:oncall, which the file must then define.
+    path = write(tmp_path, 'version = 1\n[[rules]]\napproval = "required"\n')
+
+    with pytest.raises(ConfigError, match=r"undefined roles: \['oncall'\]"):
+        load_policy(path)
