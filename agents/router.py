@@ -13,10 +13,10 @@ __all__ = ["keyword_router"]
 def keyword_router(text: str, agents: Sequence[Agent]) -> Agent:
     """The agent whose keywords occur most often in ``text``; the first agent on a tie."""
     words = re.findall(r"[a-z]+", text.lower())
-    joined = " ".join(words)
+    padded = f" {' '.join(words)} "
 
     def score(agent: Agent) -> int:
-        return sum(joined.count(k) if " " in k else words.count(k) for k in agent.keywords)
+        return sum(padded.count(f" {keyword} ") for keyword in agent.keywords)
 
     best = max(agents, key=score)
     return best if score(best) > 0 else agents[0]

@@ -54,7 +54,9 @@ def _attrs(**values: Any) -> str:
 
 
 def _json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+    # Escaped like any text, so tool output cannot forge a tag such as </tool_result>.
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+    return escape(text, quote=False)
 
 
 def render_event(event: Any, *, trim_output: bool = False) -> str | None:

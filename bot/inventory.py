@@ -200,6 +200,7 @@ class SqlInventory:
                         DeployRow.environment == environment,
                         DeployRow.action == "deploy",
                         DeployRow.version == previous,
+                        DeployRow.previous_version != previous,
                     )
                     .order_by(DeployRow.id.desc())
                 )

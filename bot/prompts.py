@@ -32,6 +32,9 @@ class Prompt:
             return Template(self.template).substitute(values)
         except KeyError as exc:
             raise ConfigError(f"prompt {self.name}: no value for placeholder {exc}") from None
+        except ValueError as exc:
+            # A stray "$" (write "$$" for a literal dollar sign).
+            raise ConfigError(f"prompt {self.name}: {exc}; write $$ for a literal $") from None
 
 
 class PromptLibrary:

@@ -29,7 +29,9 @@ def sources(package: str) -> list[Path]:
 def test_the_core_imports_no_plugin_package() -> None:
     offenders = {
         str(path.relative_to(ROOT)): sorted(
-            m for m in imported_modules(path) if m.split(".")[0] in {"channels", "agents", "workers"}
+            m
+            for m in imported_modules(path)
+            if m.split(".")[0] in {"channels", "agents", "workers"}
         )
         for path in sources("bot")
     }

@@ -144,7 +144,9 @@ async def test_deploy_changes_the_version_and_records_who(database, inventory):
 
 
 async def test_deploy_heals_a_degraded_service(inventory):
-    await run(deploy, inventory, {"service": "search", "version": "0.18.1", "environment": "staging"})
+    await run(
+        deploy, inventory, {"service": "search", "version": "0.18.1", "environment": "staging"}
+    )
 
     status = await run(service_status, inventory, {"service": "search", "environment": "staging"})
     assert (status["version"], status["health"]) == ("0.18.1", "healthy")

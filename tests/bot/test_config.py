@@ -254,11 +254,6 @@ def test_bad_prices_are_reported_under_their_variable(monkeypatch, raw):
     assert message.startswith("invalid configuration:\n  OPSLOOP_PRICES:")
 
 
-@pytest.mark.xfail(
-    reason="bug: _prices_parse embeds pydantic's multi-line ValidationError text "
-    "(input_value, docs URL) in the message",
-    strict=True,
-)
 def test_bad_price_value_is_reported_on_one_line(monkeypatch):
     monkeypatch.setenv("OPSLOOP_PRICES", '{"m": {"input": "cheap", "output": 1}}')
     monkeypatch.setenv("OPSLOOP_MODELS", "bogus")

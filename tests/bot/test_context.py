@@ -196,8 +196,7 @@ def test_human_response_names_the_actor():
     )
 
     assert render_event(event) == (
-        '<human_response id="hr_1" decision="reject" by="oncall-1">'
-        "not on a Friday</human_response>"
+        '<human_response id="hr_1" decision="reject" by="oncall-1">not on a Friday</human_response>'
     )
 
 

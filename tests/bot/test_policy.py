@@ -15,8 +15,9 @@ ONCALL = Identity(channel="cli", user_id="oncall-1")
 STRANGER = Identity(channel="slack", user_id="U999")
 
 
-def rule(policy: Policy, *, tool="deploy", tier="write", environment=None, channel="cli",
-         requester=DEV) -> ApprovalRule:
+def rule(
+    policy: Policy, *, tool="deploy", tier="write", environment=None, channel="cli", requester=DEV
+) -> ApprovalRule:
     return policy.rule_for(
         tool=tool, tier=tier, environment=environment, channel=channel, requester=requester
     )
@@ -306,9 +307,7 @@ def test_rule_naming_an_undefined_role(tmp_path):
     with pytest.raises(ConfigError) as caught:
         load_policy(path)
 
-    assert str(caught.value) == (
-        f"policy file {path}: rules name undefined roles: ['dba', 'sre']"
-    )
+    assert str(caught.value) == (f"policy file {path}: rules name undefined roles: ['dba', 'sre']")
 
 
 def test_default_approvers_need_an_oncall_role(tmp_path):
