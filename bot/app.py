@@ -8,10 +8,12 @@ in-process, for the CLI.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +28,7 @@ from bot.errors import (
 )
 from bot.events import (
     ActionReceived,
+    AgentReply,
     DecisionRefused,
     HumanDecision,
     HumanResponded,
@@ -49,8 +52,6 @@ from bot.store import Database, HumanRequest, InboxItem, Store, Thread
 __all__ = ["Opsloop", "Outcome", "ThreadBusyError"]
 
 log = logging.getLogger(__name__)
-
-LEASE_SECONDS = 300.0
 
 
 class ThreadBusyError(OpsloopError):
@@ -157,48 +158,84 @@ class Opsloop:
         item = await self.ingest(event)
         if item is None:
             raise BadInputError(f"event {event.idempotency_key!r} was already received")
-        return await self.process(item.id)
+        outcome = await self.process(item.id)
+        assert outcome is not None, "a new item is always processed"
+        return outcome
 
     # ------------------------------------------------------------ worker path
 
-    async def process(self, item_id: int) -> Outcome:
+    async def process(self, item_id: int) -> Outcome | None:
         """Apply one stored inbound event to its thread and run the agent.
+
+        Safe to call again for the same item (a redelivered task): an item already applied
+        is not applied twice, and a finished one is left alone (``None``).
 
         Raises:
             ThreadBusyError: another worker holds the thread; nothing changed.
             UserFacingError: the event was refused (the item is marked failed with why).
         """
         item = await self.store.inbox_item(item_id)
+        if item.status in {"done", "failed"}:
+            return None
         event = item.event
         try:
-            thread_id = await self._thread_for(event)
+            thread_id = item.thread_id or await self._thread_for(event)
         except UserFacingError as exc:
             await self.store.finish_inbox(item_id, thread_id=None, error=str(exc))
             raise
-        if not await self.store.acquire_lease(thread_id, self.owner, LEASE_SECONDS):
-            raise ThreadBusyError(f"thread {thread_id} is busy")
-        try:
+        async with self.lease(thread_id):
             before = (await self.store.load_thread(thread_id)).last_seq
-            try:
-                if isinstance(event, ActionReceived):
-                    await self._apply_action(thread_id, event)
-                else:
-                    await self._apply_message(thread_id, event)
-            except UserFacingError as exc:
-                await self.store.finish_inbox(item_id, thread_id=thread_id, error=str(exc))
-                raise
+            if item.status == "pending":
+                try:
+                    if isinstance(event, ActionReceived):
+                        await self._apply_action(thread_id, event, item_id)
+                    else:
+                        await self._apply_message(thread_id, event, item_id)
+                except UserFacingError as exc:
+                    await self.store.finish_inbox(item_id, thread_id=thread_id, error=str(exc))
+                    raise
             thread = await advance(self.store, thread_id, self.runtime)
-        finally:
-            await self.store.release_lease(thread_id, self.owner)
         await self.store.finish_inbox(item_id, thread_id=thread_id)
         return Outcome(item=item, thread=thread, first_new_seq=before + 1)
+
+    async def resume(self, thread_id: str) -> Thread:
+        """Drive a thread left running (its worker died mid-step) to its next stop."""
+        async with self.lease(thread_id):
+            return await advance(self.store, thread_id, self.runtime)
+
+    @asynccontextmanager
+    async def lease(self, thread_id: str) -> AsyncIterator[None]:
+        """Hold the thread's step lease, renewed in the background while held.
+
+        Raises:
+            ThreadBusyError: another worker holds it.
+        """
+        ttl = self.runtime.settings.lease_seconds
+        if not await self.store.acquire_lease(thread_id, self.owner, ttl):
+            raise ThreadBusyError(f"thread {thread_id} is busy")
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(ttl / 3)
+                await self.store.acquire_lease(thread_id, self.owner, ttl)
+
+        renewing = asyncio.create_task(renew())
+        try:
+            yield
+        finally:
+            renewing.cancel()
+            with suppress(asyncio.CancelledError):
+                await renewing
+            await self.store.release_lease(thread_id, self.owner)
 
     async def _thread_for(self, event: Any) -> str:
         if isinstance(event, ActionReceived):
             return (await self.store.human_request(event.request_id)).thread_id
         return await self.store.open_thread(event.conversation, title=event.text[:120])
 
-    async def _apply_message(self, thread_id: str, event: MessageReceived | TriggerFired) -> None:
+    async def _apply_message(
+        self, thread_id: str, event: MessageReceived | TriggerFired, item_id: int
+    ) -> None:
         thread = await self.store.load_thread(thread_id)
         if isinstance(event, MessageReceived):
             message = UserMessage(sender=event.sender, text=event.text)
@@ -206,7 +243,9 @@ class Opsloop:
             message = UserMessage(sender=event.requested_by, text=event.text, source=event.source)
         if thread.status == ThreadStatus.PAUSED:
             # The thread waits on a person; keep the message for the agent to read later.
-            await self.store.append(thread_id, expected_seq=thread.last_seq, events=[message])
+            await self.store.append(
+                thread_id, expected_seq=thread.last_seq, events=[message], inbox_item=item_id
+            )
             return
         agent = (
             self.runtime.agents.get(event.agent)
@@ -216,9 +255,11 @@ class Opsloop:
             else self.runtime.agents.route(event.text)
         )
         events = [message, StatusChanged(status=ThreadStatus.RUNNING, agent=agent.name)]
-        await self.store.append(thread_id, expected_seq=thread.last_seq, events=events)
+        await self.store.append(
+            thread_id, expected_seq=thread.last_seq, events=events, inbox_item=item_id
+        )
 
-    async def _apply_action(self, thread_id: str, event: ActionReceived) -> None:
+    async def _apply_action(self, thread_id: str, event: ActionReceived, item_id: int) -> None:
         request = await self.store.human_request(event.request_id)
         thread = await self.store.load_thread(thread_id)
         now = self.runtime.clock()
@@ -234,6 +275,7 @@ class Opsloop:
                 expected_seq=thread.last_seq,
                 events=[refused],
                 outbound=outbound_for(thread.conversation, [refused]),
+                inbox_item=item_id,
             )
             raise DecisionRefusedError(refusal)
         events = _decision_events(request, event.decision, event.actor, event.comment)
@@ -244,6 +286,7 @@ class Opsloop:
                 events=events,
                 outbound=outbound_for(thread.conversation, events),
                 resolve=(request.id, _STATUS[event.decision], event.actor.principal, event.comment),
+                inbox_item=item_id,
             )
         except ConcurrentStepError:
             raise DecisionRefusedError(f"request {request.id} was already decided") from None
@@ -287,6 +330,60 @@ class Opsloop:
             resolve=(request.id, "expired", None, reason),
         )
 
+    async def pause(self, thread_id: str, actor: Identity, reason: str | None) -> Thread:
+        """Stop a thread taking steps until it is resumed; messages meanwhile are kept.
+
+        Raises:
+            ThreadBusyError: a step is under way; try again.
+            BadInputError: the thread is already paused, or closed.
+        """
+        async with self.lease(thread_id):
+            thread = await self.store.load_thread(thread_id)
+            if thread.status in {ThreadStatus.PAUSED, ThreadStatus.DONE}:
+                raise BadInputError(f"thread {thread_id} is {thread.status.value} already")
+            why = f"paused by {actor.principal}" + (f": {reason}" if reason else "")
+            await self.store.append(
+                thread_id,
+                expected_seq=thread.last_seq,
+                events=[StatusChanged(status=ThreadStatus.PAUSED, reason=why)],
+            )
+            return await self.store.load_thread(thread_id)
+
+    async def unpause(self, thread_id: str, actor: Identity) -> Thread:
+        """Let a paused thread go on.
+
+        It becomes running (for a worker to resume) if a message arrived while it was
+        paused, else waiting.
+
+        Raises:
+            ThreadBusyError: a step is under way; try again.
+            BadInputError: the thread is not paused, or waits for a human request.
+        """
+        async with self.lease(thread_id):
+            thread = await self.store.load_thread(thread_id)
+            if thread.status != ThreadStatus.PAUSED:
+                raise BadInputError(f"thread {thread_id} is {thread.status.value}, not paused")
+            waiting = [
+                r
+                for r in await self.store.human_requests(status="pending")
+                if r.thread_id == thread_id
+            ]
+            if waiting:
+                raise BadInputError(
+                    f"thread {thread_id} waits for request {waiting[0].id}: decide that instead"
+                )
+            replied = max(
+                (i for i, e in enumerate(thread.events) if isinstance(e, AgentReply)), default=-1
+            )
+            unanswered = any(isinstance(e, UserMessage) for e in thread.events[replied + 1 :])
+            status = ThreadStatus.RUNNING if unanswered and thread.agent else ThreadStatus.WAITING
+            await self.store.append(
+                thread_id,
+                expected_seq=thread.last_seq,
+                events=[StatusChanged(status=status, reason=f"resumed by {actor.principal}")],
+            )
+            return await self.store.load_thread(thread_id)
+
     async def expire_requests(self) -> list[str]:
         """Resolve every overdue pending request as rejected and resume its thread.
 
@@ -295,17 +392,20 @@ class Opsloop:
         """
         expired = []
         for request in await self.store.human_requests(expired_by=self.runtime.clock()):
-            if not await self.store.acquire_lease(request.thread_id, self.owner, LEASE_SECONDS):
-                continue
             try:
-                thread = await self.store.load_thread(request.thread_id)
-                await self._expire(thread, request)
-                await advance(self.store, thread.id, self.runtime)
+                async with self.lease(request.thread_id):
+                    thread = await self.store.load_thread(request.thread_id)
+                    await self._expire(thread, request)
+                    await advance(self.store, thread.id, self.runtime)
                 expired.append(request.id)
+                log.info("thread of request %s is busy; next sweep", request.id)
+                log.info(
+                    "thread %s is busy; request %s expires next sweep",
+                    request.thread_id,
+                    request.id,
+                )
             except ConcurrentStepError:
                 log.info("request %s was decided while expiring it", request.id)
-            finally:
-                await self.store.release_lease(request.thread_id, self.owner)
         return expired
 
 

@@ -60,6 +60,34 @@ class Settings(BaseSettings):
     """Where the embedded database and other local state live."""
     database_url: str | None = Field(default=None, validation_alias=_env("DATABASE_URL"))
     """SQLAlchemy URL; unset means a SQLite file in ``home``."""
+    redis_url: str | None = Field(default=None, validation_alias=_env("REDIS_URL"))
+    """Celery's broker; unset means an embedded file-system queue under ``home`` (no server)."""
+    visibility_timeout: int = Field(
+        default=900, ge=60, validation_alias=_env("OPSLOOP_VISIBILITY_TIMEOUT")
+    )
+    """Seconds Redis keeps a task taken by a worker that died before it comes back."""
+    sweep_interval: float = Field(
+        default=15.0, gt=0, validation_alias=_env("OPSLOOP_SWEEP_INTERVAL")
+    )
+    """Seconds between sweeps (expiry, lost work, stuck deliveries)."""
+    sweep_grace: float = Field(default=60.0, ge=0, validation_alias=_env("OPSLOOP_SWEEP_GRACE"))
+    """Seconds before stored-but-unprocessed work counts as lost and is enqueued again."""
+    api_token: SecretStr | None = Field(default=None, validation_alias=_env("OPSLOOP_API_TOKEN"))
+    """Bearer token for the HTTP API and the console login; without one every request is 401."""
+    bind: str = Field(
+        default="127.0.0.1:8000",
+        pattern=r"^[^\s:]+:\d{1,5}$",
+        validation_alias=_env("OPSLOOP_BIND"),
+    )
+    """host:port the HTTP API and console listen on (loopback only by default)."""
+    public_url: str | None = Field(default=None, validation_alias=_env("OPSLOOP_PUBLIC_URL"))
+    """The URL people reach the console at, for links; default http://<bind>."""
+    webhooks: SecretStr | None = Field(default=None, validation_alias=_env("OPSLOOP_WEBHOOKS"))
+    """Webhook secrets, ``name=secret,name2=secret2``; POST /hooks/NAME is signed with it."""
+    max_body_bytes: int = Field(
+        default=256 * 1024, ge=1024, validation_alias=_env("OPSLOOP_MAX_BODY_BYTES")
+    )
+    """Largest HTTP request body accepted."""
     policy_file: Path | None = Field(default=None, validation_alias=_env("OPSLOOP_POLICY_FILE"))
     """The team's policy file; unset means the bundled default policy."""
     prompts_dir: Path | None = Field(default=None, validation_alias=_env("OPSLOOP_PROMPTS_DIR"))
@@ -111,6 +139,8 @@ class Settings(BaseSettings):
         default=3, ge=1, validation_alias=_env("OPSLOOP_MAX_CONSECUTIVE_ERRORS")
     )
     """Errors in a row after which a thread escalates to a human."""
+    lease_seconds: float = Field(default=30.0, gt=0, validation_alias=_env("OPSLOOP_LEASE_SECONDS"))
+    """How long a worker's hold on a thread lasts unless renewed (a dead worker's lapses)."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="WARNING", validation_alias=_env("OPSLOOP_LOG_LEVEL")
     )
@@ -146,14 +176,49 @@ class Settings(BaseSettings):
     @field_validator("prices_json")
     @classmethod
     def _prices_parse(cls, value: str | None) -> str | None:
-        if value:
+        if not value:
+            return value
+        try:
+            parsed = json.loads(value)
+        except ValueError as exc:
+            raise ValueError(
+                f"must be a JSON object of model prices (not JSON: {exc.args[0]})"
+            ) from None
+        if not isinstance(parsed, dict):
+            raise ValueError("must be a JSON object of model prices, by model name")
+        for name, price in parsed.items():
             try:
-                parsed = json.loads(value)
-                for price in parsed.values():
-                    Price.model_validate(price)
-            except (ValueError, AttributeError, ValidationError) as exc:
-                raise ValueError(f"must be a JSON object of model prices ({exc})") from None
+                Price.model_validate(price)
+            except ValidationError as exc:
+                first = exc.errors(include_input=False, include_url=False)[0]
+                field = ".".join(str(p) for p in first["loc"]) or "price"
+                raise ValueError(
+                    f"must be a JSON object of model prices ({name}.{field}: {first['msg']})"
+                ) from None
         return value
+
+    @field_validator("webhooks")
+    @classmethod
+    def _webhooks_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            for part in value.get_secret_value().split(","):
+                name, _, secret = part.strip().partition("=")
+                if not name or len(secret) < 16:
+                    raise ValueError("must be name=secret pairs, each secret 16+ characters")
+        return value
+
+    @property
+    def webhook_secrets(self) -> dict[str, bytes]:
+        """Webhook secrets by name."""
+        if self.webhooks is None:
+            return {}
+        pairs = (p.strip().partition("=") for p in self.webhooks.get_secret_value().split(","))
+        return {name: secret.encode() for name, _, secret in pairs}
+
+    @property
+    def console_url(self) -> str:
+        """Where the console is reached."""
+        return (self.public_url or f"http://{self.bind}").rstrip("/")
 
     @cached_property
     def prices(self) -> dict[str, Price]:

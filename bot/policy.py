@@ -12,12 +12,19 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from bot.errors import ConfigError
 from bot.events import Identity
 
-__all__ = ["DEFAULT_POLICY_FILE", "ApprovalRule", "Policy", "RiskTier", "load_policy"]
+__all__ = [
+    "DEFAULT_POLICY_FILE",
+    "ApprovalRule",
+    "Policy",
+    "RiskTier",
+    "Schedule",
+    "load_policy",
+]
 
 DEFAULT_POLICY_FILE = Path(__file__).with_name("default_policy.toml")
 
@@ -58,6 +65,27 @@ class ApprovalRule(_Strict):
     """Who may approve: roles (``role:oncall``) and principals (``slack:U123``)."""
 
 
+class Schedule(_Strict):
+    """Work that starts on a timer: a request an agent handles as if a person had sent it."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
+    """The schedule's name (threads and idempotency keys carry it)."""
+    text: str = Field(min_length=1)
+    """The request, e.g. "what is running in production?"."""
+    agent: str | None = None
+    """The agent to run; the router picks one otherwise."""
+    every_seconds: int | None = Field(default=None, ge=10)
+    """Run every this many seconds…"""
+    cron: str | None = Field(default=None, pattern=r"^\S+ \S+ \S+ \S+ \S+$")
+    """…or on a five-field cron expression (minute hour day-of-month month day-of-week, UTC)."""
+
+    @model_validator(mode="after")
+    def _one_timer(self) -> Schedule:
+        if (self.every_seconds is None) == (self.cron is None):
+            raise ValueError("give exactly one of every_seconds and cron")
+        return self
+
+
 class Policy(_Strict):
     """A validated policy file."""
 
@@ -69,6 +97,8 @@ class Policy(_Strict):
     """Role name to members: principals or ``<channel>-group:<id>`` platform groups."""
     rules: tuple[ApprovalRule, ...] = ()
     """Approval rules, first match wins."""
+    schedules: tuple[Schedule, ...] = ()
+    """Scheduled triggers."""
 
     def roles_of(self, who: Identity) -> set[str]:
         """The roles ``who`` holds, directly or through a platform group."""
@@ -132,12 +162,11 @@ def load_policy(path: Path | None = None) -> Policy:
             for err in exc.errors(include_url=False, include_input=False)
         ]
         raise ConfigError(f"policy file {path}:\n  " + "\n  ".join(lines)) from None
-    unknown = {
-        a.removeprefix("role:")
-        for rule in policy.rules
-        for a in rule.approvers
-        if a.startswith("role:") and a.removeprefix("role:") not in policy.roles
+    named = {
+        a.removeprefix("role:") for r in policy.rules for a in r.approvers if a.startswith("role:")
     }
+    named |= {role for rule in policy.rules for role in rule.requester_roles}
+    unknown = named - set(policy.roles)
     if unknown:
         raise ConfigError(f"policy file {path}: rules name undefined roles: {sorted(unknown)}")
     return policy

@@ -8,11 +8,13 @@ import typer
 
 from bot.app import Opsloop
 from bot.cli._chat import chat
-from bot.cli._common import console, default_user, fail, guarded, identity, run
+from bot.cli._common import console, default_user, errors, fail, guarded, identity, run
 from bot.cli._render import event_json_lines, print_events, threads_table
+from bot.cli._serve import api, run_all
 from bot.config import load_settings
 from bot.errors import ConfigError
 from bot.events import ActionReceived, ConversationRef, HumanDecision, ThreadStatus, new_id
+from bot.plugins import load_plugins
 from bot.store import Database
 
 __all__ = ["app", "main"]
@@ -28,6 +30,8 @@ app = typer.Typer(
 threads_app = typer.Typer(help="List and show threads.", no_args_is_help=True)
 app.add_typer(threads_app, name="threads")
 app.command(help=chat.__doc__)(chat)
+app.command("run")(run_all)
+app.command()(api)
 
 AsUser = Annotated[
     str | None,
@@ -158,6 +162,20 @@ def migrate() -> None:
 
     revision = guarded(body())
     console.print(f"database schema at revision {revision}")
+
+
+def _add_plugin_commands() -> None:
+    try:
+        plugins = load_plugins()
+    except ConfigError as exc:
+        errors.print(f"warning: {exc}")
+        return
+    for plugin in plugins:
+        if plugin.cli is not None:
+            plugin.cli(app)
+
+
+_add_plugin_commands()
 
 
 def main() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, func, select, update
@@ -80,13 +80,16 @@ class QueueStore:
             )
 
     async def stale_inbox(self, older_than: datetime) -> list[int]:
-        """Ids of pending inbox items received before ``older_than`` (lost work)."""
+        """Ids of unfinished inbox items received before ``older_than`` (lost work)."""
         async with self.db.session() as session:
             return list(
                 (
                     await session.scalars(
                         select(InboxRow.id)
-                        .where(InboxRow.status == "pending", InboxRow.received_at < older_than)
+                        .where(
+                            InboxRow.status.in_(("pending", "applied")),
+                            InboxRow.received_at < older_than,
+                        )
                         .order_by(InboxRow.id)
                     )
                 ).all()
@@ -111,6 +114,29 @@ class QueueStore:
         async with self.db.session() as session:
             return [_outbox(row) for row in (await session.scalars(query)).all()]
 
+    async def claim_outbound(self, item_id: int, *, hold_seconds: float = 120.0) -> bool:
+        """Take a due message for delivery; ``False`` if it is not pending or not due.
+
+        A claimed message is ``sending``; if its sender dies, :meth:`release_stuck_outbound`
+        makes it pending again after ``hold_seconds`` (delivery is at least once).
+        """
+        now = utcnow()
+        async with self.db.session() as session:
+            claimed = await session.execute(
+                update(OutboxRow)
+                .where(
+                    OutboxRow.id == item_id,
+                    OutboxRow.status == "pending",
+                    OutboxRow.next_attempt_at <= now,
+                )
+                .values(
+                    status="sending",
+                    attempts=OutboxRow.attempts + 1,
+                    next_attempt_at=now + timedelta(seconds=hold_seconds),
+                )
+            )
+            return bool(claimed.rowcount == 1)  # type: ignore[attr-defined]
+
     async def mark_outbound(
         self,
         item_id: int,
@@ -119,16 +145,36 @@ class QueueStore:
         error: str | None = None,
         retry_at: datetime | None = None,
     ) -> None:
-        """Record a delivery attempt: sent, failed for good, or to retry at ``retry_at``."""
-        values: dict[str, Any] = {"attempts": OutboxRow.attempts + 1, "last_error": error}
+        """Record a delivery attempt: sent, failed for good, or pending again at ``retry_at``."""
+        values: dict[str, Any] = {"last_error": error}
         if sent:
             values |= {"status": "sent", "sent_at": utcnow()}
         elif retry_at is not None:
-            values |= {"next_attempt_at": retry_at}
+            values |= {"status": "pending", "next_attempt_at": retry_at}
         else:
             values |= {"status": "failed"}
         async with self.db.session() as session:
             await session.execute(update(OutboxRow).where(OutboxRow.id == item_id).values(**values))
+
+    async def release_stuck_outbound(self) -> int:
+        """Make messages whose sender vanished mid-delivery pending again."""
+        async with self.db.session() as session:
+            released = await session.execute(
+                update(OutboxRow)
+                .where(OutboxRow.status == "sending", OutboxRow.next_attempt_at < utcnow())
+                .values(status="pending")
+            )
+            return int(released.rowcount)  # type: ignore[attr-defined]
+
+    async def threads_with_due_outbound(self, older_than: datetime) -> list[str]:
+        """Threads with a message due since before ``older_than`` (its delivery was lost)."""
+        async with self.db.session() as session:
+            rows = await session.scalars(
+                select(OutboxRow.thread_id)
+                .where(OutboxRow.status == "pending", OutboxRow.next_attempt_at < older_than)
+                .distinct()
+            )
+            return list(rows.all())
 
     async def mark_thread_delivered(self, thread_id: str, *, channel: str) -> int:
         """Mark every pending message of one thread on ``channel`` sent (in-process channels)."""

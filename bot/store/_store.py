@@ -22,7 +22,7 @@ from bot.events import (
 from bot.outbound import outbound_adapter
 from bot.store._queues import QueueStore, dump_event
 from bot.store._records import HumanRequest, Thread, ThreadSummary
-from bot.store._tables import HumanRequestRow, OutboxRow, ThreadEventRow, ThreadRow
+from bot.store._tables import HumanRequestRow, InboxRow, OutboxRow, ThreadEventRow, ThreadRow
 
 __all__ = ["Store"]
 
@@ -155,6 +155,7 @@ class Store(QueueStore):
         events: Sequence[Any],
         outbound: Sequence[Any] = (),
         resolve: tuple[str, str, str | None, str | None] | None = None,
+        inbox_item: int | None = None,
     ) -> int:
         """Append ``events`` and their ``outbound`` messages in one transaction.
 
@@ -167,6 +168,8 @@ class Store(QueueStore):
             resolve: ``(request_id, status, decided_by, comment)`` to mark a pending human
                 request decided in the same transaction; if it is no longer pending,
                 nothing is written and :class:`ConcurrentStepError` raised.
+            inbox_item: the inbox item these events apply, marked ``applied`` in the same
+                transaction so that a redelivered task never applies it twice.
 
         Returns:
             The new last sequence number.
@@ -189,6 +192,14 @@ class Store(QueueStore):
                 raise ConcurrentStepError(f"thread {thread_id} moved past seq {expected_seq}")
             if resolve is not None:
                 await self._resolve(session, now, *resolve)
+            if inbox_item is not None:
+                applied = await session.execute(
+                    update(InboxRow)
+                    .where(InboxRow.id == inbox_item, InboxRow.status == "pending")
+                    .values(status="applied", thread_id=thread_id)
+                )
+                if applied.rowcount != 1:  # type: ignore[attr-defined]
+                    raise ConcurrentStepError(f"inbox item {inbox_item} was already applied")
             for offset, event in enumerate(events, start=1):
                 session.add(
                     ThreadEventRow(
@@ -247,6 +258,19 @@ class Store(QueueStore):
                 .values(lease_owner=owner, lease_until=now + timedelta(seconds=ttl))
             )
             return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+    async def orphaned_threads(self, older_than: datetime) -> list[str]:
+        """Running threads nobody holds, idle since before ``older_than`` (a worker died)."""
+        now = utcnow()
+        async with self.db.session() as session:
+            rows = await session.scalars(
+                select(ThreadRow.id).where(
+                    ThreadRow.status == ThreadStatus.RUNNING.value,
+                    ThreadRow.updated_at < older_than,
+                    or_(ThreadRow.lease_until.is_(None), ThreadRow.lease_until < now),
+                )
+            )
+            return list(rows.all())
 
     async def release_lease(self, thread_id: str, owner: str) -> None:
         """Give the lease back (only if ``owner`` still holds it)."""

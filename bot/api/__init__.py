@@ -1,0 +1,129 @@
+"""The HTTP app: the lifecycle API, webhooks, health checks, and routes plugins add."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+from starlette.exceptions import HTTPException
+from starlette.middleware.sessions import SessionMiddleware
+
+from bot.api import _hooks, _routes
+from bot.api._auth import session_key
+from bot.api._limits import BodyLimit
+from bot.app import Opsloop, ThreadBusyError
+from bot.config import Settings
+from bot.errors import (
+    BadInputError,
+    ConfigError,
+    DecisionRefusedError,
+    NotFoundError,
+    UserFacingError,
+)
+from bot.plugins import Dispatcher, Plugin, load_plugins
+
+__all__ = ["create_app", "dispatcher_from_plugins"]
+
+log = logging.getLogger(__name__)
+
+
+def dispatcher_from_plugins(settings: Settings, plugins: tuple[Plugin, ...]) -> Dispatcher:
+    """The dispatcher the installed plugins provide (the workers)."""
+    for plugin in plugins:
+        if plugin.dispatcher is not None:
+            return plugin.dispatcher(settings)
+    raise ConfigError("no plugin provides a dispatcher: is the workers package installed?")
+
+
+def _error(status: int, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": message, **extra}, status_code=status)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    ops: Opsloop | None = None,
+    dispatcher: Dispatcher | None = None,
+    plugins: tuple[Plugin, ...] | None = None,
+) -> FastAPI:
+    """Build the HTTP app. Parts not given are built from ``settings`` at start-up."""
+    plugins = load_plugins() if plugins is None else plugins
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own = ops is None
+        app.state.ops = ops or await Opsloop.from_settings(settings)
+        app.state.dispatcher = dispatcher or dispatcher_from_plugins(settings, plugins)
+        try:
+            yield
+        finally:
+            if own:
+                await app.state.ops.aclose()
+
+    app = FastAPI(
+        title="opsloop",
+        summary="Launch, inspect, pause, resume and answer opsloop threads.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    token = settings.api_token.get_secret_value() if settings.api_token else None
+    app.add_middleware(SessionMiddleware, secret_key=session_key(token), same_site="strict")
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        details = [
+            {"where": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]} for e in exc.errors()
+        ]
+        return _error(422, "invalid request", details=details)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        return _error(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(UserFacingError)
+    async def refused(request: Request, exc: UserFacingError) -> JSONResponse:
+        status = {NotFoundError: 404, DecisionRefusedError: 409, BadInputError: 400}
+        return _error(status.get(type(exc), 400), str(exc))
+
+    @app.exception_handler(ThreadBusyError)
+    async def busy(request: Request, exc: ThreadBusyError) -> JSONResponse:
+        return _error(409, f"{exc}; try again in a moment")
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"])
+    async def readyz(request: Request) -> JSONResponse:
+        """The database and the broker answer."""
+        checks: dict[str, str] = {}
+        try:
+            async with request.app.state.ops.store.db.session() as session:
+                await session.execute(text("SELECT 1"))
+            checks["database"] = "ok"
+        except Exception as exc:
+            checks["database"] = f"error: {type(exc).__name__}"
+        try:
+            await asyncio.wait_for(asyncio.to_thread(request.app.state.dispatcher.ping), 5)
+            checks["broker"] = "ok"
+        except Exception as exc:
+            checks["broker"] = f"error: {type(exc).__name__}"
+        ready = all(v == "ok" for v in checks.values())
+        return JSONResponse({"ready": ready, **checks}, status_code=200 if ready else 503)
+
+    app.include_router(_routes.router)
+    app.include_router(_hooks.router)
+    for plugin in plugins:
+        if plugin.routes is not None:
+            plugin.routes(app)
+    return app

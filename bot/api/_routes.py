@@ -1,0 +1,231 @@
+"""The lifecycle API: launch, inspect, message, pause, resume and answer threads."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from bot.api._auth import require_auth
+from bot.app import Opsloop
+from bot.events import (
+    ActionReceived,
+    ConversationRef,
+    HumanDecision,
+    Identity,
+    MessageReceived,
+    ThreadStatus,
+    event_adapter,
+    new_id,
+)
+from bot.plugins import Dispatcher
+from bot.store import HumanRequest, Thread, ThreadSummary
+
+__all__ = ["router", "web_identity"]
+
+router = APIRouter(prefix="/api", dependencies=[Depends(require_auth)], tags=["threads"])
+
+UserId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\s]+$")]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LaunchThread(_Body):
+    """Start a thread."""
+
+    text: str = Field(min_length=1, max_length=100_000)
+    """The request."""
+    user: UserId
+    """Who asks (their web user id; policy names them ``web:<id>``)."""
+    agent: str | None = Field(default=None, max_length=64)
+    """An agent by name; the router picks one otherwise."""
+
+
+class PostMessage(_Body):
+    """A follow-up message in a thread."""
+
+    text: str = Field(min_length=1, max_length=100_000)
+    """The message."""
+    user: UserId
+    """Who writes."""
+
+
+class Decide(_Body):
+    """A decision on a human request."""
+
+    decision: Literal["approve", "reject", "answer"]
+    """What to do."""
+    actor: UserId
+    """Who decides (their web user id)."""
+    comment: str | None = Field(default=None, max_length=10_000)
+    """The reason (required to reject), the answer, or a note."""
+
+
+class PauseThread(_Body):
+    """Pause or resume a thread."""
+
+    actor: UserId
+    """Who does it."""
+    reason: str | None = Field(default=None, max_length=1000)
+    """Why."""
+
+
+def web_identity(user: str) -> Identity:
+    """The identity of a person using the API or the console."""
+    return Identity(channel="web", user_id=user, display_name=user)
+
+
+def _ops(request: Request) -> Opsloop:
+    ops: Opsloop = request.app.state.ops
+    return ops
+
+
+def _dispatcher(request: Request) -> Dispatcher:
+    dispatcher: Dispatcher = request.app.state.dispatcher
+    return dispatcher
+
+
+def summary_json(thread: ThreadSummary) -> dict[str, Any]:
+    """A thread summary as JSON."""
+    return thread.model_dump(mode="json")
+
+
+def thread_json(thread: Thread, pending: list[HumanRequest]) -> dict[str, Any]:
+    """A thread, its events (with sequence numbers), pending requests and total cost."""
+    events = [
+        {"seq": seq, **event_adapter.dump_python(event, mode="json")}
+        for seq, event in enumerate(thread.events, start=1)
+    ]
+    return {
+        **summary_json(thread),
+        "events": events,
+        "pending_requests": [r.request.model_dump(mode="json") for r in pending],
+        "cost_usd": round(sum(getattr(e, "cost_usd", 0.0) for e in thread.events), 6),
+    }
+
+
+async def _pending(ops: Opsloop, thread_id: str) -> list[HumanRequest]:
+    return [r for r in await ops.store.human_requests() if r.thread_id == thread_id]
+
+
+@router.post("/threads", status_code=201)
+async def launch(body: LaunchThread, request: Request) -> dict[str, Any]:
+    """Start a thread with a message; a worker takes it from here."""
+    ops = _ops(request)
+    conversation = ConversationRef(channel="web", room="api", thread_key=uuid.uuid4().hex)
+    event = MessageReceived(
+        idempotency_key=f"web:{new_id('msg')}",
+        conversation=conversation,
+        sender=web_identity(body.user),
+        text=body.text,
+        agent=body.agent,
+    )
+    item = await ops.ingest(event)  # validates before anything is stored
+    assert item is not None, "a fresh key is never a duplicate"
+    thread_id = await ops.store.open_thread(conversation, title=event.text[:120])
+    _dispatcher(request).process(item.id)
+    return {"id": thread_id, "status": "accepted", "inbox_item": item.id}
+
+
+@router.get("/threads")
+async def list_threads(
+    request: Request,
+    status: ThreadStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> dict[str, Any]:
+    """Threads, most recently active first."""
+    threads = await _ops(request).store.list_threads(limit=limit, status=status)
+    return {"threads": [summary_json(t) for t in threads]}
+
+
+@router.get("/threads/{thread_id}")
+async def get_thread(thread_id: str, request: Request) -> dict[str, Any]:
+    """One thread: status, events, pending requests, cost."""
+    ops = _ops(request)
+    thread = await ops.store.load_thread(thread_id)
+    return thread_json(thread, await _pending(ops, thread_id))
+
+
+@router.post("/threads/{thread_id}/messages", status_code=202)
+async def post_message(thread_id: str, body: PostMessage, request: Request) -> dict[str, Any]:
+    """Add a message to a thread; a worker takes it from here."""
+    ops = _ops(request)
+    thread = await ops.store.load_thread(thread_id)
+    event = MessageReceived(
+        idempotency_key=f"web:{new_id('msg')}",
+        conversation=thread.conversation,
+        sender=web_identity(body.user),
+        text=body.text,
+    )
+    item = await ops.ingest(event)
+    assert item is not None
+    _dispatcher(request).process(item.id)
+    return {"id": thread_id, "status": "accepted", "inbox_item": item.id}
+
+
+@router.post("/threads/{thread_id}/pause")
+async def pause(thread_id: str, body: PauseThread, request: Request) -> dict[str, Any]:
+    """Stop the thread taking steps; messages that arrive meanwhile are kept."""
+    thread = await _ops(request).pause(thread_id, web_identity(body.actor), body.reason)
+    return summary_json(thread)
+
+
+@router.post("/threads/{thread_id}/resume")
+async def resume(thread_id: str, body: PauseThread, request: Request) -> dict[str, Any]:
+    """Let a paused thread go on."""
+    thread = await _ops(request).unpause(thread_id, web_identity(body.actor))
+    if thread.status == ThreadStatus.RUNNING:
+        _dispatcher(request).resume(thread_id)
+    return summary_json(thread)
+
+
+@router.get("/human-requests")
+async def list_requests(
+    request: Request,
+    status: Literal["pending", "approved", "rejected", "answered", "expired"] = "pending",
+) -> dict[str, Any]:
+    """Human requests with a status, oldest first."""
+    requests = await _ops(request).store.human_requests(status=status)
+    return {
+        "requests": [
+            {"thread_id": r.thread_id, "status": r.status, **r.request.model_dump(mode="json")}
+            for r in requests
+        ]
+    }
+
+
+@router.post("/human-requests/{request_id}", status_code=202)
+async def decide(request_id: str, body: Decide, request: Request) -> dict[str, Any]:
+    """Approve, reject or answer a request. Accepted once; refusals are recorded."""
+    ops = _ops(request)
+    human = await ops.store.human_request(request_id)
+    thread = await ops.store.load_thread(human.thread_id)
+    event = ActionReceived(
+        idempotency_key=f"web:{new_id('act')}",
+        conversation=thread.conversation,
+        actor=web_identity(body.actor),
+        request_id=request_id,
+        decision=HumanDecision(body.decision),
+        comment=body.comment,
+    )
+    item = await ops.ingest(event)
+    assert item is not None
+    _dispatcher(request).process(item.id)
+    return {"request_id": request_id, "thread_id": human.thread_id, "inbox_item": item.id}
+
+
+@router.get("/inbox/{item_id}")
+async def inbox_item(item_id: int, request: Request) -> dict[str, Any]:
+    """Where one accepted event stands: pending, applied, done or failed (with why)."""
+    item = await _ops(request).store.inbox_item(item_id)
+    return {
+        "id": item.id,
+        "status": item.status,
+        "thread_id": item.thread_id,
+        "error": item.error,
+        "kind": item.event.kind,
+    }

@@ -1,0 +1,103 @@
+"""Where the packages around the core plug in: channels, workers, anything a team adds.
+
+The core imports none of them. A plugin is a :class:`Plugin` exposed through the
+``opsloop.plugins`` entry-point group (see ``pyproject.toml``); :func:`load_plugins` finds
+them. A plugin may add CLI commands, HTTP routes, outbound senders for its channels and
+the dispatcher that hands work to workers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from functools import cache
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, Any, Protocol
+
+from bot.errors import ConfigError
+
+if TYPE_CHECKING:
+    import typer
+    from fastapi import FastAPI
+
+    from bot.config import Settings
+    from bot.store import OutboxItem, Store
+
+__all__ = [
+    "DeliveryContext",
+    "DeliveryRetryError",
+    "Dispatcher",
+    "Plugin",
+    "Sender",
+    "load_plugins",
+]
+
+
+class Dispatcher(Protocol):
+    """Hands work to workers. Every method only enqueues; none waits for the work."""
+
+    def process(self, item_id: int) -> None:
+        """Process one inbox item."""
+
+    def deliver(self, thread_id: str) -> None:
+        """Deliver a thread's pending outbound messages, in order."""
+
+    def resume(self, thread_id: str) -> None:
+        """Drive a running thread whose worker went away."""
+
+    def ping(self) -> None:
+        """Raise if the broker cannot be reached."""
+
+
+@dataclass(frozen=True)
+class DeliveryContext:
+    """What a sender may use besides the message."""
+
+    store: Store
+    """To read and record where requests were posted (``message_ref``)."""
+    settings: Settings
+    """The settings."""
+
+
+class DeliveryRetryError(Exception):
+    """A sender's request to try again later (rate limit, outage)."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        """Create it; ``retry_after`` in seconds, as the platform asked."""
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+Sender = Callable[["OutboxItem", DeliveryContext], Awaitable[None]]
+"""Delivers one outbound message to its channel, or raises."""
+
+
+@dataclass(frozen=True)
+class Plugin:
+    """What one package adds to opsloop."""
+
+    name: str
+    """The plugin's name, for messages."""
+    cli: Callable[[typer.Typer], None] | None = None
+    """Adds commands to the ``opsloop`` command."""
+    routes: Callable[[FastAPI], None] | None = None
+    """Adds routes to the HTTP app."""
+    senders: dict[str, Sender] = field(default_factory=dict)
+    """Outbound senders by channel name."""
+    dispatcher: Callable[[Settings], Dispatcher] | None = None
+    """Builds the dispatcher (one plugin provides it: the workers)."""
+
+
+@cache
+def load_plugins() -> tuple[Plugin, ...]:
+    """Every installed plugin, in entry-point name order."""
+    plugins = []
+    for entry in sorted(entry_points(group="opsloop.plugins"), key=lambda e: e.name):
+        try:
+            plugin: Any = entry.load()
+        except Exception as exc:
+            raise ConfigError(f"plugin {entry.name} ({entry.value}) failed to load: {exc}") from exc
+        if not isinstance(plugin, Plugin):
+            raise ConfigError(f"plugin {entry.name} ({entry.value}) is not an opsloop Plugin")
+        plugins.append(plugin)
+    return tuple(plugins)

@@ -1,0 +1,44 @@
+"""``opsloop worker`` and ``opsloop beat``: the worker and scheduler processes."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+__all__ = ["register"]
+
+
+def register(app: typer.Typer) -> None:
+    """Add the worker commands to ``app``."""
+
+    @app.command()
+    def worker(
+        concurrency: Annotated[
+            int, typer.Option(min=1, max=64, help="Tasks run at once (worker processes).")
+        ] = 2,
+        loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
+    ) -> None:
+        """Run a worker: process events, deliver messages, sweep (production: scale these out)."""
+        from workers.celery_app import celery_app, configure
+
+        settings = configure()
+        argv = [
+            "worker",
+            f"--concurrency={concurrency}",
+            f"--loglevel={loglevel}",
+            "--without-gossip",
+            "--without-mingle",
+            "--queues=opsloop",
+        ]
+        if not settings.redis_url:
+            argv.append("--without-heartbeat")
+        celery_app.worker_main(argv)
+
+    @app.command()
+    def beat(loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO") -> None:
+        """Run the scheduler: the sweeper and scheduled triggers (run exactly one)."""
+        from workers.celery_app import celery_app, configure
+
+        configure()
+        celery_app.start(["beat", f"--loglevel={loglevel}"])

@@ -1,0 +1,140 @@
+"""What the tasks do, as plain async functions of the app (tested without a broker)."""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Mapping
+from datetime import timedelta
+
+from bot.app import Opsloop
+from bot.errors import UserFacingError
+from bot.events import ConversationRef, Identity, TriggerFired, utcnow
+from bot.plugins import DeliveryContext, DeliveryRetryError, Dispatcher, Sender
+
+__all__ = ["NO_DELIVERY", "deliver_thread", "fire_schedule", "process_item", "sweep"]
+
+log = logging.getLogger(__name__)
+
+NO_DELIVERY = frozenset({"cli", "api", "webhook", "schedule"})
+"""Channels whose people read the thread itself (CLI, API clients): nothing to push."""
+
+MAX_ATTEMPTS = 8
+
+
+async def process_item(ops: Opsloop, dispatcher: Dispatcher, item_id: int) -> None:
+    """Process one inbox item, then hand its thread's new messages to delivery.
+
+    Raises:
+        ThreadBusyError: the thread is busy; the task retries later.
+    """
+    try:
+        await ops.process(item_id)
+    except UserFacingError as exc:
+        log.info("inbox item %s refused: %s", item_id, exc)
+    item = await ops.store.inbox_item(item_id)
+    if item.thread_id:
+        dispatcher.deliver(item.thread_id)
+
+
+async def deliver_thread(
+    ops: Opsloop, senders: Mapping[str, Sender], thread_id: str
+) -> float | None:
+    """Deliver a thread's due messages in order.
+
+    Returns:
+        Seconds after which to try again when a message must wait, else ``None``.
+    """
+    context = DeliveryContext(store=ops.store, settings=ops.runtime.settings)
+    for item in await ops.store.pending_outbound(thread_id=thread_id):
+        channel = item.message.conversation.channel
+        if not await ops.store.claim_outbound(item.id):
+            continue
+        if channel in NO_DELIVERY:
+            await ops.store.mark_outbound(item.id, sent=True)
+            continue
+        sender = senders.get(channel)
+        if sender is None:
+            await ops.store.mark_outbound(item.id, sent=False, error=f"no sender for {channel}")
+            continue
+        try:
+            await sender(item, context)
+        except DeliveryRetryError as exc:
+            delay = exc.retry_after if exc.retry_after is not None else _backoff(item.attempts)
+            await _retry_or_fail(ops, item.id, item.attempts, str(exc), delay)
+            return delay  # later messages wait, so the thread's order holds
+        except Exception as exc:
+            delay = _backoff(item.attempts)
+            error = f"{type(exc).__name__}: {exc}"[:500]
+            log.warning("delivery of outbox item %s failed: %s", item.id, error)
+            await _retry_or_fail(ops, item.id, item.attempts, error, delay)
+            return delay
+        else:
+            await ops.store.mark_outbound(item.id, sent=True)
+    return None
+
+
+def _backoff(attempts: int) -> float:
+    return float(min(300, 2 ** (attempts + 1)) * (0.5 + random.random() / 2))
+
+
+async def _retry_or_fail(
+    ops: Opsloop, item_id: int, attempts: int, error: str, delay: float
+) -> None:
+    if attempts + 1 >= MAX_ATTEMPTS:
+        await ops.store.mark_outbound(item_id, sent=False, error=error)
+    else:
+        retry_at = utcnow() + timedelta(seconds=delay)
+        await ops.store.mark_outbound(item_id, sent=False, error=error, retry_at=retry_at)
+
+
+async def sweep(ops: Opsloop, dispatcher: Dispatcher) -> dict[str, int]:
+    """Close the gaps a broker or a dead worker leaves. Returns counts, for the log.
+
+    - pending human requests past their expiry are resolved as rejected;
+    - inbox items stored but not finished within the grace period are enqueued again;
+    - running threads nobody holds are resumed;
+    - deliveries whose sender vanished, or whose task was lost, are enqueued again.
+    """
+    settings = ops.runtime.settings
+    cutoff = utcnow() - timedelta(seconds=settings.sweep_grace)
+    expired = await ops.expire_requests()
+    stale = await ops.store.stale_inbox(cutoff)
+    for item_id in stale:
+        dispatcher.process(item_id)
+    orphans = await ops.store.orphaned_threads(cutoff)
+    for thread_id in orphans:
+        dispatcher.resume(thread_id)
+    released = await ops.store.release_stuck_outbound()
+    due = await ops.store.threads_with_due_outbound(utcnow())
+    for thread_id in {*due, *(await _threads_of(ops, expired))}:
+        dispatcher.deliver(thread_id)
+    return {
+        "expired": len(expired),
+        "requeued": len(stale),
+        "resumed": len(orphans),
+        "released": released,
+        "deliveries": len(due),
+    }
+
+
+async def _threads_of(ops: Opsloop, request_ids: list[str]) -> set[str]:
+    return {(await ops.store.human_request(r)).thread_id for r in request_ids}
+
+
+async def fire_schedule(
+    ops: Opsloop, dispatcher: Dispatcher, name: str, text: str, agent: str | None, slot: str
+) -> int | None:
+    """Start the scheduled work ``name`` once for its time ``slot``; the inbox item id."""
+    event = TriggerFired(
+        idempotency_key=f"schedule:{name}:{slot}",
+        conversation=ConversationRef(channel="schedule", room=name, thread_key=slot),
+        source=f"schedule:{name}",
+        text=text,
+        requested_by=Identity(channel="schedule", user_id=name),
+        agent=agent,
+    )
+    item = await ops.ingest(event)
+    if item is not None:
+        dispatcher.process(item.id)
+    return item.id if item else None
