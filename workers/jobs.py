@@ -40,16 +40,19 @@ async def process_item(ops: Opsloop, dispatcher: Dispatcher, item_id: int) -> No
 async def deliver_thread(
     ops: Opsloop, senders: Mapping[str, Sender], thread_id: str
 ) -> float | None:
-    """Deliver a thread's due messages in order.
+    """Deliver a thread's messages in order; one that must wait holds back those after it.
 
     Returns:
         Seconds after which to try again when a message must wait, else ``None``.
     """
     context = DeliveryContext(store=ops.store, settings=ops.runtime.settings)
-    for item in await ops.store.pending_outbound(thread_id=thread_id):
+    for item in await ops.store.pending_outbound(thread_id=thread_id, due_only=False):
+        wait = (item.next_attempt_at - utcnow()).total_seconds()
+        if wait > 0:
+            return wait  # an earlier message waits, so the later ones do too
         channel = item.message.conversation.channel
         if not await ops.store.claim_outbound(item.id):
-            continue
+            return None  # another worker is delivering this thread
         if channel in NO_DELIVERY:
             await ops.store.mark_outbound(item.id, sent=True)
             continue

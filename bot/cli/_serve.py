@@ -100,7 +100,12 @@ def run_all(
         "worker": [*me, "worker", "--concurrency", str(workers), "--loglevel", "WARNING"],
         "beat": [*me, "beat", "--loglevel", "WARNING"],
     }
-    children = {name: subprocess.Popen(cmd, env=env) for name, cmd in commands.items()}
+    # Each child in a session of its own: Ctrl-C reaches only this supervisor, which then
+    # stops each child's main process the way it expects (celery's pool stops with it).
+    children = {
+        name: subprocess.Popen(cmd, env=env, start_new_session=True)
+        for name, cmd in commands.items()
+    }
     stopping = False
 
     def stop(signum: int, frame: FrameType | None) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from bot.errors import NotFoundError
@@ -98,15 +98,22 @@ class QueueStore:
     # ------------------------------------------------------------ outbox
 
     async def pending_outbound(
-        self, *, channel: str | None = None, thread_id: str | None = None, limit: int = 100
+        self,
+        *,
+        channel: str | None = None,
+        thread_id: str | None = None,
+        limit: int = 100,
+        due_only: bool = True,
     ) -> list[OutboxItem]:
-        """Messages due for delivery, oldest first."""
+        """Messages waiting for delivery, oldest first (only those due, unless ``due_only``)."""
         query = (
             select(OutboxRow)
-            .where(and_(OutboxRow.status == "pending", OutboxRow.next_attempt_at <= utcnow()))
+            .where(OutboxRow.status == "pending")
             .order_by(OutboxRow.id)
             .limit(limit)
         )
+        if due_only:
+            query = query.where(OutboxRow.next_attempt_at <= utcnow())
         if channel is not None:
             query = query.where(OutboxRow.channel == channel)
         if thread_id is not None:
@@ -218,4 +225,5 @@ def _outbox(row: OutboxRow) -> OutboxItem:
         message=outbound_adapter.validate_python(row.payload),
         status=row.status,
         attempts=row.attempts,
+        next_attempt_at=row.next_attempt_at,
     )

@@ -100,3 +100,5 @@ class OutboxItem(_Record):
     """``pending``, ``sent`` or ``failed``."""
     attempts: int
     """Delivery attempts so far."""
+    next_attempt_at: datetime
+    """When it is due (again)."""

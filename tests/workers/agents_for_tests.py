@@ -1,0 +1,50 @@
+"""Agents for worker tests, loaded by real worker processes through OPSLOOP_AGENTS.
+
+``deploy`` here does its side effect first and then, while the file named by
+``OPSLOOP_TEST_BLOCK_FILE`` exists, blocks: the worst moment for a worker to die.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+from pydantic import JsonValue
+
+from agents import INSPECTOR
+from agents.router import keyword_router
+from agents.tools import DeployArgs
+from bot.agent import Agent, AgentRegistry
+from bot.inventory import Inventory
+from bot.tools import ToolContext, tool
+
+
+@tool(tier="write")
+async def deploy(ctx: ToolContext, args: DeployArgs) -> JsonValue:
+    """Deploy a version of a service to an environment (blocks after acting, for tests)."""
+    inventory = ctx.resource("inventory", Inventory)  # type: ignore[type-abstract]
+    done = await inventory.change(
+        "deploy",
+        args.service,
+        args.environment,
+        version=args.version,
+        idempotency_key=ctx.idempotency_key,
+        requested_by=ctx.requested_by.principal if ctx.requested_by else None,
+        approved_by=ctx.approved_by,
+    )
+    block = Path(os.environ.get("OPSLOOP_TEST_BLOCK_FILE", "/nonexistent"))
+    while await asyncio.to_thread(block.exists):  # noqa: ASYNC110 - another process removes it
+        await asyncio.sleep(0.05)
+    return done  # type: ignore[return-value]
+
+
+SLOW_DEPLOYER = Agent(
+    name="deployer",
+    description="Deploys, blocking after the side effect while a file exists.",
+    prompt="deployer",
+    tools=(deploy,),
+    keywords=("deploy",),
+)
+
+registry = AgentRegistry(agents=(INSPECTOR, SLOW_DEPLOYER), router=keyword_router)

@@ -1,0 +1,166 @@
+"""The worker jobs without a broker: delivery order and retries, sweeping, schedules."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from bot.events import (
+    AgentReply,
+    ConversationRef,
+    Identity,
+    MessageReceived,
+    Reply,
+    StatusChanged,
+    ThreadStatus,
+    UserMessage,
+    utcnow,
+)
+from bot.model import ScriptedModel
+from bot.model.offline import OfflineModel
+from bot.outbound import OutboundReply
+from bot.plugins import DeliveryRetryError
+from workers import jobs
+
+
+class RecordingDispatcher:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, object]] = []
+
+    def process(self, item_id: int) -> None:
+        self.calls.append(("process", item_id))
+
+    def deliver(self, thread_id: str) -> None:
+        self.calls.append(("deliver", thread_id))
+
+    def resume(self, thread_id: str) -> None:
+        self.calls.append(("resume", thread_id))
+
+    def ping(self) -> None:
+        return None
+
+
+SLACK = ConversationRef(channel="slack", tenant="T1", room="C1", thread_key="1.2")
+
+
+async def thread_with_replies(ops, texts: list[str]) -> str:
+    thread_id = await ops.store.open_thread(SLACK, title="x")
+    replies = [OutboundReply(conversation=SLACK, text=t, agent="a") for t in texts]
+    await ops.store.append(
+        thread_id, expected_seq=0, events=[AgentReply(text="x", agent="a")], outbound=replies
+    )
+    return thread_id
+
+
+async def test_delivery_is_in_order_and_waits_as_the_platform_asks(sqlite_database, make_ops):
+    ops = await make_ops(sqlite_database, ScriptedModel([]))
+    thread_id = await thread_with_replies(ops, ["one", "two", "three"])
+    sent: list[str] = []
+    limited = {"two"}
+
+    async def slack(item, context) -> None:
+        if item.message.text in limited:
+            limited.clear()
+            raise DeliveryRetryError("rate limited", retry_after=7)
+        sent.append(item.message.text)
+
+    wait = await jobs.deliver_thread(ops, {"slack": slack}, thread_id)
+    assert wait == 7
+    assert sent == ["one"]  # "three" waits behind "two": the thread's order holds
+    assert 0 < await jobs.deliver_thread(ops, {"slack": slack}, thread_id) <= 7
+    assert sent == ["one"]  # "two" is not due yet, and "three" waits behind it
+    await ops.store.mark_outbound(2, sent=False, retry_at=utcnow() - timedelta(seconds=1))
+    assert await jobs.deliver_thread(ops, {"slack": slack}, thread_id) is None
+    assert sent == ["one", "two", "three"]
+    assert await ops.store.count_outbound("sent") == 3
+
+
+async def test_a_failing_sender_is_retried_then_given_up(sqlite_database, make_ops, monkeypatch):
+    ops = await make_ops(sqlite_database, ScriptedModel([]))
+    thread_id = await thread_with_replies(ops, ["hello"])
+    monkeypatch.setattr(jobs, "MAX_ATTEMPTS", 2)
+
+    async def broken(item, context) -> None:
+        raise ConnectionError("platform down")
+
+    assert await jobs.deliver_thread(ops, {"slack": broken}, thread_id) is not None
+    assert await ops.store.count_outbound("pending") == 1
+    await ops.store.mark_outbound(1, sent=False, retry_at=utcnow() - timedelta(seconds=1))
+    await jobs.deliver_thread(ops, {"slack": broken}, thread_id)
+    assert await ops.store.count_outbound("failed") == 1
+
+
+async def test_a_channel_without_sender_fails_its_messages(sqlite_database, make_ops):
+    ops = await make_ops(sqlite_database, ScriptedModel([]))
+    thread_id = await thread_with_replies(ops, ["hello"])
+    await jobs.deliver_thread(ops, {}, thread_id)
+    assert await ops.store.count_outbound("failed") == 1
+
+
+async def test_sweep_requeues_lost_work_and_resumes_orphans(sqlite_database, make_ops, settings):
+    ops = await make_ops(
+        sqlite_database,
+        ScriptedModel([Reply(text="resumed")]),
+        settings_=settings.model_copy(update={"sweep_grace": 0}),
+    )
+    item = await ops.ingest(
+        MessageReceived(
+            idempotency_key=uuid.uuid4().hex,
+            conversation=ConversationRef(channel="cli", thread_key="lost"),
+            sender=Identity(channel="cli", user_id="dev-1"),
+            text="hello",
+        )
+    )
+    orphan = await ops.store.open_thread(ConversationRef(channel="cli", thread_key="o"), title="o")
+    await ops.store.append(
+        orphan,
+        expected_seq=0,
+        events=[
+            UserMessage(sender=Identity(channel="cli", user_id="dev-1"), text="hi"),
+            StatusChanged(status=ThreadStatus.RUNNING, agent="inspector"),
+        ],
+    )
+    dispatcher = RecordingDispatcher()
+    counts = await jobs.sweep(ops, dispatcher)
+    assert ("process", item.id) in dispatcher.calls
+    assert ("resume", orphan) in dispatcher.calls
+    assert counts["requeued"] == 1 and counts["resumed"] == 1
+    thread = await ops.resume(orphan)
+    assert thread.status == ThreadStatus.WAITING
+    assert thread.events[-2].text == "resumed"
+
+
+async def test_process_item_hands_the_thread_to_delivery(sqlite_database, make_ops):
+    ops = await make_ops(sqlite_database, OfflineModel())
+    item = await ops.ingest(
+        MessageReceived(
+            idempotency_key=uuid.uuid4().hex,
+            conversation=SLACK,
+            sender=Identity(channel="slack", user_id="U1"),
+            text="status of checkout in production",
+        )
+    )
+    dispatcher = RecordingDispatcher()
+    await jobs.process_item(ops, dispatcher, item.id)
+    processed = await ops.store.inbox_item(item.id)
+    assert processed.status == "done"
+    assert dispatcher.calls == [("deliver", processed.thread_id)]
+    assert await ops.store.count_outbound("pending") == 1
+
+
+async def test_a_schedule_fires_once_per_slot(sqlite_database, make_ops):
+    ops = await make_ops(sqlite_database, ScriptedModel([]))
+    dispatcher = RecordingDispatcher()
+    first = await jobs.fire_schedule(
+        ops, dispatcher, "morning", "what is running?", None, "2026-11-21T08:00"
+    )
+    again = await jobs.fire_schedule(
+        ops, dispatcher, "morning", "what is running?", None, "2026-11-21T08:00"
+    )
+    later = await jobs.fire_schedule(
+        ops, dispatcher, "morning", "what is running?", None, "2026-11-22T08:00"
+    )
+    assert first is not None and again is None and later not in (None, first)
+    assert dispatcher.calls == [("process", first), ("process", later)]
+    item = await ops.store.inbox_item(first)
+    assert item.event.source == "schedule:morning"
