@@ -31,17 +31,15 @@ from bot.events import (
     AgentReply,
     DecisionRefused,
     HumanDecision,
-    HumanResponded,
     Identity,
     MessageReceived,
     StatusChanged,
     ThreadStatus,
-    ToolCalled,
-    ToolReturned,
     TriggerFired,
     UserMessage,
     new_id,
 )
+from bot.human import DECISION_STATUS, decision_events, refusal_of
 from bot.model import Model
 from bot.outbound import outbound_for
 from bot.policy import Policy, load_policy
@@ -267,7 +265,7 @@ class Opsloop:
             await self._expire(thread, request)
             thread = await self.store.load_thread(thread_id)
             request = await self.store.human_request(event.request_id)
-        refusal = self._refusal(request, event)
+        refusal = refusal_of(self.runtime.policy, request, event)
         if refusal is not None:
             refused = DecisionRefused(request_id=request.id, actor=event.actor, reason=refusal)
             await self.store.append(
@@ -278,50 +276,27 @@ class Opsloop:
                 inbox_item=item_id,
             )
             raise DecisionRefusedError(refusal)
-        events = _decision_events(request, event.decision, event.actor, event.comment)
+        events = decision_events(request, event.decision, event.actor, event.comment)
         try:
             await self.store.append(
                 thread_id,
                 expected_seq=thread.last_seq,
                 events=events,
                 outbound=outbound_for(thread.conversation, events),
-                resolve=(request.id, _STATUS[event.decision], event.actor.principal, event.comment),
+                resolve=(
+                    request.id,
+                    DECISION_STATUS[event.decision],
+                    event.actor.principal,
+                    event.comment,
+                ),
                 inbox_item=item_id,
             )
         except ConcurrentStepError:
             raise DecisionRefusedError(f"request {request.id} was already decided") from None
 
-    def _refusal(self, request: HumanRequest, event: ActionReceived) -> str | None:
-        if request.status != "pending":
-            by = request.decided_by or "expiry"
-            return f"request {request.id} was already {request.status} by {by}"
-        allowed = (
-            {HumanDecision.APPROVE, HumanDecision.REJECT}
-            if request.request.type == "approval"
-            else {HumanDecision.ANSWER, HumanDecision.REJECT}
-        )
-        if event.decision not in allowed:
-            return (
-                f"request {request.id} is {request.request.type!r}: {event.decision} does not apply"
-            )
-        if event.decision == HumanDecision.REJECT and not event.comment:
-            return "a rejection needs a reason"
-        if event.decision == HumanDecision.ANSWER and not event.comment:
-            return "an answer needs text"
-        if not self.runtime.policy.may_decide(event.actor, request.request.approvers):
-            who = ", ".join(request.request.approvers)
-            return f"{event.actor.principal} may not decide request {request.id} (allowed: {who})"
-        if (
-            request.request.four_eyes
-            and event.decision == HumanDecision.APPROVE
-            and event.actor.principal == request.request.requested_by
-        ):
-            return f"four-eyes rule: {event.actor.principal} may not approve their own request"
-        return None
-
     async def _expire(self, thread: Thread, request: HumanRequest) -> None:
         reason = f"no decision before {request.request.expires_at:%Y-%m-%d %H:%M} UTC (expired)"
-        events = _decision_events(request, HumanDecision.REJECT, None, reason)
+        events = decision_events(request, HumanDecision.REJECT, None, reason)
         await self.store.append(
             thread.id,
             expected_seq=thread.last_seq,
@@ -407,44 +382,3 @@ class Opsloop:
             except ConcurrentStepError:
                 log.info("request %s was decided while expiring it", request.id)
         return expired
-
-
-_STATUS = {
-    HumanDecision.APPROVE: "approved",
-    HumanDecision.REJECT: "rejected",
-    HumanDecision.ANSWER: "answered",
-}
-
-
-def _decision_events(
-    request: HumanRequest, decision: HumanDecision, actor: Identity | None, comment: str | None
-) -> list[Any]:
-    asked = request.request
-    events: list[Any] = [
-        HumanResponded(
-            request_id=asked.request_id, decision=decision, actor=actor, comment=comment
-        ),
-        StatusChanged(status=ThreadStatus.RUNNING, reason=f"request {decision.value}"),
-    ]
-    if asked.type == "approval" and asked.tool and asked.call_id:
-        if decision == HumanDecision.APPROVE:
-            # Exactly the recorded call runs; the model is not asked again.
-            events.append(
-                ToolCalled(
-                    call_id=asked.call_id,
-                    tool=asked.tool,
-                    arguments=asked.arguments or {},
-                    idempotency_key=f"{request.thread_id}:{asked.request_id}",
-                    approved_by=actor.principal if actor else None,
-                )
-            )
-        else:
-            by = actor.label if actor else "expiry"
-            events.append(
-                ToolReturned(
-                    call_id=asked.call_id,
-                    tool=asked.tool,
-                    output={"rejected": True, "by": by, "reason": comment or ""},
-                )
-            )
-    return events
