@@ -10,8 +10,10 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from bot.errors import ConfigError, NotFoundError
+from bot.model import ToolSpec
 from bot.tools import ASK_HUMAN, Tool
 
 __all__ = ["Agent", "AgentRegistry", "Router", "load_registry"]
@@ -40,10 +42,15 @@ class Agent:
         if not 1 <= self.max_steps <= 20:
             raise ConfigError(f"agent {self.name}: max_steps must be between 1 and 20")
 
-    @property
+    @cached_property
     def all_tools(self) -> tuple[Tool, ...]:
         """Its tools plus ``ask_human``."""
         return (*self.tools, ASK_HUMAN)
+
+    @cached_property
+    def specs(self) -> tuple[ToolSpec, ...]:
+        """Its tools as the model sees them."""
+        return tuple(t.spec for t in self.all_tools)
 
     def tool(self, name: str) -> Tool | None:
         """The tool called ``name``, if this agent has it."""

@@ -135,7 +135,7 @@ async def step(thread: Thread, agent: Agent, rt: Runtime) -> list[Any]:
             max_steps=str(agent.max_steps),
         ),
         context=render_context(events, budget_tokens=rt.settings.context_tokens),
-        tools=tuple(t.spec() for t in tools),
+        tools=agent.specs,
         events=events,
     )
     model = rt.model_for(agent)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, TypeVar, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
@@ -71,8 +72,9 @@ class Tool:
     tier: RiskTier = "read"
     """``read`` looks only; ``write`` changes something (policy may require approval)."""
 
+    @cached_property
     def spec(self) -> ToolSpec:
-        """The tool as the model sees it."""
+        """The tool as the model sees it (built once: the schema never changes)."""
         return ToolSpec(
             name=self.name, description=self.description, parameters=self.args.model_json_schema()
         )

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import event
-from sqlalchemy.engine import Connection
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -23,13 +25,15 @@ if TYPE_CHECKING:
 
 __all__ = ["Database"]
 
+T = TypeVar("T")
+
 _MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
 
 class Database:
-    """One database: an async engine plus a session factory.
+    """One database: an async engine, a session factory, and :meth:`run` for the hot path.
 
-    On SQLite every transaction starts with ``BEGIN IMMEDIATE`` (one writer at a time,
+    On SQLite a writing transaction starts with ``BEGIN IMMEDIATE`` (one writer at a time,
     waiting up to ``busy_timeout`` rather than failing), in WAL mode so readers never block.
     """
 
@@ -41,9 +45,50 @@ class Database:
         if not self.is_sqlite:
             kwargs |= {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 5}
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
+        self._sqlite: Engine | None = None
         if self.is_sqlite:
-            _tune_sqlite(self.engine)
+            _tune_sqlite(self.engine.sync_engine)
+            # The hot path's own engine: a whole transaction in one trip to a thread, where
+            # the async driver would make a trip per statement, fetch and commit.
+            self._sqlite = create_engine(
+                url.replace("+aiosqlite", "", 1),
+                connect_args={"check_same_thread": False},
+                echo=echo,
+            )
+            _tune_sqlite(self._sqlite)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    async def run(self, work: Callable[[Connection], T], *, write: bool = True) -> T:
+        """Run ``work(connection)`` in one transaction and return what it returns.
+
+        ``work`` is plain synchronous SQLAlchemy Core code, one function for both
+        databases: on PostgreSQL it runs on the async connection (SQLAlchemy's
+        ``run_sync``); on SQLite, whole, in a worker thread.
+        """
+        if self._sqlite is not None:
+            return await asyncio.to_thread(self._run_in_thread, self._sqlite, work, write)
+        async with self.transaction(write=write) as connection:
+            return await connection.run_sync(work)
+
+    @staticmethod
+    def _run_in_thread(engine: Engine, work: Callable[[Connection], T], write: bool) -> T:
+        with engine.connect() as connection:
+            if not write:
+                connection = connection.execution_options(opsloop_read_only=True)
+            with connection.begin():
+                return work(connection)
+
+    @asynccontextmanager
+    async def transaction(self, *, write: bool = True) -> AsyncIterator[AsyncConnection]:
+        """A Core connection in one transaction: the hot path, without ORM bookkeeping.
+
+        A read transaction (``write=False``) does not take SQLite's write lock.
+        """
+        async with self.engine.connect() as connection:
+            if not write:
+                await connection.execution_options(opsloop_read_only=True)
+            async with connection.begin():
+                yield connection
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
@@ -54,6 +99,8 @@ class Database:
     async def dispose(self) -> None:
         """Close every pooled connection."""
         await self.engine.dispose()
+        if self._sqlite is not None:
+            self._sqlite.dispose()
 
     # ------------------------------------------------------------ migrations
 
@@ -116,8 +163,8 @@ class Database:
         await self.migrate()
 
 
-def _tune_sqlite(engine: AsyncEngine) -> None:
-    @event.listens_for(engine.sync_engine, "connect")
+def _tune_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Take transaction control from the driver so BEGIN IMMEDIATE below is ours.
         dbapi_connection.isolation_level = None
@@ -128,6 +175,8 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # Writers queue for the lock up front (no deadlock on lock upgrade); readers don't.
+        read_only = connection.get_execution_options().get("opsloop_read_only", False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")

@@ -6,7 +6,8 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import insert, or_, select, update
+from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import IntegrityError
 
 from bot.errors import ConcurrentStepError, NotFoundError
@@ -27,7 +28,7 @@ from bot.store._tables import HumanRequestRow, InboxRow, OutboxRow, ThreadEventR
 __all__ = ["Store"]
 
 
-def _summary(row: ThreadRow) -> ThreadSummary:
+def _summary(row: ThreadRow | Row[Any]) -> ThreadSummary:
     return ThreadSummary(
         id=row.id,
         conversation=ConversationRef(
@@ -123,19 +124,23 @@ class Store(QueueStore):
         Raises:
             NotFoundError: there is no such thread.
         """
-        async with self.db.session() as session:
-            row = await session.get(ThreadRow, thread_id)
+        if "\x00" in thread_id:
+            raise NotFoundError(f"no thread {thread_id!r}")
+        threads, events = ThreadRow.__table__, ThreadEventRow.__table__
+
+        def load(connection: Connection) -> Thread:
+            row = connection.execute(select(threads).where(threads.c.id == thread_id)).first()
             if row is None:
                 raise NotFoundError(f"no thread {thread_id!r}")
-            payloads = (
-                await session.scalars(
-                    select(ThreadEventRow.payload)
-                    .where(ThreadEventRow.thread_id == thread_id)
-                    .order_by(ThreadEventRow.seq)
-                )
-            ).all()
-        events = tuple(event_adapter.validate_python(p) for p in payloads)
-        return Thread(**_summary(row).model_dump(), events=events)
+            payloads = connection.execute(
+                select(events.c.payload)
+                .where(events.c.thread_id == thread_id)
+                .order_by(events.c.seq)
+            ).scalars()
+            log = tuple(event_adapter.validate_python(p) for p in payloads)
+            return Thread(**_summary(row).model_dump(), events=log)
+
+        return await self.db.run(load, write=False)
 
     async def list_threads(
         self, *, limit: int = 50, status: ThreadStatus | None = None
@@ -182,62 +187,60 @@ class Store(QueueStore):
                 values["status"] = event.status.value
                 if event.agent:
                     values["agent"] = event.agent
-        async with self.db.session() as session:
-            fenced = await session.execute(
+
+        def write(connection: Connection) -> None:
+            fenced = connection.execute(
                 update(ThreadRow)
                 .where(ThreadRow.id == thread_id, ThreadRow.last_seq == expected_seq)
                 .values(**values)
             )
-            if fenced.rowcount != 1:  # type: ignore[attr-defined]
+            if fenced.rowcount != 1:
                 raise ConcurrentStepError(f"thread {thread_id} moved past seq {expected_seq}")
             if resolve is not None:
-                await self._resolve(session, now, *resolve)
+                _resolve(connection, now, *resolve)
             if inbox_item is not None:
-                applied = await session.execute(
+                applied = connection.execute(
                     update(InboxRow)
                     .where(InboxRow.id == inbox_item, InboxRow.status == "pending")
                     .values(status="applied", thread_id=thread_id)
                 )
-                if applied.rowcount != 1:  # type: ignore[attr-defined]
+                if applied.rowcount != 1:
                     raise ConcurrentStepError(f"inbox item {inbox_item} was already applied")
-            for offset, event in enumerate(events, start=1):
-                session.add(
-                    ThreadEventRow(
-                        thread_id=thread_id,
-                        seq=expected_seq + offset,
-                        kind=event.kind,
-                        at=event.at,
-                        payload=dump_event(event),
-                    )
-                )
-                if isinstance(event, HumanRequested):
-                    session.add(_request_row(thread_id, event))
-            for message in outbound:
-                session.add(
-                    OutboxRow(
-                        thread_id=thread_id,
-                        seq=new_seq,
-                        channel=message.conversation.channel,
-                        payload=outbound_adapter.dump_python(message, mode="json"),
-                        status="pending",
-                        attempts=0,
-                        created_at=now,
-                        next_attempt_at=now,
-                    )
-                )
-        return new_seq
+            if events:
+                rows = [
+                    {
+                        "thread_id": thread_id,
+                        "seq": expected_seq + offset,
+                        "kind": event.kind,
+                        "at": event.at,
+                        "payload": dump_event(event),
+                    }
+                    for offset, event in enumerate(events, start=1)
+                ]
+                connection.execute(insert(ThreadEventRow), rows)
+            requests = [
+                _request_values(thread_id, e) for e in events if isinstance(e, HumanRequested)
+            ]
+            if requests:
+                connection.execute(insert(HumanRequestRow), requests)
+            if outbound:
+                messages = [
+                    {
+                        "thread_id": thread_id,
+                        "seq": new_seq,
+                        "channel": message.conversation.channel,
+                        "payload": outbound_adapter.dump_python(message, mode="json"),
+                        "status": "pending",
+                        "attempts": 0,
+                        "created_at": now,
+                        "next_attempt_at": now,
+                    }
+                    for message in outbound
+                ]
+                connection.execute(insert(OutboxRow), messages)
 
-    @staticmethod
-    async def _resolve(
-        session: Any, now: datetime, request_id: str, status: str, by: str | None, note: str | None
-    ) -> None:
-        decided = await session.execute(
-            update(HumanRequestRow)
-            .where(HumanRequestRow.id == request_id, HumanRequestRow.status == "pending")
-            .values(status=status, decided_by=by, decided_at=now, comment=note)
-        )
-        if decided.rowcount != 1:
-            raise ConcurrentStepError(f"human request {request_id} is no longer pending")
+        await self.db.run(write)
+        return new_seq
 
     # ------------------------------------------------------------ leases
 
@@ -289,6 +292,8 @@ class Store(QueueStore):
         Raises:
             NotFoundError: there is no such request.
         """
+        if "\x00" in request_id:
+            raise NotFoundError(f"no human request {request_id!r}")
         async with self.db.session() as session:
             row = await session.get(HumanRequestRow, request_id)
         if row is None:
@@ -317,20 +322,37 @@ class Store(QueueStore):
             )
 
 
-def _request_row(thread_id: str, event: HumanRequested) -> HumanRequestRow:
-    return HumanRequestRow(
-        id=event.request_id,
-        thread_id=thread_id,
-        type=event.type,
-        tool=event.tool,
-        arguments=event.arguments,
-        call_id=event.call_id,
-        question=event.question,
-        options=list(event.options),
-        approvers=list(event.approvers),
-        requested_by=event.requested_by,
-        four_eyes=event.four_eyes,
-        status="pending",
-        created_at=event.at,
-        expires_at=event.expires_at,
+def _request_values(thread_id: str, event: HumanRequested) -> dict[str, Any]:
+    return {
+        "id": event.request_id,
+        "thread_id": thread_id,
+        "type": event.type,
+        "tool": event.tool,
+        "arguments": event.arguments,
+        "call_id": event.call_id,
+        "question": event.question,
+        "options": list(event.options),
+        "approvers": list(event.approvers),
+        "requested_by": event.requested_by,
+        "four_eyes": event.four_eyes,
+        "status": "pending",
+        "created_at": event.at,
+        "expires_at": event.expires_at,
+    }
+
+
+def _resolve(
+    connection: Connection,
+    now: datetime,
+    request_id: str,
+    status: str,
+    by: str | None,
+    note: str | None,
+) -> None:
+    decided = connection.execute(
+        update(HumanRequestRow)
+        .where(HumanRequestRow.id == request_id, HumanRequestRow.status == "pending")
+        .values(status=status, decided_by=by, decided_at=now, comment=note)
     )
+    if decided.rowcount != 1:
+        raise ConcurrentStepError(f"human request {request_id} is no longer pending")

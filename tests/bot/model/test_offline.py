@@ -33,7 +33,7 @@ def request(agent: Agent, *events) -> ModelRequest:
         agent=agent.name,
         system="",
         context="",
-        tools=tuple(t.spec() for t in agent.all_tools),
+        tools=agent.specs,
         events=events,
     )
 
