@@ -210,6 +210,7 @@ class Opsloop:
         """
         ttl = self.runtime.settings.lease_seconds
         if not await self.store.acquire_lease(thread_id, self.owner, ttl):
+            await self.store.load_thread(thread_id)  # NotFoundError for an unknown thread
             raise ThreadBusyError(f"thread {thread_id} is busy")
 
         async def renew() -> None:
@@ -373,12 +374,8 @@ class Opsloop:
                     await self._expire(thread, request)
                     await advance(self.store, thread.id, self.runtime)
                 expired.append(request.id)
-                log.info("thread of request %s is busy; next sweep", request.id)
-                log.info(
-                    "thread %s is busy; request %s expires next sweep",
-                    request.thread_id,
-                    request.id,
-                )
+            except ThreadBusyError:
+                log.info("thread of request %s is busy; it expires next sweep", request.id)
             except ConcurrentStepError:
                 log.info("request %s was decided while expiring it", request.id)
         return expired

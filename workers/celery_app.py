@@ -35,6 +35,8 @@ celery_app = Celery("opsloop")
 
 def broker_settings(settings: Settings) -> dict[str, Any]:
     """Celery configuration for ``settings``."""
+    state = (settings.home / ".opsloop").resolve()
+    state.mkdir(parents=True, exist_ok=True)  # beat keeps its schedule here, with or without Redis
     conf: dict[str, Any] = {
         "task_serializer": "json",
         "accept_content": ["json"],
@@ -47,15 +49,15 @@ def broker_settings(settings: Settings) -> dict[str, Any]:
         "worker_hijack_root_logger": False,
         "timezone": "UTC",
         "beat_schedule": _beat_schedule(settings),
-        "beat_schedule_filename": str(settings.home / ".opsloop" / "beat-schedule"),
+        "beat_schedule_filename": str(state / "beat-schedule"),
     }
     if settings.redis_url:
         conf["broker_url"] = settings.redis_url
         conf["broker_transport_options"] = {"visibility_timeout": settings.visibility_timeout}
     else:
-        folder = (settings.home / ".opsloop" / "queue").resolve()
+        folder = state / "queue"
         folder.mkdir(parents=True, exist_ok=True)
-        conf["broker_url"] = "filesystem://"
+        conf["broker_url"] = "filesystem://localhost/"
         conf["broker_transport_options"] = {
             "data_folder_in": str(folder),
             "data_folder_out": str(folder),

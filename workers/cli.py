@@ -18,6 +18,7 @@ def register(app: typer.Typer) -> None:
             int, typer.Option(min=1, max=64, help="Tasks run at once (worker processes).")
         ] = 2,
         loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
+        quiet: Annotated[bool, typer.Option(help="No start-up banner.")] = False,
     ) -> None:
         """Run a worker: process events, deliver messages, sweep (production: scale these out)."""
         from workers.celery_app import celery_app, configure
@@ -33,12 +34,16 @@ def register(app: typer.Typer) -> None:
         ]
         if not settings.redis_url:
             argv.append("--without-heartbeat")
-        celery_app.worker_main(argv)
+        celery_app.start(["--quiet", *argv] if quiet else argv)
 
     @app.command()
-    def beat(loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO") -> None:
+    def beat(
+        loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
+        quiet: Annotated[bool, typer.Option(help="No start-up banner.")] = False,
+    ) -> None:
         """Run the scheduler: the sweeper and scheduled triggers (run exactly one)."""
         from workers.celery_app import celery_app, configure
 
         configure()
-        celery_app.start(["beat", f"--loglevel={loglevel}"])
+        argv = ["beat", f"--loglevel={loglevel}"]
+        celery_app.start(["--quiet", *argv] if quiet else argv)

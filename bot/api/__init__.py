@@ -119,7 +119,8 @@ def create_app(
         except Exception as exc:
             checks["broker"] = f"error: {type(exc).__name__}"
         ready = all(v == "ok" for v in checks.values())
-        return JSONResponse({"ready": ready, **checks}, status_code=200 if ready else 503)
+        error = {} if ready else {"error": "not ready"}
+        return JSONResponse({"ready": ready, **checks, **error}, status_code=200 if ready else 503)
 
     app.include_router(_routes.router)
     app.include_router(_hooks.router)

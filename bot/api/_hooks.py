@@ -69,12 +69,15 @@ async def webhook(name: str, request: Request) -> dict[str, Any]:
         raise HTTPException(400, '"agent" must be a string')
     if thread is not None and not isinstance(thread, str):
         raise HTTPException(400, '"thread" must be a string')
-    delivery = (
-        request.headers.get("x-opsloop-delivery")
-        or hashlib.sha256(request.headers["x-opsloop-timestamp"].encode() + body).hexdigest()
-    )
+    if thread is not None and len(thread) > 200:
+        raise HTTPException(400, '"thread" must be at most 200 characters')
+    # Keys stay short whatever the sender sends: a long delivery id is hashed.
+    delivery = request.headers.get("x-opsloop-delivery") or ""
+    if not delivery or len(delivery) > 100:
+        seed = delivery.encode() or request.headers["x-opsloop-timestamp"].encode() + body
+        delivery = hashlib.sha256(seed).hexdigest()
     event = TriggerFired(
-        idempotency_key=f"webhook:{name}:{delivery}"[:255],
+        idempotency_key=f"webhook:{name}:{delivery}",
         conversation=ConversationRef(
             channel="webhook", room=name, thread_key=thread or f"delivery:{delivery}"
         ),

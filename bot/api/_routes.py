@@ -27,7 +27,7 @@ __all__ = ["router", "web_identity"]
 
 router = APIRouter(prefix="/api", dependencies=[Depends(require_auth)], tags=["threads"])
 
-UserId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\s]+$")]
+UserId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\s\x00-\x1f\x7f]+$")]
 
 
 class _Body(BaseModel):
@@ -219,7 +219,9 @@ async def decide(request_id: str, body: Decide, request: Request) -> dict[str, A
 
 
 @router.get("/inbox/{item_id}")
-async def inbox_item(item_id: int, request: Request) -> dict[str, Any]:
+async def inbox_item(
+    item_id: Annotated[int, Field(ge=1, le=2**31 - 1)], request: Request
+) -> dict[str, Any]:
     """Where one accepted event stands: pending, applied, done or failed (with why)."""
     item = await _ops(request).store.inbox_item(item_id)
     return {
