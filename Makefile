@@ -6,14 +6,17 @@ ifeq ($(UV),)
 UV := python3 -m uv
 endif
 
-.PHONY: run check lint typecheck test bench setup
+.PHONY: run chat check lint typecheck test bench setup
 
 setup:
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv \
 		|| python3 -m pip install --quiet --user --break-system-packages uv
 	@$(UV) sync --locked --quiet
 
-run: setup  ## start opsloop on its embedded defaults
+run: setup  ## start opsloop on its embedded defaults: API, console, worker, scheduler
+	$(UV) run opsloop run
+
+chat: setup  ## chat in the terminal instead
 	$(UV) run opsloop chat
 
 lint: setup

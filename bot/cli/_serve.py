@@ -97,8 +97,16 @@ def run_all(
     me = [sys.executable, "-m", "bot.cli"]
     commands = {
         "api": [*me, "api", "--log-level", "warning"],
-        "worker": [*me, "worker", "--concurrency", str(workers), "--loglevel", "WARNING"],
-        "beat": [*me, "beat", "--loglevel", "WARNING"],
+        "worker": [
+            *me,
+            "worker",
+            "--concurrency",
+            str(workers),
+            "--loglevel",
+            "WARNING",
+            "--quiet",
+        ],
+        "beat": [*me, "beat", "--loglevel", "WARNING", "--quiet"],
     }
     # Each child in a session of its own: Ctrl-C reaches only this supervisor, which then
     # stops each child's main process the way it expects (celery's pool stops with it).

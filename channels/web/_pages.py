@@ -1,0 +1,151 @@
+"""The console's pages: sign-in, the chat, the thread list and a thread's timeline."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict, Field
+
+from bot.api._auth import token_matches
+from bot.app import Opsloop
+from bot.errors import NotFoundError
+from bot.events import HumanResponded, ModelCalled, ThreadStatus
+from channels.web._render import STATIC_DIR, console_user, page, roles_of
+
+__all__ = ["add_routes"]
+
+router = APIRouter(include_in_schema=False)
+
+
+class ActAs(BaseModel):
+    """Whom the console acts as."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    user: str = Field(min_length=1, max_length=128, pattern=r"^[^\s\x00-\x1f\x7f]+$")
+    """A web user id; policy names the person ``web:<user>``."""
+
+
+def _signed_in(request: Request) -> bool:
+    return request.session.get("authenticated") is True
+
+
+def _to_login() -> RedirectResponse:
+    return RedirectResponse("/login", status_code=303)
+
+
+def _ops(request: Request) -> Opsloop:
+    ops: Opsloop = request.app.state.ops
+    return ops
+
+
+@router.get("/login")
+async def login(request: Request, token: str | None = None) -> Response:
+    """Start a console session with the API token (the link ``opsloop run`` prints)."""
+    if token is None and _signed_in(request):
+        return RedirectResponse("/", status_code=303)
+    request.session.clear()  # a fresh session either way: nothing carried over from before
+    if token is not None and token_matches(request, token):
+        request.session["authenticated"] = True
+        return RedirectResponse("/", status_code=303)
+    configured = request.app.state.settings.api_token is not None
+    return page(
+        request,
+        "login.html",
+        status=401,
+        offered=token is not None,
+        configured=configured,
+        signed_out=False,
+    )
+
+
+@router.get("/logout")
+async def logout(request: Request) -> Response:
+    """End the console session."""
+    request.session.clear()
+    return page(request, "login.html", signed_out=True, offered=False, configured=True)
+
+
+@router.post("/console/as")
+async def act_as(body: ActAs, request: Request) -> Response:
+    """Choose the web user id the console acts as."""
+    if not _signed_in(request):
+        return JSONResponse({"error": "authentication required: log in"}, status_code=401)
+    request.session["user"] = body.user
+    return JSONResponse(
+        {"user": body.user, "principal": f"web:{body.user}", "roles": roles_of(request, body.user)}
+    )
+
+
+@router.get("/")
+async def chat(request: Request) -> Response:
+    """The chat: one thread at a time, like a chat-app thread."""
+    if not _signed_in(request):
+        return _to_login()
+    policy = _ops(request).runtime.policy
+    data = {"user": console_user(request), "roles": policy.roles}
+    return page(request, "chat.html", nav="chat", data=data)
+
+
+@router.get("/threads")
+async def threads(
+    request: Request,
+    status: ThreadStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> Response:
+    """Every thread, most recently active first."""
+    if not _signed_in(request):
+        return _to_login()
+    found = await _ops(request).store.list_threads(limit=limit, status=status)
+    return page(
+        request,
+        "threads.html",
+        nav="threads",
+        threads=found,
+        current=status.value if status else None,
+        statuses=[s.value for s in ThreadStatus],
+    )
+
+
+@router.get("/threads/{thread_id}")
+async def timeline(thread_id: str, request: Request) -> Response:
+    """One thread's whole event log, with what each model call cost."""
+    if not _signed_in(request):
+        return _to_login()
+    ops = _ops(request)
+    try:
+        thread = await ops.store.load_thread(thread_id)
+    except NotFoundError:
+        return page(request, "not_found.html", status=404, nav="threads", thread_id=thread_id)
+    responses = {
+        e.request_id: (seq, e)
+        for seq, e in enumerate(thread.events, start=1)
+        if isinstance(e, HumanResponded)
+    }
+    calls = [e for e in thread.events if isinstance(e, ModelCalled)]
+    totals: dict[str, Any] = {
+        "calls": len(calls),
+        "input": sum(c.usage.input_tokens for c in calls),
+        "output": sum(c.usage.output_tokens for c in calls),
+        "cached": sum(c.usage.cached_tokens for c in calls),
+        "cost": sum(c.cost_usd for c in calls),
+        "latency": sum(c.latency_ms for c in calls),
+    }
+    return page(
+        request,
+        "timeline.html",
+        nav="threads",
+        thread=thread,
+        events=list(enumerate(thread.events, start=1)),
+        responses=responses,
+        totals=totals,
+    )
+
+
+def add_routes(app: FastAPI) -> None:
+    """Add the console's pages and static files to the HTTP app."""
+    app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -1,0 +1,97 @@
+"""What the browser tests share: Debian's Chromium, launched offline, and a network guard."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
+
+from tests.conftest import need_service
+
+CHROMIUM = Path("/usr/bin/chromium")
+LAUNCH_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+WAIT_MS = 20_000
+"""How long to wait for the page to show something: a worker step takes well under this."""
+
+
+def need_chromium() -> None:
+    """Skip (locally) or fail (under CI=true) when Debian's Chromium is not installed."""
+    if not CHROMIUM.exists():
+        need_service("Chromium", f"{CHROMIUM} is missing (apt-get install chromium)")
+
+
+def screenshots(tmp_path: Path) -> Path:
+    """Where screenshots go: ``$OPSLOOP_SCREENSHOTS``, else the test's temporary directory."""
+    where = Path(os.environ.get("OPSLOOP_SCREENSHOTS") or tmp_path / "screenshots")
+    where.mkdir(parents=True, exist_ok=True)
+    return where
+
+
+@dataclass
+class Watched:
+    """A page, and what went wrong on it: requests off the server, script errors."""
+
+    page: Page
+    outside: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+@contextmanager
+def console_page(base_url: str) -> Iterator[Watched]:
+    """A fresh browser page that may only talk to ``base_url``; checked on the way out."""
+    expect.set_options(timeout=WAIT_MS)
+    with sync_playwright() as playwright:
+        browser: Browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=LAUNCH_ARGS
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            watched = Watched(page)
+
+            def local_only(route: Route) -> None:
+                if route.request.url.startswith((base_url, "data:")):
+                    route.continue_()
+                else:
+                    watched.outside.append(route.request.url)
+                    route.abort()
+
+            page.set_default_timeout(WAIT_MS)
+            page.route("**/*", local_only)
+            page.on("pageerror", lambda error: watched.problems.append(f"page error: {error}"))
+            page.on(
+                "console",
+                lambda m: (
+                    watched.problems.append(f"console: {m.text}") if m.type == "error" else None
+                ),
+            )
+            yield watched
+        finally:
+            browser.close()
+    assert watched.outside == [], "the console fetched something from outside the server"
+    assert watched.problems == []
+
+
+def act_as(page: Page, user: str) -> None:
+    """Switch whom the console acts as, and wait until the header says so."""
+    page.fill("#acting-user", user)
+    page.get_by_role("button", name="Switch").click()
+    expect(page.locator("#acting-status")).to_have_text(f"now acting as web:{user}")
+
+
+def ask(page: Page, text: str) -> None:
+    """Send a message and wait until the thread shows it."""
+    page.fill("#message-text", text)
+    page.get_by_role("button", name="Send").click()
+    expect(page.locator("#messages .msg").filter(has_text=text).last).to_be_visible()

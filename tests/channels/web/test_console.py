@@ -1,0 +1,328 @@
+"""The web console in-process: sign-in, sessions, "acting as", pages, escaping, delivery.
+
+The app runs with its lifespan over ``httpx2.ASGITransport`` on a real SQLite database and
+the offline model. The dispatcher only records what the API enqueued; the test then does
+the worker's job itself (``workers.jobs.process_item``, ``deliver_thread``) in the same loop.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+
+from bot.api import create_app
+from bot.app import Opsloop
+from bot.config import Settings, load_settings
+from bot.model.offline import OfflineModel
+from bot.store import Database
+from channels import web
+from workers.jobs import deliver_thread, process_item
+
+TOKEN = "console-test-token-0123456789"
+SCRIPT = "<script>alert('owned')</script>"
+
+
+@dataclass
+class RecordingDispatcher:
+    """Records what the API enqueued; the test does the work."""
+
+    processed: list[int] = field(default_factory=list)
+    delivered: list[str] = field(default_factory=list)
+
+    def process(self, item_id: int) -> None:
+        self.processed.append(item_id)
+
+    def deliver(self, thread_id: str) -> None:
+        self.delivered.append(thread_id)
+
+    def resume(self, thread_id: str) -> None:
+        raise AssertionError("the console never resumes threads")
+
+    def ping(self) -> None:
+        return None
+
+
+@dataclass
+class Console:
+    client: httpx2.AsyncClient
+    ops: Opsloop
+    dispatcher: RecordingDispatcher
+
+    async def login(self) -> None:
+        response = await self.client.get("/login", params={"token": TOKEN})
+        assert response.status_code == 303, response.text
+        assert response.headers["location"] == "/"
+
+    async def act_as(self, user: str) -> httpx2.Response:
+        return await self.client.post("/console/as", json={"user": user})
+
+    async def work(self) -> None:
+        """Run every enqueued item as a worker would, then deliver what it produced."""
+        while self.dispatcher.processed:
+            await process_item(self.ops, self.dispatcher, self.dispatcher.processed.pop(0))
+        while self.dispatcher.delivered:
+            thread_id = self.dispatcher.delivered.pop(0)
+            assert await deliver_thread(self.ops, web.plugin.senders, thread_id) is None
+
+    async def thread(self, thread_id: str) -> dict[str, Any]:
+        response = await self.client.get(f"/api/threads/{thread_id}")
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    async def say(self, text: str, user: str, thread_id: str | None = None) -> str:
+        if thread_id is None:
+            response = await self.client.post("/api/threads", json={"text": text, "user": user})
+        else:
+            response = await self.client.post(
+                f"/api/threads/{thread_id}/messages", json={"text": text, "user": user}
+            )
+        assert response.status_code in {201, 202}, response.text
+        await self.work()
+        thread: str = response.json()["id"]
+        return thread
+
+    async def decide(self, request_id: str, decision: str, actor: str, **extra: Any) -> None:
+        response = await self.client.post(
+            f"/api/human-requests/{request_id}",
+            json={"decision": decision, "actor": actor, **extra},
+        )
+        assert response.status_code == 202, response.text
+        await self.work()
+
+
+MakeConsole = Callable[..., Awaitable[Console]]
+
+
+@pytest.fixture
+def console_settings(tmp_path: Path) -> Settings:
+    return load_settings(OPSLOOP_HOME=str(tmp_path), OPSLOOP_API_TOKEN=TOKEN)
+
+
+@pytest.fixture
+async def make_console(
+    sqlite_database: Database,
+    make_ops: Callable[..., Awaitable[Opsloop]],
+    console_settings: Settings,
+) -> AsyncIterator[MakeConsole]:
+    opened: list[tuple[httpx2.AsyncClient, Any]] = []
+
+    async def make(settings: Settings = console_settings) -> Console:
+        ops = await make_ops(sqlite_database, OfflineModel())
+        dispatcher = RecordingDispatcher()
+        app = create_app(settings, ops=ops, dispatcher=dispatcher, plugins=(web.plugin,))
+        lifespan = app.router.lifespan_context(app)
+        await lifespan.__aenter__()
+        client = httpx2.AsyncClient(
+            transport=httpx2.ASGITransport(app=app), base_url="http://console.test"
+        )
+        opened.append((client, lifespan))
+        return Console(client=client, ops=ops, dispatcher=dispatcher)
+
+    yield make
+    for client, lifespan in opened:
+        await client.aclose()
+        await lifespan.__aexit__(None, None, None)
+
+
+@pytest.fixture
+async def console(make_console: MakeConsole) -> Console:
+    return await make_console()
+
+
+def page_data(html: str) -> dict[str, Any]:
+    found = re.search(r'<script type="application/json" id="console-data">(.*?)</script>', html)
+    assert found, "the chat page embeds its data"
+    data: dict[str, Any] = json.loads(found[1])
+    return data
+
+
+# ---------------------------------------------------------------- signing in
+
+
+async def test_the_login_link_starts_a_session_and_lands_on_the_chat(console: Console) -> None:
+    await console.login()
+    response = await console.client.get("/")
+    assert response.status_code == 200
+    assert "text/html" in response.headers["content-type"]
+    assert 'id="composer"' in response.text
+    assert "Sign out" in response.text
+
+
+@pytest.mark.parametrize("query", ["?token=wrong-token", "?token=", ""])
+async def test_a_wrong_or_missing_token_gets_401_and_no_session(
+    console: Console, query: str
+) -> None:
+    response = await console.client.get(f"/login{query}")
+    assert response.status_code == 401
+    assert "text/html" in response.headers["content-type"]
+    assert "missing token" in response.text.lower()
+    assert "opsloop run" in response.text  # tells people where the link comes from
+    assert 'action="/login"' in response.text  # and offers a form to paste the token
+    assert (await console.client.get("/")).status_code == 303
+
+
+async def test_login_says_so_when_the_server_has_no_token(
+    make_console: MakeConsole, tmp_path: Path
+) -> None:
+    console = await make_console(load_settings(OPSLOOP_HOME=str(tmp_path)))
+    response = await console.client.get("/login", params={"token": "anything"})
+    assert response.status_code == 401
+    assert "No API token is configured" in response.text
+
+
+@pytest.mark.parametrize("path", ["/", "/?thread=th_x", "/threads", "/threads/th_x"])
+async def test_pages_need_a_session(console: Console, path: str) -> None:
+    response = await console.client.get(path)
+    assert response.status_code == 303
+    assert response.headers["location"] == "/login"
+
+
+async def test_the_api_and_acting_as_need_a_session(console: Console) -> None:
+    assert (await console.act_as("dev-1")).status_code == 401
+    response = await console.client.post("/api/threads", json={"text": "hi", "user": "dev-1"})
+    assert response.status_code == 401
+    assert console.dispatcher.processed == []
+
+
+async def test_a_failed_login_ends_a_session_and_a_bare_one_keeps_it(console: Console) -> None:
+    await console.login()
+    response = await console.client.get("/login")
+    assert response.status_code == 303  # signed in already: straight to the chat
+    assert response.headers["location"] == "/"
+    assert (await console.client.get("/login", params={"token": "wrong"})).status_code == 401
+    assert (await console.client.get("/")).status_code == 303
+
+
+async def test_logout_ends_the_session(console: Console) -> None:
+    await console.login()
+    response = await console.client.get("/logout")
+    assert response.status_code == 200
+    assert "You are signed out" in response.text
+    assert (await console.client.get("/threads")).status_code == 303
+    assert (await console.client.get("/api/threads")).status_code == 401
+
+
+async def test_pages_carry_strict_security_headers(console: Console) -> None:
+    await console.login()
+    for path in ("/", "/threads", "/logout", "/login"):
+        headers = (await console.client.get(path)).headers
+        assert "script-src 'self'" in headers["content-security-policy"]
+        assert headers["x-content-type-options"] == "nosniff"
+        assert headers["referrer-policy"] == "no-referrer"
+
+
+async def test_static_files_are_served_and_nothing_comes_from_the_internet(
+    console: Console,
+) -> None:
+    for name in ("console.css", "chat.css", "api.js", "console.js", "chat.js", "chat-view.js"):
+        response = await console.client.get(f"/static/{name}")
+        assert response.status_code == 200, name
+    root = Path(web.__file__).parent
+    for path in [*root.glob("templates/*.html"), *root.glob("static/*")]:
+        text = path.read_text(encoding="utf-8")
+        assert not re.search(r"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}/", text), path.name
+        assert "innerHTML" not in text, path.name
+
+
+# ---------------------------------------------------------------- acting as
+
+
+async def test_the_console_acts_as_operator_until_someone_is_chosen(console: Console) -> None:
+    await console.login()
+    html = (await console.client.get("/")).text
+    assert 'id="acting-user" name="user" value="operator"' in html
+    assert page_data(html)["user"] == "operator"
+
+    response = await console.act_as("oncall-1")
+    assert response.status_code == 200
+    assert response.json() == {"user": "oncall-1", "principal": "web:oncall-1", "roles": ["oncall"]}
+    html = (await console.client.get("/threads")).text
+    assert 'value="oncall-1"' in html
+    assert '<span class="role">oncall</span>' in html
+    assert page_data((await console.client.get("/")).text)["user"] == "oncall-1"
+
+
+async def test_acting_as_refuses_ids_policy_could_not_name(console: Console) -> None:
+    await console.login()
+    for bad in ("", "two words", "bell\x07", "x" * 129):
+        response = await console.act_as(bad)
+        assert response.status_code == 422, bad
+    assert page_data((await console.client.get("/")).text)["user"] == "operator"
+
+
+async def test_the_chat_page_offers_the_policy_s_web_users_and_roles(console: Console) -> None:
+    await console.login()
+    html = (await console.client.get("/")).text
+    for user in ("dev-1", "oncall-1"):
+        assert f'<option value="{user}">' in html
+    assert "web:oncall-1" in page_data(html)["roles"]["oncall"]
+
+
+# ---------------------------------------------------------------- a whole conversation
+
+
+async def test_an_approval_flow_through_the_session_then_the_list_and_timeline(
+    console: Console,
+) -> None:
+    await console.login()
+    thread_id = await console.say("deploy checkout 1.4.2 to production", "dev-1")
+    thread = await console.thread(thread_id)
+    [request] = thread["pending_requests"]
+    await console.decide(request["request_id"], "approve", "dev-1")  # not an approver
+    await console.decide(request["request_id"], "approve", "oncall-1")
+    thread = await console.thread(thread_id)
+    kinds = [e["kind"] for e in thread["events"]]
+    assert "decision_refused" in kinds
+    assert kinds[-2:] == ["agent_reply", "status"]
+    assert thread["status"] == "waiting"
+    # The web sender took every message: nothing is left pending or failed.
+    assert await console.ops.store.count_outbound("sent") >= 3
+    assert await console.ops.store.count_outbound("pending") == 0
+    assert await console.ops.store.count_outbound("failed") == 0
+
+    listing = (await console.client.get("/threads")).text
+    assert f'href="/threads/{thread_id}"' in listing
+    assert "deploy checkout 1.4.2 to production" in listing
+    assert 'class="badge status-waiting"' in listing
+    paused = (await console.client.get("/threads?status=paused")).text
+    assert "No threads with status paused." in paused
+
+    timeline = (await console.client.get(f"/threads/{thread_id}")).text
+    assert timeline.count('class="event kind-model_call"') == 2
+    assert "offline-patterns" in timeline
+    assert "prompt <code>" in timeline
+    assert 'approved by <span class="principal">web:oncall-1</span>' in timeline
+    assert "may not decide request" in timeline  # the refusal, for the audit trail
+    assert 'id="total-cost"' in timeline
+
+
+async def test_an_unknown_thread_is_a_404_page(console: Console) -> None:
+    await console.login()
+    response = await console.client.get("/threads/th_nope")
+    assert response.status_code == 404
+    assert "No such thread" in response.text
+
+
+# ---------------------------------------------------------------- escaping
+
+
+async def test_messages_and_user_ids_are_escaped_everywhere(console: Console) -> None:
+    await console.login()
+    assert (await console.act_as("<b>mallory</b>")).status_code == 200
+    thread_id = await console.say(f"what is running in staging? {SCRIPT}", "dev-1")
+    escaped = "&lt;script&gt;alert(&#39;owned&#39;)&lt;/script&gt;"
+    for path in ("/threads", f"/threads/{thread_id}", "/"):
+        html = (await console.client.get(path)).text
+        assert SCRIPT not in html, path
+        assert "<b>mallory</b>" not in html, path
+        assert "&lt;b&gt;mallory&lt;/b&gt;" in html or "\\u003cb\\u003e" in html, path
+    assert escaped in (await console.client.get(f"/threads/{thread_id}")).text
+    assert page_data((await console.client.get("/")).text)["user"] == "<b>mallory</b>"

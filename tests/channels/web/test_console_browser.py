@@ -1,0 +1,202 @@
+"""The console in a real browser (Debian's Chromium) against a real ``opsloop run``.
+
+The whole stack runs as a user would start it: the API, a Celery worker and beat on the
+embedded defaults (SQLite, file-system queue, offline model) in a temporary home. The test
+signs in through the link ``opsloop run`` prints and waits only on what the page shows.
+
+Screenshots go to ``$OPSLOOP_SCREENSHOTS`` if set, else to the test's temporary directory.
+The test fails under ``CI=true`` if Chromium is missing, and skips locally.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.channels.web.browser import act_as, ask, console_page, need_chromium, screenshots
+
+
+@dataclass
+class Running:
+    url: str
+    login_link: str
+    log: Path
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _clean_env(home: Path, port: int, token: str) -> dict[str, str]:
+    """This environment minus anything that would point opsloop elsewhere (a real model…)."""
+    inherited = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("OPSLOOP_", "ANTHROPIC_", "OPENAI_"))
+        and k not in {"DATABASE_URL", "REDIS_URL"}
+    }
+    return {
+        **inherited,
+        "OPSLOOP_HOME": str(home),
+        "OPSLOOP_API_TOKEN": token,
+        "OPSLOOP_BIND": f"127.0.0.1:{port}",
+    }
+
+
+def _wait_for_link(process: subprocess.Popen[bytes], url: str, log: Path) -> str:
+    """The login link ``opsloop run`` printed, once the API answers /healthz."""
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"opsloop run exited with {process.returncode}:\n{log.read_text()}")
+        found = re.search(r"http://\S+/login\?token=\S+", log.read_text(errors="replace"))
+        try:
+            with urllib.request.urlopen(f"{url}/healthz", timeout=1) as response:
+                if response.status == 200 and found:
+                    return found[0]
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.2)  # polling a process we do not control; nothing to wait on instead
+    pytest.fail(f"opsloop run did not come up within 90 s:\n{log.read_text()}")
+
+
+@pytest.fixture
+def opsloop_run(tmp_path: Path) -> Iterator[Running]:
+    need_chromium()
+    home = tmp_path / "home"
+    home.mkdir()
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    log_path = tmp_path / "opsloop-run.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bot.cli", "run"],
+            env=_clean_env(home, port, secrets.token_urlsafe(18)),
+            cwd=home,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, to clean up if it hangs
+        )
+        try:
+            yield Running(url=url, login_link=_wait_for_link(process, url, log_path), log=log_path)
+        finally:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=45)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(10)
+                pytest.fail(f"opsloop run did not stop on SIGINT:\n{log_path.read_text()}")
+    assert process.returncode == 0, log_path.read_text()
+
+
+def test_a_person_chats_approves_rejects_and_audits_in_a_browser(
+    opsloop_run: Running, tmp_path: Path
+) -> None:
+    with console_page(opsloop_run.url) as watched:
+        run_the_story(watched.page, opsloop_run.url, opsloop_run.login_link, screenshots(tmp_path))
+
+
+def run_the_story(page: Page, url: str, link: str, shots: Path) -> None:
+    # Sign in through the printed link; the token leaves the address bar.
+    page.goto(link)
+    expect(page).to_have_url(f"{url}/")
+    expect(page.locator("#acting-user")).to_have_value("operator")
+    act_as(page, "dev-1")
+    expect(page.locator("#acting-roles")).to_have_text("developer")
+
+    # A question: answered at once, and the thread survives a reload.
+    ask(page, "what is running in staging?")
+    expect(page).to_have_url(re.compile(r"/\?thread=th_\w+$"))
+    inspector = page.locator("#messages .msg").filter(has_text="agent · inspector")
+    expect(inspector).to_contain_text("checkout 1.4.2 in staging: healthy")
+    expect(page.locator("#messages .line.tool")).to_contain_text("list_services")
+    page.reload()
+    expect(inspector).to_contain_text("checkout 1.4.2 in staging: healthy")
+
+    # Markup in a message is shown as text, never run.
+    hostile = '<img src=x onerror="window.owned=1"><script>window.owned=2</script>'
+    ask(page, hostile)
+    expect(inspector).to_have_count(2)
+    expect(page.locator("#messages .msg-text").filter(has_text=hostile)).to_have_count(1)
+    assert page.evaluate("window.owned") is None
+    page.screenshot(path=shots / "1-chat-answer.png")
+
+    # A risky change: an approval card with the exact call, who may approve, the expiry.
+    page.get_by_role("button", name="New thread").click()
+    expect(page).to_have_url(f"{url}/")
+    expect(page.locator("#messages .msg")).to_have_count(0)
+    ask(page, "deploy checkout 1.4.2 to production")
+    card = page.locator(".card.approval")
+    expect(card).to_contain_text("Approval needed", ignore_case=True)
+    expect(card.locator(".card-tool")).to_contain_text("deploy")
+    expect(card.locator(".args")).to_contain_text("production")
+    expect(card.locator(".card-facts")).to_contain_text("role:oncall")
+    expect(card.locator(".card-facts")).to_contain_text("Expires")
+    expect(page.locator("#thread-status")).to_have_text("waiting for approval")
+    page.screenshot(path=shots / "2-approval-card.png")
+
+    # dev-1 asked and is no approver: refused, and told so on the card.
+    card.get_by_role("button", name="Approve").click()
+    expect(card.locator(".refusals li")).to_contain_text("web:dev-1 may not decide")
+    expect(card.locator(".card-feedback")).to_contain_text("refused")
+    expect(card.get_by_role("button", name="Approve")).to_be_enabled()
+    page.screenshot(path=shots / "3-refused.png")
+
+    # On-call approves: the card shows who and when, the buttons go, the agent reports.
+    act_as(page, "oncall-1")
+    expect(page.locator("#acting-roles")).to_have_text("oncall")
+    card.get_by_role("button", name="Approve").click()
+    expect(card.locator(".card-outcome")).to_contain_text("Approved by web:oncall-1")
+    expect(card.get_by_role("button")).to_have_count(0)
+    deployer = page.locator("#messages .msg").filter(has_text="agent · deployer")
+    expect(deployer).to_contain_text("deploy checkout")
+    expect(deployer).to_contain_text("approved by web:oncall-1")
+    page.screenshot(path=shots / "4-approved.png")
+
+    # A second risky request, rejected with a reason the agent passes on.
+    ask(page, "restart search in production")
+    second = page.locator(".card.approval").filter(has_text="restart")
+    second.get_by_role("button", name="Reject").click()
+    second.locator("form.reject-form").get_by_role("button", name="Reject").click()
+    expect(second.locator(".card-feedback")).to_have_text("A rejection needs a reason.")
+    second.get_by_placeholder("Why reject? (required)").fill("change freeze until Monday")
+    second.locator("form.reject-form").get_by_role("button", name="Reject").click()
+    expect(second.locator(".card-outcome")).to_contain_text("Rejected by web:oncall-1")
+    expect(second.locator(".card-outcome")).to_contain_text("change freeze until Monday")
+    expect(deployer.last).to_contain_text("rejected by oncall-1: change freeze until Monday")
+    page.screenshot(path=shots / "5-rejected.png")
+
+    # The list of threads, and the timeline of the last one with what each call cost.
+    page.get_by_role("link", name="Threads").click()
+    rows = page.locator("table.threads tbody tr")
+    expect(rows).to_have_count(2)
+    expect(rows.first).to_contain_text("deploy checkout 1.4.2 to production")
+    expect(rows.first.locator(".badge")).to_have_text("waiting")
+    page.screenshot(path=shots / "6-threads.png")
+    rows.first.get_by_role("link", name="deploy checkout 1.4.2 to production").click()
+    expect(page.locator(".event.kind-model_call")).to_have_count(4)
+    expect(page.locator(".event.kind-model_call").first).to_contain_text("offline-patterns")
+    expect(page.locator(".event.kind-decision_refused")).to_contain_text("web:dev-1")
+    decisions = page.locator(".event.kind-human_response")
+    expect(decisions.first).to_contain_text("approved by web:oncall-1")
+    expect(decisions.last).to_contain_text("change freeze until Monday")
+    expect(page.locator("#total-cost")).to_have_text(re.compile(r"^\$\d"))
+    page.screenshot(path=shots / "7-timeline.png", full_page=True)
