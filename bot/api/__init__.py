@@ -16,8 +16,9 @@ from starlette.exceptions import HTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
 from bot.api import _hooks, _routes
-from bot.api._auth import session_key
+from bot.api._auth import session_key, token_matches
 from bot.api._limits import BodyLimit
+from bot.api._routes import UserId, web_identity
 from bot.app import Opsloop, ThreadBusyError
 from bot.config import Settings
 from bot.errors import (
@@ -29,7 +30,7 @@ from bot.errors import (
 )
 from bot.plugins import Dispatcher, Plugin, load_plugins
 
-__all__ = ["create_app", "dispatcher_from_plugins"]
+__all__ = ["UserId", "create_app", "dispatcher_from_plugins", "token_matches", "web_identity"]
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,12 @@ def create_app(
     )
     app.state.settings = settings
     token = settings.api_token.get_secret_value() if settings.api_token else None
-    app.add_middleware(SessionMiddleware, secret_key=session_key(token), same_site="strict")
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=session_key(token),
+        same_site="strict",
+        https_only=settings.console_url.startswith("https://"),
+    )
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
 
     @app.exception_handler(RequestValidationError)

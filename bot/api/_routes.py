@@ -23,7 +23,7 @@ from bot.events import (
 from bot.plugins import Dispatcher
 from bot.store import HumanRequest, Thread, ThreadSummary
 
-__all__ = ["router", "web_identity"]
+__all__ = ["UserId", "router", "web_identity"]
 
 router = APIRouter(prefix="/api", dependencies=[Depends(require_auth)], tags=["threads"])
 

@@ -7,9 +7,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
-from bot.api._auth import token_matches
+from bot.api import UserId, token_matches
 from bot.app import Opsloop
 from bot.errors import NotFoundError
 from bot.events import HumanResponded, ModelCalled, ThreadStatus
@@ -25,7 +25,7 @@ class ActAs(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    user: str = Field(min_length=1, max_length=128, pattern=r"^[^\s\x00-\x1f\x7f]+$")
+    user: UserId
     """A web user id; policy names the person ``web:<user>``."""
 
 
