@@ -381,12 +381,8 @@ class StatusChanged(_ThreadEvent):
     """The agent now handling the thread, when this change picked one."""
 
 
-InboundEvent: TypeAlias = Annotated[
-    MessageReceived | ActionReceived | TriggerFired, Discriminator("kind")
-]
-"""What channels hand to ingest."""
-
-ThreadEvent: TypeAlias = Annotated[
+_InboundKinds: TypeAlias = MessageReceived | ActionReceived | TriggerFired
+_LogKinds: TypeAlias = (
     UserMessage
     | ModelCalled
     | ToolCalled
@@ -396,27 +392,16 @@ ThreadEvent: TypeAlias = Annotated[
     | HumanResponded
     | DecisionRefused
     | AgentReply
-    | StatusChanged,
-    Discriminator("kind"),
-]
+    | StatusChanged
+)
+
+InboundEvent: TypeAlias = Annotated[_InboundKinds, Discriminator("kind")]
+"""What channels hand to ingest."""
+
+ThreadEvent: TypeAlias = Annotated[_LogKinds, Discriminator("kind")]
 """The entries of a thread's append-only log."""
 
-Event: TypeAlias = Annotated[
-    MessageReceived
-    | ActionReceived
-    | TriggerFired
-    | UserMessage
-    | ModelCalled
-    | ToolCalled
-    | ToolReturned
-    | ErrorRaised
-    | HumanRequested
-    | HumanResponded
-    | DecisionRefused
-    | AgentReply
-    | StatusChanged,
-    Discriminator("kind"),
-]
+Event: TypeAlias = Annotated[_InboundKinds | _LogKinds, Discriminator("kind")]
 """Every event opsloop knows."""
 
 event_adapter: TypeAdapter[Any] = TypeAdapter(Event)

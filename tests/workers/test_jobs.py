@@ -20,25 +20,8 @@ from bot.model import ScriptedModel
 from bot.model.offline import OfflineModel
 from bot.outbound import OutboundReply
 from bot.plugins import DeliveryRetryError
+from tests.fakes import RecordingDispatcher
 from workers import jobs
-
-
-class RecordingDispatcher:
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, object]] = []
-
-    def process(self, item_id: int) -> None:
-        self.calls.append(("process", item_id))
-
-    def deliver(self, thread_id: str) -> None:
-        self.calls.append(("deliver", thread_id))
-
-    def resume(self, thread_id: str) -> None:
-        self.calls.append(("resume", thread_id))
-
-    def ping(self) -> None:
-        return None
-
 
 SLACK = ConversationRef(channel="slack", tenant="T1", room="C1", thread_key="1.2")
 

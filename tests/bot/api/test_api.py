@@ -11,7 +11,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from bot.events import CallTool, Reply, ThreadStatus
 from bot.model import Model, ScriptedModel
 from bot.model.offline import OfflineModel
 from bot.store import Database
+from tests.fakes import RecordingDispatcher
 
 TOKEN = "t" * 24
 SECRET = "s" * 20
@@ -35,30 +36,6 @@ DEPLOY = CallTool(
     tool="deploy",
     arguments={"service": "checkout", "version": "1.4.2", "environment": "production"},
 )
-
-
-@dataclass
-class RecordingDispatcher:
-    """Records what the API enqueued; does no work."""
-
-    calls: list[tuple[str, Any]] = field(default_factory=list)
-    broken: Exception | None = None
-
-    def process(self, item_id: int) -> None:
-        self.calls.append(("process", item_id))
-
-    def deliver(self, thread_id: str) -> None:
-        self.calls.append(("deliver", thread_id))
-
-    def resume(self, thread_id: str) -> None:
-        self.calls.append(("resume", thread_id))
-
-    def ping(self) -> None:
-        if self.broken is not None:
-            raise self.broken
-
-    def of(self, kind: str) -> list[Any]:
-        return [arg for name, arg in self.calls if name == kind]
 
 
 @dataclass

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,30 +23,11 @@ from bot.config import Settings, load_settings
 from bot.model.offline import OfflineModel
 from bot.store import Database
 from channels import web
+from tests.fakes import RecordingDispatcher
 from workers.jobs import deliver_thread, process_item
 
 TOKEN = "console-test-token-0123456789"
 SCRIPT = "<script>alert('owned')</script>"
-
-
-@dataclass
-class RecordingDispatcher:
-    """Records what the API enqueued; the test does the work."""
-
-    processed: list[int] = field(default_factory=list)
-    delivered: list[str] = field(default_factory=list)
-
-    def process(self, item_id: int) -> None:
-        self.processed.append(item_id)
-
-    def deliver(self, thread_id: str) -> None:
-        self.delivered.append(thread_id)
-
-    def resume(self, thread_id: str) -> None:
-        raise AssertionError("the console never resumes threads")
-
-    def ping(self) -> None:
-        return None
 
 
 @dataclass
@@ -65,11 +46,14 @@ class Console:
 
     async def work(self) -> None:
         """Run every enqueued item as a worker would, then deliver what it produced."""
-        while self.dispatcher.processed:
-            await process_item(self.ops, self.dispatcher, self.dispatcher.processed.pop(0))
-        while self.dispatcher.delivered:
-            thread_id = self.dispatcher.delivered.pop(0)
-            assert await deliver_thread(self.ops, web.plugin.senders, thread_id) is None
+        while self.dispatcher.calls:
+            kind, arg = self.dispatcher.calls.pop(0)
+            if kind == "process":
+                await process_item(self.ops, self.dispatcher, arg)
+            elif kind == "deliver":
+                assert await deliver_thread(self.ops, web.plugin.senders, arg) is None
+            else:
+                raise AssertionError(f"the console never asks to {kind}")
 
     async def thread(self, thread_id: str) -> dict[str, Any]:
         response = await self.client.get(f"/api/threads/{thread_id}")
@@ -189,7 +173,7 @@ async def test_the_api_and_acting_as_need_a_session(console: Console) -> None:
     assert (await console.act_as("dev-1")).status_code == 401
     response = await console.client.post("/api/threads", json={"text": "hi", "user": "dev-1"})
     assert response.status_code == 401
-    assert console.dispatcher.processed == []
+    assert console.dispatcher.of("process") == []
 
 
 async def test_a_failed_login_ends_a_session_and_a_bare_one_keeps_it(console: Console) -> None:
