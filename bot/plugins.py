@@ -19,14 +19,18 @@ from bot.errors import ConfigError
 if TYPE_CHECKING:
     import typer
     from fastapi import FastAPI
+    from pydantic_settings import BaseSettings
 
+    from bot.app import Opsloop
     from bot.config import Settings
-    from bot.store import OutboxItem, Store
+    from bot.store import InboxItem, OutboxItem, Store
 
 __all__ = [
+    "ChannelContext",
     "DeliveryContext",
     "DeliveryRetryError",
     "Dispatcher",
+    "Gateway",
     "Plugin",
     "Sender",
     "load_plugins",
@@ -73,6 +77,31 @@ Sender = Callable[["OutboxItem", DeliveryContext], Awaitable[None]]
 
 
 @dataclass(frozen=True)
+class ChannelContext:
+    """What a channel's inbound side needs: the app and the way to hand work on."""
+
+    ops: Opsloop
+    """The app: its store, settings and ingest."""
+    dispatcher: Dispatcher
+    """Where processing is enqueued."""
+
+    async def accept(self, event: Any) -> InboxItem | None:
+        """The fast path: validate, dedupe, store and enqueue; ``None`` for a duplicate.
+
+        Raises:
+            UserFacingError: the event cannot be accepted (nothing was stored).
+        """
+        item = await self.ops.ingest(event)
+        if item is not None:
+            self.dispatcher.process(item.id)
+        return item
+
+
+Gateway = Callable[[ChannelContext], Awaitable[None]]
+"""A long-running inbound connection (Slack Socket Mode, Discord's gateway, IMAP IDLE)."""
+
+
+@dataclass(frozen=True)
 class Plugin:
     """What one package adds to opsloop."""
 
@@ -86,6 +115,10 @@ class Plugin:
     """Outbound senders by channel name."""
     dispatcher: Callable[[Settings], Dispatcher] | None = None
     """Builds the dispatcher (one plugin provides it: the workers)."""
+    gateway: Callable[[], Gateway | None] | None = None
+    """The channel's gateway when its settings are present, else ``None``."""
+    settings: type[BaseSettings] | None = None
+    """The plugin's own settings (validated at start-up, listed in ``.env.example``)."""
 
 
 @cache

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 from bot.config import Settings
+from bot.plugins import load_plugins
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -60,10 +61,12 @@ def test_vendor_sdks_stay_at_the_edge() -> None:
 def test_env_example_lists_every_setting() -> None:
     example = (ROOT / ".env.example").read_text(encoding="utf-8")
     listed = set(re.findall(r"^([A-Z][A-Z0-9_]*)=", example, re.MULTILINE))
+    models = [Settings, *(p.settings for p in load_plugins() if p.settings is not None)]
     names = set()
-    for field in Settings.model_fields.values():
-        alias = field.validation_alias
-        names.add(alias.choices[0] if hasattr(alias, "choices") else str(alias))
+    for model in models:
+        for field in model.model_fields.values():
+            alias = field.validation_alias
+            names.add(alias.choices[0] if hasattr(alias, "choices") else str(alias))
     assert names - listed == set()
     assert listed - names <= {"OPSLOOP_USER"}
 

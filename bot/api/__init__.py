@@ -28,7 +28,7 @@ from bot.errors import (
     NotFoundError,
     UserFacingError,
 )
-from bot.plugins import Dispatcher, Plugin, load_plugins
+from bot.plugins import ChannelContext, Dispatcher, Plugin, load_plugins
 
 __all__ = ["UserId", "create_app", "dispatcher_from_plugins", "token_matches", "web_identity"]
 
@@ -62,6 +62,7 @@ def create_app(
         own = ops is None
         app.state.ops = ops or await Opsloop.from_settings(settings)
         app.state.dispatcher = dispatcher or dispatcher_from_plugins(settings, plugins)
+        app.state.channel = ChannelContext(ops=app.state.ops, dispatcher=app.state.dispatcher)
         try:
             yield
         finally:

@@ -10,7 +10,7 @@ from bot.app import Opsloop
 from bot.cli._chat import chat
 from bot.cli._common import console, default_user, errors, fail, guarded, identity, run
 from bot.cli._render import event_json_lines, print_events, threads_table
-from bot.cli._serve import api, run_all
+from bot.cli._serve import api, gateway, run_all
 from bot.config import load_settings
 from bot.errors import ConfigError
 from bot.events import ActionReceived, ConversationRef, HumanDecision, ThreadStatus, new_id
@@ -32,6 +32,7 @@ app.add_typer(threads_app, name="threads")
 app.command(help=chat.__doc__)(chat)
 app.command("run")(run_all)
 app.command()(api)
+app.command()(gateway)
 
 AsUser = Annotated[
     str | None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import signal
@@ -18,6 +19,7 @@ import typer
 from bot.cli._common import EXIT_CONFIG, console, fail, guarded
 from bot.config import Settings, load_settings
 from bot.errors import ConfigError
+from bot.plugins import ChannelContext, Gateway, load_plugins
 from bot.store import Database
 
 __all__ = ["api", "run_all"]
@@ -69,6 +71,50 @@ def api(
     )
 
 
+def _gateways() -> list[tuple[str, Gateway]]:
+    found = []
+    for plugin in load_plugins():
+        gateway = plugin.gateway() if plugin.gateway is not None else None
+        if gateway is not None:
+            found.append((plugin.name, gateway))
+    return found
+
+
+def gateway() -> None:
+    """Run the inbound side of every configured channel (Slack Socket Mode, Discord, email).
+
+    Channels reached over HTTP (Slack's HTTP mode, webhooks) are served by `opsloop api`.
+    """
+    from bot.api import dispatcher_from_plugins
+    from bot.app import Opsloop
+
+    settings = _settings()
+    try:
+        gateways = _gateways()
+    except ConfigError as exc:
+        fail(str(exc), EXIT_CONFIG)
+    if not gateways:
+        fail(
+            "no channel gateway is configured: set SLACK_APP_TOKEN (Slack Socket Mode), "
+            "DISCORD_BOT_TOKEN, or the IMAP_* settings (email)",
+            EXIT_CONFIG,
+        )
+    _check_schema(settings, auto_migrate=settings.database.startswith("sqlite"))
+
+    async def serve() -> None:
+        ops = await Opsloop.from_settings(settings)
+        context = ChannelContext(
+            ops=ops, dispatcher=dispatcher_from_plugins(settings, load_plugins())
+        )
+        console.print("gateways: " + ", ".join(name for name, _ in gateways))
+        try:
+            await asyncio.gather(*(run(context) for _, run in gateways))
+        finally:
+            await ops.aclose()
+
+    guarded(serve())
+
+
 def _wait_healthy(url: str, child: subprocess.Popen[bytes], timeout: float = 60) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and child.poll() is None:
@@ -84,7 +130,7 @@ def _wait_healthy(url: str, child: subprocess.Popen[bytes], timeout: float = 60)
 def run_all(
     workers: Annotated[int, typer.Option(min=1, max=16, help="Worker processes.")] = 2,
 ) -> None:
-    """Start everything on this machine: API and console, a worker and the scheduler.
+    """Start everything on this machine: API and console, workers, scheduler, gateways.
 
     Ctrl-C stops it all. Without REDIS_URL the queue is an embedded one under OPSLOOP_HOME.
     """
@@ -95,6 +141,10 @@ def run_all(
     )
     env = {**os.environ, "OPSLOOP_API_TOKEN": token}
     me = [sys.executable, "-m", "bot.cli"]
+    try:
+        with_gateway = bool(_gateways())
+    except ConfigError as exc:
+        fail(str(exc), EXIT_CONFIG)
     commands = {
         "api": [*me, "api", "--log-level", "warning"],
         "worker": [
@@ -108,6 +158,8 @@ def run_all(
         ],
         "beat": [*me, "beat", "--loglevel", "WARNING", "--quiet"],
     }
+    if with_gateway:
+        commands["gateway"] = [*me, "gateway"]
     # Each child in a session of its own: Ctrl-C reaches only this supervisor, which then
     # stops each child's main process the way it expects (celery's pool stops with it).
     children = {
