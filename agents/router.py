@@ -10,8 +10,8 @@ from bot.agent import Agent
 __all__ = ["keyword_router"]
 
 
-def keyword_router(text: str, agents: Sequence[Agent]) -> Agent:
-    """The agent whose keywords occur most often in ``text``; the first agent on a tie."""
+def keyword_router(text: str, agents: Sequence[Agent]) -> Agent | None:
+    """The agent whose keywords occur most often in ``text``; ``None`` when none occurs."""
     words = re.findall(r"[a-z]+", text.lower())
     padded = f" {' '.join(words)} "
 
@@ -19,4 +19,4 @@ def keyword_router(text: str, agents: Sequence[Agent]) -> Agent:
         return sum(padded.count(f" {keyword} ") for keyword in agent.keywords)
 
     best = max(agents, key=score)
-    return best if score(best) > 0 else agents[0]
+    return best if score(best) > 0 else None

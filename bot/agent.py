@@ -57,8 +57,8 @@ class Agent:
         return next((t for t in self.all_tools if t.name == name), None)
 
 
-Router = Callable[[str, Sequence[Agent]], Agent]
-"""Picks the agent for a new conversation from its first message."""
+Router = Callable[[str, Sequence[Agent]], "Agent | None"]
+"""Picks the agent a message is for; ``None`` when the message says nothing about it."""
 
 
 @dataclass(frozen=True)
@@ -86,9 +86,16 @@ class AgentRegistry:
             known = ", ".join(sorted(self.by_name))
             raise NotFoundError(f"unknown agent {name!r}; known agents: {known}") from None
 
-    def route(self, text: str) -> Agent:
-        """The agent for a conversation that starts with ``text``."""
-        return self.router(text, self.agents)
+    def route(self, text: str, current: str | None = None) -> Agent:
+        """The agent for a message.
+
+        The one the message is clearly for, else the thread's current agent, else the
+        first (default) agent.
+        """
+        picked = self.router(text, self.agents)
+        if picked is not None:
+            return picked
+        return self.get(current) if current else self.agents[0]
 
 
 def load_registry(spec: str) -> AgentRegistry:

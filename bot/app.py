@@ -246,13 +246,10 @@ class Opsloop:
                 thread_id, expected_seq=thread.last_seq, events=[message], inbox_item=item_id
             )
             return
-        agent = (
-            self.runtime.agents.get(event.agent)
-            if event.agent
-            else self.runtime.agents.get(thread.agent)
-            if thread.agent
-            else self.runtime.agents.route(event.text)
-        )
+        # A follow-up that is clearly for another agent (a deploy after a question about
+        # versions) moves the thread to it; anything else stays with the current agent.
+        agents = self.runtime.agents
+        agent = agents.get(event.agent) if event.agent else agents.route(event.text, thread.agent)
         events = [message, StatusChanged(status=ThreadStatus.RUNNING, agent=agent.name)]
         await self.store.append(
             thread_id, expected_seq=thread.last_seq, events=events, inbox_item=item_id

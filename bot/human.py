@@ -83,7 +83,7 @@ def decision_events(
                 )
             )
         else:
-            by = actor.label if actor else "expiry"
+            by = actor.principal if actor else "expiry"
             events.append(
                 ToolReturned(
                     call_id=asked.call_id,

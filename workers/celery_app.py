@@ -62,6 +62,7 @@ def broker_settings(settings: Settings) -> dict[str, Any]:
             "data_folder_in": str(folder),
             "data_folder_out": str(folder),
             "store_processed": False,
+            "control_folder": str(state / "control"),
             "polling_interval": 0.05,
         }
         conf["worker_enable_remote_control"] = False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Annotated
 
 import typer
@@ -34,6 +35,12 @@ def register(app: typer.Typer) -> None:
         ]
         if not settings.redis_url:
             argv.append("--without-heartbeat")
+        if quiet:
+            # `opsloop run` on a developer's machine: the warning about running as root is
+            # for production deployments, where the image runs as an unprivileged user.
+            from celery.exceptions import SecurityWarning
+
+            warnings.filterwarnings("ignore", category=SecurityWarning)
         celery_app.start(["--quiet", *argv] if quiet else argv)
 
     @app.command()

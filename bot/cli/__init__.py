@@ -37,7 +37,10 @@ app.command()(gateway)
 AsUser = Annotated[
     str | None,
     typer.Option(
-        "--as", help="Your user id (default: $OPSLOOP_USER, then $USER).", show_default=False
+        "--as",
+        metavar="USER",
+        help="Your user id (default: $OPSLOOP_USER, then $USER).",
+        show_default=False,
     ),
 ]
 
@@ -69,7 +72,9 @@ def threads_list(
 
 @threads_app.command("show")
 def threads_show(
-    thread_id: Annotated[str, typer.Argument(help="The thread's id (th_...).")],
+    thread_id: Annotated[
+        str, typer.Argument(metavar="THREAD_ID", help="The thread's id (th_...).")
+    ],
     json_lines: Annotated[bool, typer.Option("--json", help="Events as JSON lines.")] = False,
 ) -> None:
     """Show one thread's whole timeline: messages, model calls, tools, decisions."""
@@ -117,7 +122,9 @@ def _decide(
 
 @app.command()
 def approve(
-    request_id: Annotated[str, typer.Argument(help="The request's id (hr_...).")],
+    request_id: Annotated[
+        str, typer.Argument(metavar="REQUEST_ID", help="The request's id (hr_...).")
+    ],
     user: AsUser = None,
     comment: Annotated[str | None, typer.Option(help="A note kept with the approval.")] = None,
 ) -> None:
@@ -127,7 +134,9 @@ def approve(
 
 @app.command()
 def reject(
-    request_id: Annotated[str, typer.Argument(help="The request's id (hr_...).")],
+    request_id: Annotated[
+        str, typer.Argument(metavar="REQUEST_ID", help="The request's id (hr_...).")
+    ],
     reason: Annotated[str, typer.Option(help="Why; the agent reports it.")],
     user: AsUser = None,
 ) -> None:
@@ -137,8 +146,10 @@ def reject(
 
 @app.command()
 def answer(
-    request_id: Annotated[str, typer.Argument(help="The question's id (hr_...).")],
-    text: Annotated[str, typer.Argument(help="Your answer.")],
+    request_id: Annotated[
+        str, typer.Argument(metavar="REQUEST_ID", help="The question's id (hr_...).")
+    ],
+    text: Annotated[str, typer.Argument(metavar="TEXT", help="Your answer.")],
     user: AsUser = None,
 ) -> None:
     """Answer a question the agent asked; the thread resumes with your answer."""

@@ -25,9 +25,9 @@ from bot.events import (
 __all__ = ["chat"]
 
 HELP = (
-    "Type a request, e.g. 'what is running in staging?'. Commands: "
-    "/approve [ID] [--as USER] [note], /reject [ID] [--as USER] REASON, "
-    "/answer [ID] TEXT, /as USER, /new, /quit"
+    "Type a request, e.g. 'what is running in staging?'.\n"
+    "Commands: /approve [ID] [--as USER] [NOTE] · /reject [ID] [--as USER] REASON · "
+    "/answer [ID] TEXT · /as USER · /new · /quit"
 )
 
 
@@ -50,19 +50,31 @@ def _conversation(thread: str | None) -> ConversationRef:
 def chat(
     message: Annotated[
         list[str] | None,
-        typer.Option("-m", "--message", help="Send this message and exit (repeat for several)."),
+        typer.Option(
+            "-m",
+            "--message",
+            metavar="TEXT",
+            help="Send this message and exit (repeat for several).",
+        ),
     ] = None,
     user: Annotated[
         str | None,
         typer.Option(
-            "--as", help="Your user id (default: $OPSLOOP_USER, then $USER).", show_default=False
+            "--as",
+            metavar="USER",
+            help="Your user id (default: $OPSLOOP_USER, then $USER).",
+            show_default=False,
         ),
     ] = None,
     agent: Annotated[
-        str | None, typer.Option(help="Talk to this agent instead of letting the router pick.")
+        str | None,
+        typer.Option(metavar="NAME", help="Talk to this agent instead of letting the router pick."),
     ] = None,
     thread: Annotated[
-        str | None, typer.Option(help="Continue the terminal conversation with this key.")
+        str | None,
+        typer.Option(
+            metavar="KEY", help="Continue the terminal conversation with this key (any word)."
+        ),
     ] = None,
     json_lines: Annotated[
         bool, typer.Option("--json", help="Print the thread's events as JSON lines.")

@@ -37,7 +37,7 @@ def _short(value: Any, limit: int = 400) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
-def _line(event: Any, verbose: bool) -> str | None:
+def _line(event: Any, verbose: bool, decided: set[str]) -> str | None:
     if isinstance(event, UserMessage):
         return f"[bold cyan]{escape(event.source or event.sender.label)}>[/] {escape(event.text)}"
     if isinstance(event, AgentReply):
@@ -53,6 +53,8 @@ def _line(event: Any, verbose: bool) -> str | None:
         return f"  [red]! {event.source} error: {escape(event.message)}[/]"
     if isinstance(event, HumanRequested):
         who = ", ".join(event.approvers)
+        if event.request_id in decided:
+            return f"[magenta]{event.type}[/] {event.request_id}: {escape(event.question)}"
         if event.type == "approval":
             return (
                 f"[bold magenta]approval needed[/] {event.request_id}: "
@@ -89,8 +91,10 @@ def _line(event: Any, verbose: bool) -> str | None:
 
 def print_events(console: Console, events: Iterable[Any], *, verbose: bool = False) -> None:
     """Print events as a transcript."""
+    events = list(events)
+    decided = {e.request_id for e in events if isinstance(e, HumanResponded)}
     for event in events:
-        line = _line(event, verbose)
+        line = _line(event, verbose, decided)
         if line is not None:
             console.print(line, soft_wrap=True)
 
@@ -113,10 +117,15 @@ def pending_requests(events: Sequence[Any]) -> list[HumanRequested]:
 
 
 def threads_table(threads: Sequence[ThreadSummary]) -> Table:
-    """Threads as a table."""
+    """Threads as a table; titles are cut short rather than squeezing every column."""
     table = Table(show_lines=False, header_style="bold")
-    for column in ("id", "status", "agent", "channel", "events", "updated", "title"):
-        table.add_column(column, overflow="fold", no_wrap=column in {"id", "updated"})
+    table.add_column("id", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("agent", no_wrap=True)
+    table.add_column("channel", no_wrap=True)
+    table.add_column("events", no_wrap=True, justify="right")
+    table.add_column("updated", no_wrap=True)
+    table.add_column("title", no_wrap=True, overflow="ellipsis", min_width=8, ratio=1)
     for t in threads:
         table.add_row(
             t.id,
@@ -124,7 +133,7 @@ def threads_table(threads: Sequence[ThreadSummary]) -> Table:
             t.agent or "-",
             t.conversation.channel,
             str(t.last_seq),
-            f"{t.updated_at:%Y-%m-%d %H:%M:%S}",
+            f"{t.updated_at:%m-%d %H:%M}",
             escape(t.title),
         )
     return table

@@ -106,7 +106,8 @@ def _line(item: JsonValue) -> str:
         if "health" in item:
             return (
                 f"- {item['service']} {item['version']} in {item['environment']}: "
-                f"{item['health']}, {item['replicas']} replicas"
+                f"{item['health']}, {item['replicas']} "
+                f"replica{'' if item['replicas'] == 1 else 's'}"
             )
     return f"- {json.dumps(item)}"
 

@@ -42,13 +42,20 @@ def test_questions_go_to_the_inspector(text):
 
 
 def test_deploys_plural_is_not_the_deploy_keyword():
-    # "recent deploys of checkout" reaches the inspector only because it is the first agent.
-    assert keyword_router("recent deploys of checkout", [DEPLOYER, INSPECTOR]) is DEPLOYER
+    # "recent deploys of checkout" names no agent: a new thread goes to the default one.
+    assert keyword_router("recent deploys of checkout", [DEPLOYER, INSPECTOR]) is None
+    assert registry.route("recent deploys of checkout") is INSPECTOR
 
 
 @pytest.mark.parametrize("agents", [(INSPECTOR, DEPLOYER), (DEPLOYER, INSPECTOR)])
-def test_no_keyword_picks_the_first_agent(agents):
-    assert keyword_router("good morning, opsloop", agents) is agents[0]
+def test_no_keyword_names_no_agent(agents):
+    assert keyword_router("good morning, opsloop", agents) is None
+
+
+def test_a_message_naming_no_agent_stays_with_the_current_one():
+    assert registry.route("thanks, and the other one?", current="deployer") is DEPLOYER
+    assert registry.route("thanks, and the other one?") is INSPECTOR
+    assert registry.route("now deploy it", current="inspector") is DEPLOYER
 
 
 @pytest.mark.parametrize("agents", [(INSPECTOR, DEPLOYER), (DEPLOYER, INSPECTOR)])
@@ -64,5 +71,5 @@ def test_the_most_mentioned_agent_wins():
 
 def test_keywords_match_whole_words_only():
     # "deployment" and "restarted" contain keywords but are not them.
-    assert keyword_router("deployment restarted", [INSPECTOR, DEPLOYER]) is INSPECTOR
-    assert keyword_router("deployment restarted", [DEPLOYER, INSPECTOR]) is DEPLOYER
+    assert keyword_router("deployment restarted", [INSPECTOR, DEPLOYER]) is None
+    assert keyword_router("deployment restarted", [DEPLOYER, INSPECTOR]) is None

@@ -145,7 +145,7 @@ async def test_rejection_reason_goes_to_the_model(database, make_ops) -> None:
     request_id = outcome.thread.events[-2].request_id
     resumed = await ops.submit(action(request_id, HumanDecision.REJECT, ONCALL, "freeze"))
     result = next(e for e in resumed.new_events if isinstance(e, ToolReturned))
-    assert result.output == {"rejected": True, "by": "oncall-1", "reason": "freeze"}
+    assert result.output == {"rejected": True, "by": "cli:oncall-1", "reason": "freeze"}
     reply = resumed.thread.events[-2]
     assert isinstance(reply, AgentReply)
     assert "oncall-1" in reply.text and "freeze" in reply.text
@@ -297,3 +297,14 @@ async def test_function_model_sees_the_rendered_thread(sqlite_database, make_ops
     assert outcome.thread.events[-2] == AgentReply(
         text="fine", agent="inspector", at=outcome.thread.events[-2].at
     )
+
+
+async def test_a_follow_up_for_another_agent_moves_the_thread(sqlite_database, make_ops) -> None:
+    ops = await make_ops(sqlite_database, OfflineModel())
+    first = await ops.submit(message("what is running in staging?", thread="both"))
+    assert first.thread.agent == "inspector"
+    second = await ops.submit(message("deploy checkout 1.4.2 to production", thread="both"))
+    assert second.thread.id == first.thread.id
+    assert second.thread.agent == "deployer"
+    assert second.thread.status == ThreadStatus.PAUSED
+    assert isinstance(second.thread.events[-2], HumanRequested)

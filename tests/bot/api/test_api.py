@@ -351,7 +351,7 @@ async def test_reject_returns_the_reason_to_the_agent(api: Api) -> None:
     await api.work(item)
     thread = await api.thread(thread_id)
     result = next(e for e in thread["events"] if e["kind"] == "tool_result")
-    assert result["output"] == {"rejected": True, "by": "oncall-1", "reason": "change freeze"}
+    assert result["output"] == {"rejected": True, "by": "web:oncall-1", "reason": "change freeze"}
     reply = next(e for e in reversed(thread["events"]) if e["kind"] == "agent_reply")
     assert "change freeze" in reply["text"]
     status = await api.ops.runtime.resources["inventory"].service_status("checkout", "production")

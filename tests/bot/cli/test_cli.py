@@ -72,7 +72,7 @@ def test_reject_makes_the_agent_report_the_reason(cli) -> None:
     request_id = request_id_of(paused.output)
     rejected = cli("reject", request_id, "--as", "oncall-1", "--reason", "freeze")
     assert rejected.exit_code == 0, rejected.output
-    assert "rejected by oncall-1: freeze" in rejected.output
+    assert "rejected by cli:oncall-1: freeze" in rejected.output
 
 
 def test_four_eyes_when_the_requester_is_an_approver(cli, tmp_path: Path) -> None:

@@ -197,7 +197,7 @@ def test_tool_result_is_summarised():
 
     assert decision == Reply(
         text="- checkout 1.4.2 in staging: healthy, 2 replicas\n"
-        "- search 0.18.0 in staging: degraded, 1 replicas\n"
+        "- search 0.18.0 in staging: degraded, 1 replica\n"
         f"{OFFLINE_NOTICE}"
     )
 

@@ -181,7 +181,7 @@ def run_the_story(page: Page, url: str, link: str, shots: Path) -> None:
     second.locator("form.reject-form").get_by_role("button", name="Reject").click()
     expect(second.locator(".card-outcome")).to_contain_text("Rejected by web:oncall-1")
     expect(second.locator(".card-outcome")).to_contain_text("change freeze until Monday")
-    expect(deployer.last).to_contain_text("rejected by oncall-1: change freeze until Monday")
+    expect(deployer.last).to_contain_text("rejected by web:oncall-1: change freeze until Monday")
     page.screenshot(path=shots / "5-rejected.png")
 
     # The list of threads, and the timeline of the last one with what each call cost.
