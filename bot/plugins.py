@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     import typer
     from fastapi import FastAPI
     from pydantic_settings import BaseSettings
+    from sqlalchemy import MetaData
 
     from bot.app import Opsloop
     from bot.config import Settings
@@ -119,6 +120,8 @@ class Plugin:
     """The channel's gateway when its settings are present, else ``None``."""
     settings: type[BaseSettings] | None = None
     """The plugin's own settings (validated at start-up, listed in ``.env.example``)."""
+    tables: MetaData | None = None
+    """Tables the plugin keeps in opsloop's database (created by opsloop's migrations)."""
 
 
 @cache

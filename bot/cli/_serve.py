@@ -26,10 +26,13 @@ __all__ = ["api", "run_all"]
 
 
 def _settings() -> Settings:
+    """The settings, and the plugins' own (loading a plugin validates its settings)."""
     try:
-        return load_settings()
+        settings = load_settings()
+        load_plugins()
     except ConfigError as exc:
         fail(str(exc), EXIT_CONFIG)
+    return settings
 
 
 def _check_schema(settings: Settings, *, auto_migrate: bool) -> None:

@@ -2,6 +2,7 @@
 
 from alembic import context
 
+from bot.plugins import load_plugins
 from bot.store._tables import Base
 
 config = context.config
@@ -11,7 +12,8 @@ if connection is None:
 
 context.configure(
     connection=connection,
-    target_metadata=Base.metadata,
+    # The core's tables and those plugins keep in the same database (Slack installations…).
+    target_metadata=[Base.metadata, *(p.tables for p in load_plugins() if p.tables is not None)],
     render_as_batch=connection.dialect.name == "sqlite",
     compare_type=True,
 )

@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy import MetaData
 
 from bot.errors import ConcurrentStepError, ConfigError, NotFoundError
 from bot.events import (
@@ -23,6 +24,7 @@ from bot.events import (
     utcnow,
 )
 from bot.outbound import OutboundReply
+from bot.plugins import load_plugins
 from bot.store import Database, Store
 from bot.store._tables import Base
 
@@ -49,9 +51,15 @@ def request_event(request_id: str = "hr_1") -> HumanRequested:
 
 
 async def test_migrations_match_the_models(database: Database) -> None:
+    # The core's tables and the ones plugins keep in the same database.
+    expected = MetaData()
+    for metadata in [Base.metadata, *(p.tables for p in load_plugins() if p.tables is not None)]:
+        for table in metadata.tables.values():
+            table.to_metadata(expected)
+
     def diff(connection):
         context = MigrationContext.configure(connection, opts={"compare_type": True})
-        return compare_metadata(context, Base.metadata)
+        return compare_metadata(context, expected)
 
     async with database.engine.connect() as connection:
         assert await connection.run_sync(diff) == []

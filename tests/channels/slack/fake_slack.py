@@ -1,0 +1,177 @@
+"""A local fake of Slack: the Web API methods opsloop calls, and a Socket Mode server.
+
+Like bolt-python's ``tests/mock_web_api_server``: an HTTP server on 127.0.0.1 that answers
+each Web API method with a recorded-shape response and records every call (method, params,
+token). It can be told to answer a method with 429 and a Retry-After, or with an error.
+``apps.connections.open`` points at its own websocket, which says hello, sends the
+envelopes a test queues and collects their acknowledgements.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+BOTS = {
+    "xoxb-test": {"team_id": "T1", "team": "Acme", "user_id": "UBOT", "bot_id": "BBOT"},
+    "xoxb-team2": {"team_id": "T2", "team": "Two", "user_id": "UBOT2", "bot_id": "BBOT2"},
+}
+
+
+@dataclass
+class Call:
+    """One request the fake received."""
+
+    method: str
+    params: dict[str, Any]
+    token: str | None
+    answer: dict[str, Any] = field(default_factory=dict)
+    """What the fake answered."""
+
+
+@dataclass
+class FakeSlack:
+    """The fake; ``await start()`` it, point ``SLACK_API_URL`` at :attr:`api_url`."""
+
+    users: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """users.info answers by user id (a default profile otherwise)."""
+    usergroups: list[dict[str, Any]] = field(default_factory=list)
+    """usergroups.list's answer."""
+    rate_limited: dict[str, float] = field(default_factory=dict)
+    """Methods to answer once with 429 and this Retry-After."""
+    errors: dict[str, str] = field(default_factory=dict)
+    """Methods to answer with ``ok: false`` and this error, every time."""
+    oauth_access: dict[str, Any] = field(default_factory=dict)
+    """oauth.v2.access's answer."""
+    calls: list[Call] = field(default_factory=list)
+    acks: dict[str, asyncio.Future[dict[str, Any]]] = field(default_factory=dict)
+    connected: asyncio.Event = field(default_factory=asyncio.Event)
+    port: int = 0
+    _ts: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    _runner: web.AppRunner | None = None
+    _sockets: list[web.WebSocketResponse] = field(default_factory=list)
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api/"
+
+    def of(self, method: str) -> list[Call]:
+        """The calls of one method, in order."""
+        return [c for c in self.calls if c.method == method]
+
+    def next_ts(self) -> str:
+        return f"1700000100.{next(self._ts):06d}"
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_route("*", "/api/{method}", self._api)
+        app.router.add_post("/upload/{file_id}", self._upload)
+        app.router.add_get("/link", self._socket)
+        self._runner = web.AppRunner(app, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+
+    async def stop(self) -> None:
+        for socket in self._sockets:
+            await socket.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    # ------------------------------------------------------------ Web API
+
+    async def _api(self, request: web.Request) -> web.StreamResponse:
+        method = request.match_info["method"]
+        params: dict[str, Any] = dict(request.query)
+        if request.body_exists:
+            if request.content_type == "application/json":
+                params.update(await request.json())
+            else:
+                params.update(dict(await request.post()))
+        auth = request.headers.get("Authorization", "")
+        token = auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else None
+        call = Call(method, params, token or params.get("token"))
+        self.calls.append(call)
+        if method in self.rate_limited:
+            wait = self.rate_limited.pop(method)
+            call.answer = {"ok": False, "error": "ratelimited"}
+            return web.json_response(
+                call.answer,
+                status=429,
+                headers={"Retry-After": str(int(wait))},
+            )
+        if method in self.errors:
+            call.answer = {"ok": False, "error": self.errors[method]}
+        else:
+            call.answer = {"ok": True, **self._answer(method, params, token)}
+        return web.json_response(call.answer)
+
+    def _answer(self, method: str, params: dict[str, Any], token: str | None) -> dict[str, Any]:
+        if method == "auth.test":
+            bot = BOTS.get(token or "")
+            if bot is None:
+                return {"ok": False, "error": "invalid_auth"}
+            return {"url": "https://acme.slack.com/", "user": "opsloop", **bot}
+        if method == "chat.postMessage":
+            ts = self.next_ts()
+            return {"channel": params["channel"], "ts": ts, "message": {"ts": ts}}
+        if method == "chat.update":
+            return {"channel": params["channel"], "ts": params["ts"]}
+        if method == "chat.postEphemeral":
+            return {"message_ts": self.next_ts()}
+        if method == "views.open":
+            return {"view": {"id": f"V{next(self._ts)}"}}
+        if method == "users.info":
+            user = params["user"]
+            default = {"id": user, "name": user.lower(), "profile": {"real_name": f"Real {user}"}}
+            return {"user": self.users.get(user, default)}
+        if method == "usergroups.list":
+            return {"usergroups": self.usergroups}
+        if method == "apps.connections.open":
+            if token != "xapp-test":
+                return {"ok": False, "error": "invalid_auth"}
+            return {"url": f"ws://127.0.0.1:{self.port}/link"}
+        if method == "files.getUploadURLExternal":
+            return {"upload_url": f"http://127.0.0.1:{self.port}/upload/F1", "file_id": "F1"}
+        if method == "files.completeUploadExternal":
+            return {"files": [{"id": "F1", "title": "snippet"}]}
+        if method == "oauth.v2.access":
+            return self.oauth_access
+        return {"ok": False, "error": "unknown_method"}
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        file_id = request.match_info["file_id"]
+        self.calls.append(Call("upload", {"file_id": file_id, "body": body}, None))
+        return web.Response(text="OK")
+
+    # ------------------------------------------------------------ Socket Mode
+
+    async def _socket(self, request: web.Request) -> web.WebSocketResponse:
+        socket = web.WebSocketResponse()
+        await socket.prepare(request)
+        self._sockets.append(socket)
+        await socket.send_json({"type": "hello", "num_connections": 1})
+        self.connected.set()
+        async for message in socket:
+            if message.type != WSMsgType.TEXT:
+                continue
+            data = json.loads(message.data)
+            envelope = data.get("envelope_id")
+            if envelope in self.acks and not self.acks[envelope].done():
+                self.acks[envelope].set_result(data)
+        return socket
+
+    async def send_envelope(self, envelope: dict[str, Any]) -> asyncio.Future[dict[str, Any]]:
+        """Send an envelope to the connected client; the future is its acknowledgement."""
+        await asyncio.wait_for(self.connected.wait(), 10)
+        acked: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self.acks[envelope["envelope_id"]] = acked
+        await self._sockets[-1].send_json(envelope)
+        return acked
