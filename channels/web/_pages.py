@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict
 from bot.api import UserId, token_matches
 from bot.app import Opsloop
 from bot.errors import NotFoundError
-from bot.events import HumanResponded, ModelCalled, ThreadStatus
+from bot.events import HumanRequested, HumanResponded, ModelCalled, ThreadStatus
 from channels.web._render import STATIC_DIR, console_user, page, roles_of
 
 __all__ = ["add_routes"]
@@ -99,14 +99,19 @@ async def threads(
     """Every thread, most recently active first."""
     if not _signed_in(request):
         return _to_login()
-    found = await _ops(request).store.list_threads(limit=limit, status=status)
+    ops = _ops(request)
+    found = await ops.store.list_threads(limit=limit, status=status)
+    pending: dict[str, list[str]] = {}
+    if any(t.status == ThreadStatus.PAUSED for t in found):
+        for human in await ops.store.human_requests():
+            pending.setdefault(human.thread_id, []).append(human.request.type)
     return page(
         request,
         "threads.html",
         nav="threads",
         threads=found,
+        pending=pending,
         current=status.value if status else None,
-        statuses=[s.value for s in ThreadStatus],
     )
 
 
@@ -125,6 +130,11 @@ async def timeline(thread_id: str, request: Request) -> Response:
         for seq, e in enumerate(thread.events, start=1)
         if isinstance(e, HumanResponded)
     }
+    pending = [
+        e.type
+        for e in thread.events
+        if isinstance(e, HumanRequested) and e.request_id not in responses
+    ]
     calls = [e for e in thread.events if isinstance(e, ModelCalled)]
     totals: dict[str, Any] = {
         "calls": len(calls),
@@ -141,6 +151,7 @@ async def timeline(thread_id: str, request: Request) -> Response:
         thread=thread,
         events=list(enumerate(thread.events, start=1)),
         responses=responses,
+        pending=pending,
         totals=totals,
     )
 

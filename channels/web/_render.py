@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -13,9 +14,9 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from bot.app import Opsloop
-from bot.events import Identity
+from bot.events import Identity, ThreadStatus
 
-__all__ = ["DEFAULT_USER", "STATIC_DIR", "console_user", "page", "roles_of"]
+__all__ = ["DEFAULT_USER", "STATIC_DIR", "console_user", "page", "roles_of", "status_label"]
 
 HERE = Path(__file__).parent
 STATIC_DIR = HERE / "static"
@@ -34,6 +35,48 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
+
+
+STATUS_LABELS: dict[str, tuple[str, str]] = {
+    "running": ("working", "the agent is working on it"),
+    "waiting": ("answered", "the agent answered; waiting for the next message"),
+    "paused": ("paused", "paused: nothing is pending; an operator can resume it"),
+    "failed": ("failed", "stopped on an error it could not recover from"),
+    "done": ("done", "closed for good"),
+}
+"""How the console names a thread status (the API's values stay as they are), and a tooltip."""
+
+PENDING_LABELS: dict[str, tuple[str, str]] = {
+    "approval": ("waiting for approval", "a step waits for an approver's decision"),
+    "question": ("waiting for an answer", "the agent asked a question and waits for the answer"),
+}
+"""How the console names a paused thread with a pending human request, by request type."""
+
+FILTER_HINTS: dict[str, str] = {
+    "paused": "waiting for approval or an answer, or paused by an operator",
+}
+
+
+def status_label(status: str, pending: Iterable[str] = ()) -> tuple[str, str]:
+    """The console's words for a thread ``status`` and a tooltip.
+
+    ``pending`` holds the types of the thread's pending human requests (``approval``,
+    ``question``): a paused thread with one waits for approval or an answer.
+    """
+    label = STATUS_LABELS.get(status, (status, f"status {status}"))
+    types = set(pending)
+    if status == "paused" and types:
+        return PENDING_LABELS["approval" if "approval" in types else "question"]
+    return label
+
+
+def _status_filters() -> list[tuple[str, str, str]]:
+    """The thread list's filters: API value, label, tooltip."""
+    filters = []
+    for status in ThreadStatus:
+        label, hint = status_label(status.value)
+        filters.append((status.value, label, FILTER_HINTS.get(status.value, hint)))
+    return filters
 
 
 def _asset_version() -> str:
@@ -92,6 +135,8 @@ _env.filters.update(
     when=_when, minute=_minute, clock=_clock, ago=_ago, usd=_usd, pretty=_pretty, compact=_compact
 )
 _env.globals["asset_version"] = _asset_version()
+_env.globals["status_label"] = status_label
+_env.globals["status_filters"] = _status_filters()
 
 
 def console_user(request: Request) -> str:

@@ -89,6 +89,25 @@ function line(kind, icon, ...children) {
 
 const OUTCOME = { approve: "Approved", reject: "Rejected", answer: "Answered" };
 
+const STATUS = {
+  running: ["working", "the agent is working on it"],
+  waiting: ["answered", "the agent answered; waiting for the next message"],
+  paused: ["paused", "paused: nothing is pending; an operator can resume it"],
+  failed: ["failed", "stopped on an error it could not recover from"],
+  done: ["done", "closed for good"],
+};
+
+/** A thread's status in the console's words, and a tooltip; the API value stays as it is. */
+export function statusLabel(thread) {
+  const pending = thread.pending_requests || [];
+  if (thread.status === "paused" && pending.length) {
+    return pending.some((r) => r.type === "approval")
+      ? ["waiting for approval", "a step waits for an approver's decision"]
+      : ["waiting for an answer", "the agent asked a question and waits for the answer"];
+  }
+  return STATUS[thread.status] || [thread.status, `status ${thread.status}`];
+}
+
 export class RequestCard {
   constructor(event, roles, onDecide) {
     this.id = event.request_id;
@@ -110,8 +129,10 @@ export class RequestCard {
       const rule = event.four_eyes ? " · four-eyes: they may not approve it themselves" : "";
       facts.append(el("dt", { text: "Requested by" }), el("dd", { text: event.requested_by + rule }));
     }
-    facts.append(el("dt", { text: "Expires" }),
-      el("dd", {}, timeEl(event.expires_at), ` UTC · ${until(event.expires_at)}`));
+    // Only while the request is open: once decided, the outcome line says what happened.
+    this.expiry = [el("dt", { text: "Expires" }),
+      el("dd", {}, timeEl(event.expires_at), ` UTC · ${until(event.expires_at)}`)];
+    facts.append(...this.expiry);
     this.node = el(
       "li",
       { class: `card ${approval ? "approval" : "question"}`, "data-request": this.id },
@@ -156,14 +177,24 @@ export class RequestCard {
     this.actions.append(form);
   }
 
-  busy(on, text) {
+  busy(on, text, actor = null) {
     for (const b of this.actions.querySelectorAll("button, input")) b.disabled = on;
-    if (on) this.say(text, "info");
+    if (on) this.say(text, "info", actor);
   }
 
-  say(text, tone) {
-    this.feedback.textContent = text || "";
-    this.feedback.className = `card-feedback ${tone || ""}`;
+  // A note under the buttons. One with an ``actor`` (the web user id it was about) only
+  // shows while the console acts as that user: it is theirs, not whoever acts next.
+  say(text, tone, actor = null) {
+    this.note = { text: text || "", tone: tone || "", actor };
+    this.feedback.textContent = this.note.text;
+    this.feedback.className = `card-feedback ${this.note.tone}`;
+    this.feedback.dataset.actor = actor || "";
+  }
+
+  actingAs(user) {
+    const note = this.note;
+    const shown = !note || !note.actor || note.actor === user;
+    this.feedback.textContent = shown && note ? note.text : "";
   }
 
   refuse(event) {
@@ -181,6 +212,7 @@ export class RequestCard {
   resolve(event) {
     this.actions.remove();
     this.feedback.remove();
+    for (const node of this.expiry) node.remove();
     const word = event.actor ? OUTCOME[event.decision] : "Expired";
     this.badge.textContent = event.actor ? word.toLowerCase() : "expired";
     this.badge.className = `badge decision-${event.decision}`;

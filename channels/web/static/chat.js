@@ -1,7 +1,7 @@
 // The chat: send messages, poll the thread, decide on requests. Talks to /api with the
 // console's session cookie.
 import { api } from "./api.js";
-import { el, principal, renderEvent } from "./chat-view.js";
+import { el, principal, renderEvent, statusLabel } from "./chat-view.js";
 
 const FAST_MS = 700;
 const SLOW_MS = 3000;
@@ -68,16 +68,12 @@ function open(threadId, { push }) {
   schedule(0);
 }
 
-function statusLabel(thread) {
-  if (thread.status === "paused" && thread.pending_requests.length) {
-    return thread.pending_requests.some((r) => r.type === "approval") ? "waiting for approval" : "waiting for an answer";
-  }
-  return thread.status;
-}
-
 function header(thread) {
   ui.title.textContent = thread.title || "(untitled)";
-  ui.status.textContent = statusLabel(thread);
+  const [label, hint] = statusLabel(thread);
+  ui.status.textContent = label;
+  ui.status.title = hint;
+  ui.status.dataset.status = thread.status;
   ui.status.className = `badge status-${thread.status}`;
   ui.agent.textContent = thread.agent ? `agent: ${thread.agent}` : "";
   ui.cost.textContent = `$${thread.cost_usd.toFixed(4)}`;
@@ -145,13 +141,15 @@ function settle({ id, item, what }) {
   if (!card || !card.node.isConnected) return;
   if (item.status === "failed") {
     const listed = [...card.refusals.children].find((li) => li.dataset.reason === item.error);
+    const whose = `web:${what.user}'s ${VERB[what.decision]}`;
     card.busy(false);
     if (listed) {
-      card.say("Your decision was refused (see above).", "error");
-      listed.classList.add("flash");
+      card.say(`${whose} was refused (see above).`, "error", what.user);
+      if (what.user === state.user) listed.classList.add("flash");
     } else {
-      card.say(`Refused: ${item.error}`, "error");
+      card.say(`${whose} was refused: ${item.error}`, "error", what.user);
     }
+    card.actingAs(state.user);
   } else if (card.actions.isConnected) {
     card.busy(false);
     card.say("");
@@ -191,17 +189,20 @@ async function poll() {
 
 // ------------------------------------------------------------ actions
 
+const VERB = { approve: "approval", reject: "rejection", answer: "answer" };
+
 async function decide(card, decision, comment) {
-  const verb = { approve: "approval", reject: "rejection", answer: "answer" }[decision];
-  card.busy(true, `Sending your ${verb} as web:${state.user}…`);
+  const user = state.user;
+  card.busy(true, `Sending your ${VERB[decision]} as web:${user}…`, user);
   try {
-    const body = { decision, actor: state.user };
+    const body = { decision, actor: user };
     if (comment) body.comment = comment;
     const result = await api("POST", `/api/human-requests/${encodeURIComponent(card.id)}`, body);
-    track(result.inbox_item, { kind: "decision", requestId: card.id });
+    track(result.inbox_item, { kind: "decision", requestId: card.id, user, decision });
   } catch (error) {
     card.busy(false);
-    card.say(`Not sent: ${error.message}`, "error");
+    card.say(`Not sent (web:${user}'s ${VERB[decision]}): ${error.message}`, "error", user);
+    card.actingAs(state.user);
   }
   schedule(0);
 }
@@ -274,6 +275,8 @@ ui.newThread.addEventListener("click", () => {
 
 document.addEventListener("opsloop:user", (event) => {
   state.user = event.detail.user;
+  // What a card said to the previous user (a refusal, say) is not news for this one.
+  for (const card of state.cards.values()) card.actingAs(state.user);
 });
 
 document.addEventListener("visibilitychange", () => {

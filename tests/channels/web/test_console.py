@@ -23,6 +23,7 @@ from bot.config import Settings, load_settings
 from bot.model.offline import OfflineModel
 from bot.store import Database
 from channels import web
+from channels.web._render import status_label
 from tests.fakes import RecordingDispatcher
 from workers.jobs import deliver_thread, process_item
 
@@ -275,9 +276,17 @@ async def test_an_approval_flow_through_the_session_then_the_list_and_timeline(
     listing = (await console.client.get("/threads")).text
     assert f'href="/threads/{thread_id}"' in listing
     assert "deploy checkout 1.4.2 to production" in listing
-    assert 'class="badge status-waiting"' in listing
+    # "waiting" in the API; the console says the agent answered (display only).
+    assert (
+        '<span class="badge status-waiting" data-status="waiting" '
+        'title="the agent answered; waiting for the next message">answered</span>'
+    ) in listing
+    assert ">waiting<" not in listing
+    assert 'href="/threads?status=waiting" title="the agent answered' in listing
     paused = (await console.client.get("/threads?status=paused")).text
     assert "No threads with status paused." in paused
+    answered = (await console.client.get("/threads?status=waiting")).text
+    assert f'href="/threads/{thread_id}"' in answered
 
     timeline = (await console.client.get(f"/threads/{thread_id}")).text
     assert timeline.count('class="event kind-model_call"') == 2
@@ -286,6 +295,42 @@ async def test_an_approval_flow_through_the_session_then_the_list_and_timeline(
     assert 'approved by <span class="principal">web:oncall-1</span>' in timeline
     assert "may not decide request" in timeline  # the refusal, for the audit trail
     assert 'id="total-cost"' in timeline
+    assert "expires" not in timeline  # decided: the outcome line says what happened
+    assert 'data-status="running" title="the agent is working on it">working</span>' in timeline
+
+
+async def test_a_thread_waiting_on_an_approver_says_so_in_the_list_and_timeline(
+    console: Console,
+) -> None:
+    await console.login()
+    thread_id = await console.say("deploy checkout 1.4.2 to production", "dev-1")
+    assert (await console.thread(thread_id))["status"] == "paused"  # the API's value stays
+    waiting = (
+        'data-status="paused" title="a step waits for an approver&#39;s decision">'
+        "waiting for approval</span>"
+    )
+    for path in ("/threads", "/threads?status=paused", f"/threads/{thread_id}"):
+        assert waiting in (await console.client.get(path)).text, path
+    timeline = (await console.client.get(f"/threads/{thread_id}")).text
+    assert "· expires " in timeline  # still open: when it lapses matters
+    assert "pending" in timeline
+
+
+@pytest.mark.parametrize(
+    ("status", "pending", "label"),
+    [
+        ("running", [], "working"),
+        ("waiting", [], "answered"),
+        ("paused", [], "paused"),
+        ("paused", ["approval"], "waiting for approval"),
+        ("paused", ["question"], "waiting for an answer"),
+        ("paused", ["question", "approval"], "waiting for approval"),
+        ("failed", [], "failed"),
+        ("done", [], "done"),
+    ],
+)
+def test_statuses_are_worded_for_people(status: str, pending: list[str], label: str) -> None:
+    assert status_label(status, pending)[0] == label
 
 
 async def test_an_unknown_thread_is_a_404_page(console: Console) -> None:

@@ -156,19 +156,40 @@ def run_the_story(page: Page, url: str, link: str, shots: Path) -> None:
     # dev-1 asked and is no approver: refused, and told so on the card.
     card.get_by_role("button", name="Approve").click()
     expect(card.locator(".refusals li")).to_contain_text("web:dev-1 may not decide")
-    expect(card.locator(".card-feedback")).to_contain_text("refused")
+    feedback = card.locator(".card-feedback")
+    expect(feedback).to_have_text("web:dev-1's approval was refused (see above).")
     expect(card.get_by_role("button", name="Approve")).to_be_enabled()
     page.screenshot(path=shots / "3-refused.png")
 
-    # On-call approves: the card shows who and when, the buttons go, the agent reports.
+    # The refusal was dev-1's: whoever acts next is not told it is theirs.
     act_as(page, "oncall-1")
     expect(page.locator("#acting-roles")).to_have_text("oncall")
+    expect(feedback).to_be_hidden()
+    expect(card).not_to_contain_text("Your decision was refused")
+    expect(card.locator(".refusals li")).to_contain_text("Refused for web:dev-1")  # the record
+    act_as(page, "dev-1")
+    expect(feedback).to_have_text("web:dev-1's approval was refused (see above).")
+    act_as(page, "oncall-1")
+    expect(feedback).to_be_hidden()
+
+    # On-call approves: the card shows who and when, the buttons and the expiry go.
     card.get_by_role("button", name="Approve").click()
     expect(card.locator(".card-outcome")).to_contain_text("Approved by web:oncall-1")
     expect(card.get_by_role("button")).to_have_count(0)
+    expect(card.locator(".card-facts")).not_to_contain_text("Expires")
+    expect(card).not_to_contain_text("in 60 min")
     deployer = page.locator("#messages .msg").filter(has_text="agent · deployer")
     expect(deployer).to_contain_text("deploy checkout")
     expect(deployer).to_contain_text("approved by web:oncall-1")
+    # The agent answered: "answered", not the API's "waiting" (which reads like "needs me").
+    expect(page.locator("#thread-status")).to_have_text("answered")
+    expect(page.locator("#thread-status")).to_have_attribute(
+        "title", "the agent answered; waiting for the next message"
+    )
+    # A reply's lines stay lines, so "- item" lines read as a list.
+    reply = deployer.last.locator(".msg-text")
+    expect(reply).to_have_css("white-space", "pre-wrap")
+    assert "\n" in reply.inner_text()
     page.screenshot(path=shots / "4-approved.png")
 
     # A second risky request, rejected with a reason the agent passes on.
@@ -181,6 +202,7 @@ def run_the_story(page: Page, url: str, link: str, shots: Path) -> None:
     second.locator("form.reject-form").get_by_role("button", name="Reject").click()
     expect(second.locator(".card-outcome")).to_contain_text("Rejected by web:oncall-1")
     expect(second.locator(".card-outcome")).to_contain_text("change freeze until Monday")
+    expect(second.locator(".card-facts")).not_to_contain_text("Expires")
     expect(deployer.last).to_contain_text("rejected by web:oncall-1: change freeze until Monday")
     page.screenshot(path=shots / "5-rejected.png")
 
@@ -189,8 +211,21 @@ def run_the_story(page: Page, url: str, link: str, shots: Path) -> None:
     rows = page.locator("table.threads tbody tr")
     expect(rows).to_have_count(2)
     expect(rows.first).to_contain_text("deploy checkout 1.4.2 to production")
-    expect(rows.first.locator(".badge")).to_have_text("waiting")
+    expect(rows.first.locator(".badge")).to_have_text("answered")
+    expect(page.locator("table.threads thead")).to_be_visible()
+    expect(rows.first.locator("td.ids")).to_be_visible()
     page.screenshot(path=shots / "6-threads.png")
+
+    # On a phone each thread is a card: everything shows, nothing is cut off at the edge.
+    page.set_viewport_size({"width": 390, "height": 844})
+    for row in (rows.first, rows.last):
+        for part in ("td.title", ".badge", "td.agent", "td.updated", "td.ids"):
+            expect(row.locator(part)).to_be_in_viewport(ratio=1)
+    expect(rows.first).to_contain_text("agent deployer", use_inner_text=True)
+    expect(rows.first).to_contain_text(re.compile(r"events \d+"), use_inner_text=True)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.screenshot(path=shots / "6-threads-phone.png", full_page=True)
+    page.set_viewport_size({"width": 1280, "height": 900})
     rows.first.get_by_role("link", name="deploy checkout 1.4.2 to production").click()
     expect(page.locator(".event.kind-model_call")).to_have_count(4)
     expect(page.locator(".event.kind-model_call").first).to_contain_text("offline-patterns")
@@ -199,4 +234,6 @@ def run_the_story(page: Page, url: str, link: str, shots: Path) -> None:
     expect(decisions.first).to_contain_text("approved by web:oncall-1")
     expect(decisions.last).to_contain_text("change freeze until Monday")
     expect(page.locator("#total-cost")).to_have_text(re.compile(r"^\$\d"))
+    expect(page.locator(".summary .badge")).to_have_text("answered")
+    expect(page.locator(".event.kind-status .badge").first).to_have_text("working")
     page.screenshot(path=shots / "7-timeline.png", full_page=True)
