@@ -318,10 +318,10 @@ async def advance(store: Store, thread_id: str, rt: Runtime) -> Thread:
     a crash loses at most the step in flight; a tool call recorded but not answered is run
     again under the same idempotency key, which the tool honours.
     """
-    while True:
-        thread = await store.load_thread(thread_id)
-        if thread.status != ThreadStatus.RUNNING:
-            return thread
+    # Loaded once: each step's events extend it in memory, as the store's fence guarantees
+    # nobody else appended in between (else the append fails and nothing is lost).
+    thread = await store.load_thread(thread_id)
+    while thread.status == ThreadStatus.RUNNING:
         agent = rt.agents.get(thread.agent or "")
         last = thread.events[-1] if thread.events else None
         if isinstance(last, ToolCalled):
@@ -334,3 +334,5 @@ async def advance(store: Store, thread_id: str, rt: Runtime) -> Thread:
             events=new,
             outbound=outbound_for(thread.conversation, new),
         )
+        thread = thread.extended(new, utcnow())
+    return thread

@@ -26,7 +26,12 @@ from bot.plugins import Sender, load_plugins
 from bot.policy import load_policy
 from workers import jobs
 
-__all__ = ["broker_settings", "celery_app", "configure"]
+__all__ = ["DELIVERY_QUEUE", "QUEUE", "broker_settings", "celery_app", "configure"]
+
+QUEUE = "opsloop"
+"""Where events, resumes, sweeps and triggers wait."""
+DELIVERY_QUEUE = "opsloop-deliver"
+"""Where deliveries wait."""
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +49,10 @@ def broker_settings(settings: Settings) -> dict[str, Any]:
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
-        "task_default_queue": "opsloop",
+        "task_default_queue": QUEUE,
+        # Deliveries have a queue of their own, so replies need not wait behind a backlog
+        # of new events; every worker reads both.
+        "task_routes": {"opsloop.deliver": {"queue": DELIVERY_QUEUE}},
         "broker_connection_retry_on_startup": True,
         "worker_hijack_root_logger": False,
         "timezone": "UTC",

@@ -22,7 +22,7 @@ def register(app: typer.Typer) -> None:
         quiet: Annotated[bool, typer.Option(help="No start-up banner.")] = False,
     ) -> None:
         """Run a worker: process events, deliver messages, sweep (production: scale these out)."""
-        from workers.celery_app import celery_app, configure
+        from workers.celery_app import DELIVERY_QUEUE, QUEUE, celery_app, configure
 
         settings = configure()
         argv = [
@@ -31,7 +31,7 @@ def register(app: typer.Typer) -> None:
             f"--loglevel={loglevel}",
             "--without-gossip",
             "--without-mingle",
-            "--queues=opsloop",
+            f"--queues={QUEUE},{DELIVERY_QUEUE}",
         ]
         if not settings.redis_url:
             argv.append("--without-heartbeat")

@@ -29,12 +29,14 @@ async def process_item(ops: Opsloop, dispatcher: Dispatcher, item_id: int) -> No
         ThreadBusyError: the thread is busy; the task retries later.
     """
     try:
-        await ops.process(item_id)
+        outcome = await ops.process(item_id)
     except UserFacingError as exc:
         log.info("inbox item %s refused: %s", item_id, exc)
-    item = await ops.store.inbox_item(item_id)
-    if item.thread_id:
-        dispatcher.deliver(item.thread_id)
+        thread_id = (await ops.store.inbox_item(item_id)).thread_id
+    else:
+        thread_id = outcome.thread.id if outcome else None
+    if thread_id:
+        dispatcher.deliver(thread_id)
 
 
 async def deliver_thread(

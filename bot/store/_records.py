@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from bot.events import ConversationRef, HumanRequested, ThreadStatus
+from bot.events import ConversationRef, HumanRequested, StatusChanged, ThreadStatus
 
 __all__ = ["HumanRequest", "InboxItem", "OutboxItem", "Thread", "ThreadSummary"]
 
@@ -42,6 +43,20 @@ class Thread(ThreadSummary):
 
     events: tuple[Any, ...]
     """The log, in order (``events[i]`` has sequence number ``i + 1``)."""
+
+    def extended(self, events: Sequence[Any], at: datetime) -> Thread:
+        """This thread after ``events`` were appended at ``at`` (what the store now holds)."""
+        update: dict[str, Any] = {
+            "events": (*self.events, *events),
+            "last_seq": self.last_seq + len(events),
+            "updated_at": at,
+        }
+        for event in events:
+            if isinstance(event, StatusChanged):
+                update["status"] = event.status
+                if event.agent:
+                    update["agent"] = event.agent
+        return self.model_copy(update=update)
 
 
 class HumanRequest(_Record):
