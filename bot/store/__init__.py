@@ -3,6 +3,7 @@
 from bot.store._database import Database
 from bot.store._records import HumanRequest, InboxItem, OutboxItem, Thread, ThreadSummary
 from bot.store._store import Store
+from bot.store._tables import UTCDateTime
 
 __all__ = [
     "Database",
@@ -12,4 +13,5 @@ __all__ = [
     "Store",
     "Thread",
     "ThreadSummary",
+    "UTCDateTime",
 ]

@@ -1,0 +1,261 @@
+"""One raw mail to one inbound event: threading, approval replies, sender authentication.
+
+The result is either an event to accept, or a refusal to record (as a failed inbox item
+with its reason), so that nothing that arrived is lost and nothing unproven counts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from bot.events import (
+    ActionReceived,
+    ConversationRef,
+    HumanDecision,
+    Identity,
+    MessageReceived,
+    utcnow,
+)
+from bot.store import HumanRequest, Store
+from channels.email._auth import Verdict, automatic, verify_sender
+from channels.email._parse import MalformedMailError, ParsedMail, headers_of, parse_mail
+from channels.email._settings import EmailSettings
+from channels.email._state import MailRecord, MailState
+
+__all__ = ["Inbound", "MailReader", "idempotency_key"]
+
+log = logging.getLogger(__name__)
+
+_DECISION = re.compile(r"^\s*\**(approved?|reject(?:ed)?)\b\**[\s:,.!-]*(.*)$", re.IGNORECASE)
+SUBJECT_WINDOW = timedelta(days=14)
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """What to do with one mail: accept ``event``, or record it refused for ``refused``."""
+
+    event: Any
+    """The event (for a refusal: a stand-in message that is stored, never processed)."""
+    refused: str | None = None
+    """Why the mail was refused."""
+    thread_id: str | None = None
+    """The thread a refused mail was meant for, when known."""
+
+
+def idempotency_key(message_id: str) -> str:
+    """The inbox key of a mail: its Message-ID (hashed when too long)."""
+    key = f"email:{message_id}"
+    return key if len(key) <= 255 else "email:sha256:" + hashlib.sha256(key.encode()).hexdigest()
+
+
+class MailReader:
+    """Turns mail into events; reads the thread and request state, writes the mail index."""
+
+    def __init__(self, settings: EmailSettings, store: Store, state: MailState) -> None:
+        """Read for the bot at ``settings.address``."""
+        self.settings = settings
+        self.store = store
+        self.state = state
+        self.room = (settings.address or "").lower()
+
+    def _conversation(self, thread_key: str) -> ConversationRef:
+        return ConversationRef(
+            channel="email", tenant=self.settings.domain, room=self.room, thread_key=thread_key
+        )
+
+    def _refused(
+        self,
+        ids: tuple[str, str],
+        why: str,
+        conversation: ConversationRef | None = None,
+        thread_id: str | None = None,
+    ) -> Inbound:
+        message_id, sender = ids
+        event = MessageReceived(
+            idempotency_key=idempotency_key(message_id),
+            conversation=conversation or self._conversation(message_id),
+            sender=Identity(channel="email", user_id=sender or "unknown"),
+            text=f"(email refused: {why})",
+        )
+        return Inbound(event=event, refused=why, thread_id=thread_id)
+
+    def oversized(self, header_block: bytes, size: int) -> Inbound:
+        """A mail too big to read: refused, identified by its headers."""
+        why = f"the mail is {size:,} bytes; the limit is {self.settings.max_bytes:,}"
+        return self._refused(_ids_of(header_block), why)
+
+    async def refusal_of(self, inbound: Inbound, why: str) -> Inbound:
+        """The refusal to record when ingest refused an event (too long, unknown agent…)."""
+        event = inbound.event
+        who = event.sender if isinstance(event, MessageReceived) else event.actor
+        thread_id = await self.store.thread_id_for(event.conversation)
+        stand_in = MessageReceived(
+            idempotency_key=event.idempotency_key,
+            conversation=event.conversation,
+            sender=Identity(channel="email", user_id=who.user_id),
+            text=f"(email refused: {why})",
+        )
+        return Inbound(event=stand_in, refused=why, thread_id=thread_id)
+
+    def _judge(self, raw: bytes) -> Inbound | tuple[ParsedMail, Verdict]:
+        """Parse and judge a mail (pure; the email package may fail on odd input)."""
+        try:
+            mail = parse_mail(raw)
+        except MalformedMailError as exc:
+            return self._refused(_ids_of(raw), f"malformed mail: {exc}")
+        except Exception as exc:  # a mail no rule foresaw must not stop the watcher
+            log.warning("email: unreadable mail: %s", exc, exc_info=True)
+            return self._refused(_ids_of(raw), f"malformed mail: {type(exc).__name__}: {exc}")
+        ids = (mail.message_id, mail.sender)
+        if mail.sender == self.room:
+            return self._refused(ids, "mail from the bot's own address (a loop)")
+        try:
+            machine = automatic(mail.message, mail.sender)
+            verdict = verify_sender(
+                mail.message,
+                mail.sender_domain,
+                authserv_id=self.settings.authserv_id,
+                trust_server=self.settings.trust_mail_server,
+            )
+        except Exception as exc:
+            return self._refused(ids, f"malformed headers: {type(exc).__name__}: {exc}")
+        if machine is not None:
+            return self._refused(ids, f"automatic mail ignored ({machine})")
+        return mail, verdict
+
+    async def read(self, raw: bytes) -> Inbound:
+        """Decide what one mail is.
+
+        Only trouble with opsloop's own storage raises (so the mail is read again).
+        """
+        judged = self._judge(raw)
+        if isinstance(judged, Inbound):
+            return judged
+        mail, verdict = judged
+        ids = (mail.message_id, mail.sender)
+        thread_key = await self._thread_key(mail)
+        conversation = self._conversation(thread_key or mail.message_id)
+        thread_id = await self.store.thread_id_for(conversation) if thread_key else None
+        if thread_id is not None:
+            answer = await self._answer(mail, thread_id, conversation, verdict)
+            if answer is not None:
+                if answer.refused is None:
+                    await self._remember(mail, conversation.thread_key)
+                return answer
+        if not (verdict.authenticated or self.settings.accept_unauthenticated):
+            why = f"sender {mail.sender} is not authenticated: {verdict.reason}"
+            return self._refused(ids, why, conversation, thread_id)
+        text = mail.body
+        if thread_id is None and mail.subject and not mail.body.startswith(mail.subject):
+            text = f"{mail.subject}\n\n{mail.body}".strip()
+        if mail.attachments:
+            text += "\n\n[attachments, not read: " + "; ".join(map(str, mail.attachments)) + "]"
+        event = MessageReceived(
+            idempotency_key=idempotency_key(mail.message_id),
+            conversation=conversation,
+            sender=self._identity(mail, verdict.authenticated),
+            text=text.strip() or "(empty email)",
+        )
+        await self._remember(mail, conversation.thread_key)
+        return Inbound(event=event)
+
+    def _identity(self, mail: ParsedMail, authenticated: bool) -> Identity:
+        return Identity(
+            channel="email",
+            user_id=mail.sender,
+            display_name=mail.sender_name,
+            email=mail.sender if authenticated else None,
+        )
+
+    async def _thread_key(self, mail: ParsedMail) -> str | None:
+        """The conversation: by Message-ID references first, the subject as a last resort."""
+        known = await self.state.thread_of(self.room, [*mail.references, *mail.in_reply_to])
+        if known is not None:
+            return known
+        if mail.is_reply and mail.subject_key:
+            since = utcnow() - SUBJECT_WINDOW
+            return await self.state.thread_by_subject(
+                self.room, mail.subject_key, mail.sender, since
+            )
+        return None
+
+    async def _answer(
+        self, mail: ParsedMail, thread_id: str, conversation: ConversationRef, verdict: Verdict
+    ) -> Inbound | None:
+        """An answer to the thread's pending request, or ``None`` for an ordinary message."""
+        pending = [
+            r for r in await self.store.human_requests(status="pending") if r.thread_id == thread_id
+        ]
+        if not pending:
+            return None
+        request = await self._addressed(mail, pending)
+        first = next((line for line in mail.body.splitlines() if line.strip()), "")
+        keyword = _DECISION.match(first)
+        if request is None or (keyword is None and request.request.type == "approval"):
+            return None
+        if keyword is not None:
+            word = keyword[1].lower()
+            decision = HumanDecision.APPROVE if word.startswith("approve") else HumanDecision.REJECT
+            comment = keyword[2].strip() or None
+        else:
+            decision, comment = HumanDecision.ANSWER, mail.body.strip()
+        if not verdict.authenticated:
+            why = (
+                f"{decision.value} of request {request.id} by {mail.sender} refused: "
+                f"the sender is not authenticated: {verdict.reason}"
+            )
+            return self._refused((mail.message_id, mail.sender), why, conversation, thread_id)
+        event = ActionReceived(
+            idempotency_key=idempotency_key(mail.message_id),
+            conversation=conversation,
+            actor=self._identity(mail, True),
+            request_id=request.id,
+            decision=decision,
+            comment=comment,
+        )
+        return Inbound(event=event)
+
+    async def _addressed(
+        self, mail: ParsedMail, pending: list[HumanRequest]
+    ) -> HumanRequest | None:
+        for message_id in reversed((*mail.references, *mail.in_reply_to)):
+            record = await self.state.record(message_id)
+            if record is not None and record.request_id is not None:
+                return next((r for r in pending if r.id == record.request_id), None)
+        return pending[0] if len(pending) == 1 else None
+
+    async def _remember(self, mail: ParsedMail, thread_key: str) -> None:
+        await self.state.remember(
+            MailRecord(
+                message_id=mail.message_id,
+                room=self.room,
+                thread_key=thread_key,
+                direction="in",
+                correspondent=mail.sender,
+                subject=mail.subject,
+                subject_key=mail.subject_key,
+                refs=(*mail.references, *mail.in_reply_to),
+            )
+        )
+
+
+def _ids_of(raw: bytes) -> tuple[str, str]:
+    """Message-ID and sender of a mail that cannot be read, as far as its headers allow."""
+    try:
+        headers = headers_of(raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0] + b"\r\n\r\n")
+        message_id = next(iter(_bare(headers.get("Message-ID"))), None)
+        sender = str(headers.get("From", "")).strip()
+        found = re.search(r"[^\s<>\"]+@[^\s<>\"]+", sender)
+        address = found[0].lower() if found else "unknown"
+    except Exception:
+        message_id, address = None, "unknown"
+    return message_id or f"{hashlib.sha256(raw).hexdigest()[:32]}@opsloop.invalid", address
+
+
+def _bare(value: object) -> list[str]:
+    return re.findall(r"<([^<>\s]{1,500})>", str(value or ""))

@@ -1,0 +1,198 @@
+"""Outbound: deliver each outbox message as mail over SMTP, threaded in its conversation."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import ssl
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+
+import aiosmtplib
+
+from bot.events import Identity, UserMessage
+from bot.outbound import DecisionNotice, OutboundReply, RequestPrompt, RequestResolved
+from bot.plugins import DeliveryContext, DeliveryRetryError
+from bot.policy import Policy, load_policy
+from bot.store import OutboxItem
+from channels.email._compose import approval_text, build_mail, reply_subject
+from channels.email._links import make_links
+from channels.email._parse import subject_key
+from channels.email._settings import EmailSettings, link_key
+from channels.email._state import MailRecord, SqlMailState
+
+__all__ = ["EmailSender", "approver_addresses"]
+
+log = logging.getLogger(__name__)
+
+_DONE = {"approve": "approved", "reject": "rejected", "answer": "answered"}
+
+
+def approver_addresses(policy: Policy, approvers: Sequence[str]) -> list[str]:
+    """The email addresses of ``approvers`` (principals and roles), in policy order."""
+    found: list[str] = []
+    for who in approvers:
+        members = policy.roles.get(who[5:], ()) if who.startswith("role:") else (who,)
+        found += [m[6:].lower() for m in members if m.startswith("email:")]
+    return list(dict.fromkeys(found))
+
+
+@dataclass(frozen=True)
+class _Mail:
+    to: tuple[str, ...]
+    text: str
+    request_id: str | None = None
+    cc: tuple[str, ...] = ()
+
+
+@dataclass
+class EmailSender:
+    """The ``email`` channel's :data:`bot.plugins.Sender`."""
+
+    settings: EmailSettings
+    """SMTP and address settings."""
+    policy: Policy | None = None
+    """The policy, to find approvers' addresses; default: the policy file in the settings."""
+    tls_context: ssl.SSLContext | None = field(default=None, repr=False)
+    """TLS settings for the SMTP connection (default: the system's trusted CAs)."""
+
+    async def __call__(self, item: OutboxItem, context: DeliveryContext) -> None:
+        """Send the mail(s) ``item`` calls for; each is sent at most once across retries."""
+        message = item.message
+        room = message.conversation.room
+        state = SqlMailState(context.store.db)
+        thread = await context.store.load_thread(item.thread_id)
+        people = _participants(thread.events, room)
+        mails = await self._mails(item, context, people)
+        root = message.conversation.thread_key
+        parent = await state.latest_inbound(room, root)
+        chain = (*(parent.refs if parent else ()), *([parent.message_id] if parent else ()))
+        references = chain if root in chain else (root, *chain)
+        first = await state.record(root)
+        subject = reply_subject(first.subject if first else thread.title.split("\n")[0])
+        sent = []
+        for index, mail in enumerate(mails):
+            message_id = _message_id(item, index, mail.to, self.settings.domain)
+            sent.append((message_id, mail.to))
+            if await state.record(message_id) is not None:
+                continue  # sent by an earlier attempt
+            built = build_mail(
+                sender=self.settings.address or "",
+                to=mail.to,
+                cc=mail.cc,
+                subject=subject,
+                text=mail.text,
+                message_id=message_id,
+                parent=parent.message_id if parent else root,
+                references=references,
+            )
+            await self._send(built)
+            await state.remember(
+                MailRecord(
+                    message_id=message_id,
+                    room=room,
+                    thread_key=root,
+                    direction="out",
+                    correspondent=mail.to[0],
+                    subject=subject,
+                    subject_key=subject_key(subject),
+                    refs=tuple(references),
+                    request_id=mail.request_id,
+                )
+            )
+        if isinstance(message, RequestPrompt) and sent:
+            ref = {"email": [{"message_id": m, "to": list(to)} for m, to in sent]}
+            await context.store.set_message_ref(message.request.request_id, ref)
+
+    async def _mails(
+        self, item: OutboxItem, context: DeliveryContext, people: list[str]
+    ) -> list[_Mail]:
+        message = item.message
+        if isinstance(message, OutboundReply):
+            return [_Mail(tuple(people), message.text)] if people else []
+        if isinstance(message, DecisionNotice):
+            return [_Mail((message.to.user_id,), message.text)] if _mailable(message.to) else []
+        if isinstance(message, RequestResolved):
+            who = message.actor.label if message.actor else "expiry"
+            text = f"Request {message.request_id} was {message.decision.value}d by {who}."
+            if message.comment:
+                text += f"\n\n{message.comment}"
+            copied = await self._approvers_mailed(context, message.request_id)
+            cc = tuple(a for a in copied if a not in people)
+            return (
+                [_Mail(tuple(people), text.replace("answerd", "answered"), cc=cc)] if people else []
+            )
+        assert isinstance(message, RequestPrompt)
+        return self._request_mails(message, context, people)
+
+    def _request_mails(
+        self, message: RequestPrompt, context: DeliveryContext, people: list[str]
+    ) -> list[_Mail]:
+        request = message.request
+        if request.type == "question":
+            text = approval_text(request, None, for_approver=True)
+            return [_Mail(tuple(people), text, request_id=request.request_id)] if people else []
+        policy = self.policy or load_policy(context.settings.policy_file)
+        approvers = approver_addresses(policy, request.approvers)
+        key = link_key(self.settings, context.settings)
+        base = self.settings.links_base(context.settings)
+        mails = []
+        for address in approvers:
+            links = None
+            if key is not None:
+                tokens = make_links(key, request.request_id, address, request.expires_at)
+                links = {d: f"{base}/email/decide/{t}" for d, t in tokens.items()}
+            text = approval_text(request, links, for_approver=True)
+            mails.append(_Mail((address,), text, request_id=request.request_id))
+        others = tuple(p for p in people if p not in approvers)
+        if others or not approvers:
+            text = approval_text(request, None, for_approver=not approvers)
+            mails.append(_Mail(others or tuple(people), text, request_id=request.request_id))
+        return [m for m in mails if m.to]
+
+    async def _approvers_mailed(self, context: DeliveryContext, request_id: str) -> list[str]:
+        ref = (await context.store.human_request(request_id)).message_ref or {}
+        return [a for mail in ref.get("email", []) for a in mail.get("to", [])]
+
+    async def _send(self, mail: EmailMessage) -> None:
+        s = self.settings
+        if not (s.smtp_host and s.address):
+            raise RuntimeError("SMTP_HOST and EMAIL_ADDRESS must be set to send mail")
+        try:
+            await aiosmtplib.send(
+                mail,
+                hostname=s.smtp_host,
+                port=s.smtp_port_number,
+                username=s.smtp_user,
+                password=s.smtp_password.get_secret_value() if s.smtp_password else None,
+                use_tls=s.smtp_tls == "ssl",
+                start_tls=s.smtp_tls == "starttls",
+                tls_context=self.tls_context,
+                timeout=30,
+            )
+        except aiosmtplib.SMTPResponseException as exc:
+            if 400 <= exc.code < 500:
+                raise DeliveryRetryError(f"SMTP {exc.code}: {exc.message}") from exc
+            raise
+        except (aiosmtplib.SMTPConnectError, aiosmtplib.SMTPTimeoutError, OSError) as exc:
+            raise DeliveryRetryError(f"SMTP server unreachable: {exc}") from exc
+
+
+def _mailable(who: Identity) -> bool:
+    return who.channel == "email" and who.email is not None
+
+
+def _participants(events: Sequence[object], room: str) -> list[str]:
+    """The people who wrote in the thread by mail, most recent first."""
+    found = [
+        e.sender.user_id
+        for e in events
+        if isinstance(e, UserMessage) and e.sender.channel == "email"
+    ]
+    return [a for a in dict.fromkeys(reversed(found)) if a != room]
+
+
+def _message_id(item: OutboxItem, index: int, to: Sequence[str], domain: str) -> str:
+    digest = hashlib.sha256(f"{item.thread_id}:{item.id}:{index}:{','.join(to)}".encode())
+    return f"opsloop.{item.id}.{index}.{digest.hexdigest()[:16]}@{domain}"
