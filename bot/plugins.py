@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
     from bot.app import Opsloop
     from bot.config import Settings
+    from bot.policy import Policy
     from bot.store import InboxItem, OutboxItem, Store
 
 __all__ = [
@@ -62,6 +63,8 @@ class DeliveryContext:
     """To read and record where requests were posted (``message_ref``)."""
     settings: Settings
     """The settings."""
+    policy: Policy | None = None
+    """The policy in force (who approves what), for senders that address approvers."""
 
 
 class DeliveryRetryError(Exception):

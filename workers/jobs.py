@@ -47,7 +47,9 @@ async def deliver_thread(
     Returns:
         Seconds after which to try again when a message must wait, else ``None``.
     """
-    context = DeliveryContext(store=ops.store, settings=ops.runtime.settings)
+    context = DeliveryContext(
+        store=ops.store, settings=ops.runtime.settings, policy=ops.runtime.policy
+    )
     for item in await ops.store.pending_outbound(thread_id=thread_id, due_only=False):
         wait = (item.next_attempt_at - utcnow()).total_seconds()
         if wait > 0:

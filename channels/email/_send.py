@@ -133,7 +133,7 @@ class EmailSender:
         if request.type == "question":
             text = approval_text(request, None, for_approver=True)
             return [_Mail(tuple(people), text, request_id=request.request_id)] if people else []
-        policy = self.policy or load_policy(context.settings.policy_file)
+        policy = self.policy or context.policy or load_policy(context.settings.policy_file)
         approvers = approver_addresses(policy, request.approvers)
         key = link_key(self.settings, context.settings)
         base = self.settings.links_base(context.settings)
