@@ -1,0 +1,293 @@
+"""A local stand-in for Discord's REST API on 127.0.0.1 (payloads are in ``payloads.py``).
+
+It keeps channels, threads and messages the way Discord does (a thread started from a
+message has the message's id; posting into a thread that does not exist is "unknown
+channel"; a second response to an interaction is "already acknowledged"), records every
+call, and answers 429 or 401 where a test asks it to.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from tests.channels.discord.fake_gateway import FakeGateway
+from tests.channels.discord.payloads import (
+    APP_ID,
+    BOT_ID,
+    CHANNEL_ID,
+    COMMAND_ID,
+    GUILD_ID,
+    TIMESTAMP,
+    VOICE_ID,
+    application,
+    interaction_payload,
+    message_payload,
+    thread,
+    user,
+)
+
+
+@dataclass
+class Call:
+    """One request the fake received."""
+
+    method: str
+    path: str
+    body: Any
+    query: dict[str, str]
+
+
+@dataclass
+class FakeDiscord:
+    """Discord's REST API, as much of it as opsloop uses."""
+
+    calls: list[Call] = field(default_factory=list)
+    channels: dict[str, dict[str, Any]] = field(default_factory=dict)
+    messages: dict[str, dict[str, Any]] = field(default_factory=dict)
+    rate_limits: list[list[Any]] = field(default_factory=list)
+    """[path regex, retry_after, n]: the matching call after the next n gets a 429 (once)."""
+    url: str = ""
+    gateway: FakeGateway = field(default_factory=FakeGateway)
+    _acknowledged: dict[str, int] = field(default_factory=dict)
+    _interactions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _originals: dict[str, str] = field(default_factory=dict)
+    _nonces: dict[str, str] = field(default_factory=dict)
+    _ids: Any = field(default_factory=lambda: itertools.count(1100000000000001000))
+    _runner: web.AppRunner | None = None
+
+    def __post_init__(self) -> None:
+        base = {"guild_id": GUILD_ID, "nsfw": False, "rate_limit_per_user": 0, "parent_id": None}
+        text = {"id": CHANNEL_ID, "type": 0, "name": "ops", "topic": None}
+        voice = {"id": VOICE_ID, "type": 2, "name": "war-room", "bitrate": 64000}
+        self.channels[CHANNEL_ID] = base | text
+        self.channels[VOICE_ID] = base | voice | {"user_limit": 0, "rtc_region": None}
+
+    # ------------------------------------------------------------ server
+
+    async def start(self) -> str:
+        app = web.Application()
+        app.router.add_route("*", "/api/v10/{tail:.*}", self._handle)
+        app.router.add_get("/gateway", self.gateway.socket)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.url = f"http://127.0.0.1:{port}/api/v10"
+        self.gateway.url = f"ws://127.0.0.1:{port}/gateway"
+        return self.url
+
+    async def stop(self) -> None:
+        await self.gateway.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def find(self, method: str, pattern: str) -> list[Call]:
+        return [c for c in self.calls if c.method == method and re.fullmatch(pattern, c.path)]
+
+    def original(self, interaction: dict[str, Any]) -> dict[str, Any]:
+        """The message an interaction's response created."""
+        return self.messages[self._originals[interaction["token"]]]
+
+    def followups(self, interaction: dict[str, Any]) -> list[dict[str, Any]]:
+        """The bodies of the follow-up messages sent for an interaction."""
+        return [c.body for c in self.find("POST", rf"/webhooks/{APP_ID}/{interaction['token']}")]
+
+    def callbacks(self, interaction: dict[str, Any]) -> list[dict[str, Any]]:
+        """The bodies of the responses (callbacks) made to an interaction."""
+        pattern = rf"/interactions/{interaction['id']}/{interaction['token']}/callback"
+        return [c.body for c in self.find("POST", pattern)]
+
+    def posted_in(self, channel_id: str) -> list[dict[str, Any]]:
+        """Messages everyone sees in a channel (or thread), oldest first; no ephemeral ones."""
+        return [
+            m
+            for m in self.messages.values()
+            if m["channel_id"] == channel_id and not m["flags"] & 64
+        ]
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        path = "/" + request.match_info["tail"]
+        body = await request.json() if request.can_read_body else None
+        call = Call(request.method, path, body, dict(request.query))
+        self.calls.append(call)
+        if request.headers.get("Authorization") == "Bot refused":
+            return _error(401, 0, "401: Unauthorized")
+        for limit in list(self.rate_limits):
+            regex, retry_after, skip = limit
+            if re.fullmatch(regex, path) and skip:
+                limit[2] -= 1
+            elif re.fullmatch(regex, path):
+                self.rate_limits.remove(limit)
+                return _json(
+                    {
+                        "message": "You are being rate limited.",
+                        "retry_after": retry_after,
+                        "global": False,
+                    },
+                    429,
+                    {"Retry-After": str(int(retry_after) + 1), "Via": "1.1 google"},
+                )
+        for method, regex, handler in self._routes():
+            match = re.fullmatch(regex, path)
+            if method == request.method and match:
+                return handler(body or {}, *match.groups())
+        return _error(404, 0, "404: Not Found")
+
+    def _routes(self) -> list[tuple[str, str, Callable[..., web.Response]]]:
+        return [
+            ("GET", r"/users/@me", lambda _: _json(user(BOT_ID, "opsloop", bot=True))),
+            ("GET", r"/oauth2/applications/@me", lambda _: _json(application())),
+            ("GET", r"/gateway/bot", lambda _: _json(self.gateway.location())),
+            ("PUT", r"/applications/\d+/(?:guilds/\d+/)?commands", self._commands),
+            ("POST", r"/interactions/(\d+)/([^/]+)/callback", self._callback),
+            ("PATCH", r"/webhooks/\d+/([^/]+)/messages/@original", self._edit_original),
+            ("POST", r"/webhooks/\d+/([^/]+)", self._followup),
+            ("POST", r"/channels/(\d+)/messages", self._post),
+            ("PATCH", r"/channels/(\d+)/messages/(\d+)", self._edit),
+            ("POST", r"/channels/(\d+)/messages/(\d+)/threads", self._start_thread),
+        ]
+
+    # ------------------------------------------------------------ endpoints
+
+    def _commands(self, body: list[dict[str, Any]]) -> web.Response:
+        return _json(
+            [{**c, "id": COMMAND_ID, "application_id": APP_ID, "version": "1"} for c in body]
+        )
+
+    def _callback(self, body: dict[str, Any], interaction_id: str, token: str) -> web.Response:
+        if interaction_id in self._acknowledged:
+            return _error(400, 40060, "Interaction has already been acknowledged.")
+        kind = body["type"]
+        self._acknowledged[interaction_id] = kind
+        flags = (body.get("data") or {}).get("flags", 0)
+        answer: dict[str, Any] = {
+            "interaction": {"id": interaction_id, "type": self._interactions[token]["type"]}
+        }
+        if kind in (4, 5):  # a message (type 5: "thinking…" until edited)
+            message = self._original(token, flags | (128 if kind == 5 else 0))
+            message["content"] = (body.get("data") or {}).get("content", "")
+            answer["interaction"] |= {
+                "response_message_id": message["id"],
+                "response_message_loading": kind == 5,
+                "response_message_ephemeral": bool(flags & 64),
+            }
+            answer["resource"] = {"type": kind, "message": message}
+        return _json(answer)
+
+    def _original(self, token: str, flags: int) -> dict[str, Any]:
+        if token not in self._originals:
+            where = self._interactions[token]
+            message = self.add_message(where["channel_id"], "", flags=flags)
+            message["interaction_metadata"] = {
+                "id": where["id"],
+                "type": where["type"],
+                "user": where["user"],
+            }
+            self._originals[token] = message["id"]
+        return self.messages[self._originals[token]]
+
+    def _edit_original(self, body: dict[str, Any], token: str) -> web.Response:
+        message = self._original(token, 0)
+        message["flags"] = message["flags"] & ~128
+        message.update({k: body[k] for k in ("content", "components") if k in body})
+        return _json(message)
+
+    def _followup(self, body: dict[str, Any], token: str) -> web.Response:
+        where = self._interactions[token]
+        message = self.add_message(
+            where["channel_id"], body.get("content", ""), flags=body.get("flags", 0)
+        )
+        return _json(message)
+
+    def _post(self, body: dict[str, Any], channel_id: str) -> web.Response:
+        if channel_id not in self.channels:
+            return _error(404, 10003, "Unknown Channel")
+        nonce = body.get("nonce")
+        if nonce and body.get("enforce_nonce") and nonce in self._nonces:
+            return _json(self.messages[self._nonces[nonce]])
+        message = self.add_message(
+            channel_id, body.get("content", ""), components=body.get("components", [])
+        )
+        if "message_reference" in body:
+            message["message_reference"] = body["message_reference"]
+        if nonce:
+            self._nonces[nonce] = message["id"]
+        return _json(message)
+
+    def _edit(self, body: dict[str, Any], channel_id: str, message_id: str) -> web.Response:
+        message = self.messages.get(message_id)
+        if message is None or message["channel_id"] != channel_id:
+            return _error(404, 10008, "Unknown Message")
+        message.update({k: body[k] for k in ("content", "components") if k in body})
+        message["edited_timestamp"] = TIMESTAMP
+        return _json(message)
+
+    def _start_thread(self, body: dict[str, Any], channel_id: str, message_id: str) -> web.Response:
+        channel = self.channels.get(channel_id)
+        if channel is None:
+            return _error(404, 10003, "Unknown Channel")
+        if channel["type"] != 0:
+            return _error(400, 50024, "Cannot execute action on this channel type")
+        if message_id not in self.messages:
+            return _error(404, 10008, "Unknown Message")
+        if message_id in self.channels:
+            return _error(400, 160004, "A thread has already been created for this message")
+        self.channels[message_id] = thread(message_id, channel_id, body["name"])
+        return _json(self.channels[message_id], 201)
+
+    # ------------------------------------------------------------ data
+
+    def add_message(self, channel_id: str, content: str, **extra: Any) -> dict[str, Any]:
+        """A message by the bot in a channel, as if posted earlier."""
+        message = message_payload(
+            self.next_id(), channel_id, user(BOT_ID, "opsloop", bot=True), content, **extra
+        )
+        self.messages[message["id"]] = message
+        return message
+
+    def next_id(self) -> str:
+        return str(next(self._ids))
+
+    def interaction(
+        self,
+        kind: int,
+        data: dict[str, Any],
+        *,
+        by: dict[str, Any],
+        channel_id: str = CHANNEL_ID,
+        message: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """An INTERACTION_CREATE dispatch, registered so its callbacks and webhooks work."""
+        interaction_id = self.next_id()
+        token = f"token-{interaction_id}"
+        channel = self.channels[channel_id]
+        payload = interaction_payload(interaction_id, token, kind, data, by=by, channel=channel)
+        if message is not None:
+            payload["message"] = message
+        self._interactions[token] = {
+            "id": interaction_id,
+            "type": kind,
+            "channel_id": channel_id,
+            "user": by["user"],
+        }
+        return payload
+
+
+def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    # Exactly "application/json", without a charset, as Discord sends it (discord.py checks).
+    body = json.dumps(data).encode()
+    return web.Response(
+        body=body, status=status, headers={"Content-Type": "application/json", **(headers or {})}
+    )
+
+
+def _error(status: int, code: int, message: str) -> web.Response:
+    return _json({"code": code, "message": message}, status)

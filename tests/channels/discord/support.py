@@ -1,0 +1,183 @@
+"""What the Discord tests share besides fixtures: people, a waiting dispatcher, feeding.
+
+discord.py imports ``audioop`` (for voice, which opsloop never uses), and on Python 3.11 and 3.12
+that import raises a DeprecationWarning; the suite turns warnings into errors, so exactly
+that warning is ignored while discord.py is first imported, here, and nowhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import warnings
+from typing import Any
+
+from bot.app import Opsloop
+from tests.channels.discord.fake_discord import FakeDiscord
+from tests.channels.discord.payloads import (
+    CHANNEL_ID,
+    COMMAND_ID,
+    GUILD_ID,
+    ONCALL_ROLE,
+    member,
+    message_payload,
+    user,
+)
+from tests.fakes import RecordingDispatcher
+from workers.jobs import deliver_thread, process_item
+
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", "'audioop' is deprecated", DeprecationWarning)
+    import discord
+
+    from channels.discord._gateway import OpsloopClient
+
+__all__ = [
+    "ALICE",
+    "BOB",
+    "DEV",
+    "EVE",
+    "OpsloopClient",
+    "SignallingDispatcher",
+    "chat",
+    "click",
+    "discord",
+    "drain",
+    "feed",
+    "member",
+    "settled",
+    "slash",
+    "submit",
+]
+
+DEV = "1100000000000000010"
+"""Asks for things; holds no role."""
+ALICE = "1100000000000000011"
+"""On call through a guild role (``discord-group:ONCALL_ROLE``)."""
+BOB = "1100000000000000012"
+"""On call by name in the policy (``discord:BOB``)."""
+EVE = "1100000000000000013"
+"""Not allowed to decide anything."""
+
+
+class SignallingDispatcher(RecordingDispatcher):
+    """Records what was enqueued, and lets a test wait for it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.changed = asyncio.Event()
+        self.handled: set[int] = set()
+
+    def process(self, item_id: int) -> None:
+        super().process(item_id)
+        self.changed.set()
+
+    async def processed(self, count: int) -> list[int]:
+        """The ids of the first ``count`` items enqueued for processing (5 s at most)."""
+        async with asyncio.timeout(5):
+            while len(self.of("process")) < count:
+                self.changed.clear()
+                await self.changed.wait()
+        return list(self.of("process"))[:count]
+
+
+def feed(client: OpsloopClient, event: str, payload: dict[str, Any]) -> None:
+    """Hand a gateway dispatch to the client, exactly as its websocket reader does."""
+    client._connection.parsers[event](payload)
+
+
+async def settled() -> None:
+    """Wait until every handler discord.py started (events, commands, buttons) has finished."""
+    prefixes = ("discord.py:", "CommandTree-invoker", "discord-ui-")
+    current = asyncio.current_task()
+    async with asyncio.timeout(10):
+        while pending := [
+            t
+            for t in asyncio.all_tasks()
+            if t is not current and not t.done() and t.get_name().startswith(prefixes)
+        ]:
+            await asyncio.wait(pending)
+
+
+PEOPLE = {
+    DEV: member(DEV, "dev"),
+    ALICE: member(ALICE, "alice", (ONCALL_ROLE,)),
+    BOB: member(BOB, "bob"),
+    EVE: member(EVE, "eve"),
+}
+
+
+def slash(fake: FakeDiscord, text: str, *, by: str = DEV, **where: Any) -> dict[str, Any]:
+    """``/ops text`` as INTERACTION_CREATE."""
+    data = {
+        "id": COMMAND_ID,
+        "name": "ops",
+        "type": 1,
+        "guild_id": GUILD_ID,
+        "options": [{"name": "request", "type": 3, "value": text}],
+    }
+    return fake.interaction(2, data, by=PEOPLE[by], **where)
+
+
+def click(fake: FakeDiscord, message_id: str, custom: str, *, by: str) -> dict[str, Any]:
+    """A click on the button ``custom`` of a message the fake holds, as INTERACTION_CREATE."""
+    message = copy.deepcopy(fake.messages[message_id])
+    data = {"custom_id": custom, "component_type": 2}
+    return fake.interaction(
+        3, data, by=PEOPLE[by], channel_id=message["channel_id"], message=message
+    )
+
+
+def submit(
+    fake: FakeDiscord, modal: dict[str, Any], message_id: str, value: str, *, by: str
+) -> dict[str, Any]:
+    """Submitting the modal an interaction response opened, with ``value`` typed in."""
+    # Discord sends back each text input's custom id and value, in the modal's rows.
+    components = [
+        {
+            "type": 1,
+            "components": [
+                {"type": 4, "custom_id": field["custom_id"], "value": value}
+                for field in row["components"]
+            ],
+        }
+        for row in modal["components"]
+    ]
+    data = {"custom_id": modal["custom_id"], "components": components}
+    message = copy.deepcopy(fake.messages[message_id])
+    return fake.interaction(
+        5, data, by=PEOPLE[by], channel_id=message["channel_id"], message=message
+    )
+
+
+def chat(
+    fake: FakeDiscord,
+    content: str,
+    *,
+    by: str | dict[str, Any] = DEV,
+    channel_id: str = CHANNEL_ID,
+    mentions: tuple[str, ...] = (),
+    roles: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """A message written in a channel, as MESSAGE_CREATE; ``mentions`` are bot user ids."""
+    author = PEOPLE[by] if isinstance(by, str) else by
+    payload = message_payload(
+        fake.next_id(),
+        channel_id,
+        author["user"],
+        content,
+        mentions=[user(m, "opsloop", bot=True) for m in mentions],
+        mention_roles=list(roles),
+    )
+    payload["member"] = {k: v for k, v in author.items() if k != "user"}
+    return payload
+
+
+async def drain(ops: Opsloop, dispatcher: SignallingDispatcher, sender: Any) -> None:
+    """Do the workers' job: process what was enqueued, then deliver every thread touched."""
+    for item_id in dispatcher.of("process"):
+        if item_id not in dispatcher.handled:
+            dispatcher.handled.add(item_id)
+            await process_item(ops, dispatcher, item_id)
+    for thread_id in dict.fromkeys(dispatcher.of("deliver")):
+        await deliver_thread(ops, {"discord": sender}, thread_id)
