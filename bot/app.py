@@ -15,7 +15,7 @@ import socket
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from bot.agent import AgentRegistry, load_registry
 from bot.config import Settings
@@ -265,15 +265,7 @@ class Opsloop:
             request = await self.store.human_request(event.request_id)
         refusal = refusal_of(self.runtime.policy, request, event)
         if refusal is not None:
-            refused = DecisionRefused(request_id=request.id, actor=event.actor, reason=refusal)
-            await self.store.append(
-                thread_id,
-                expected_seq=thread.last_seq,
-                events=[refused],
-                outbound=outbound_for(thread.conversation, [refused]),
-                inbox_item=item_id,
-            )
-            raise DecisionRefusedError(refusal)
+            await self._refuse(thread, event, refusal, item_id)
         events = decision_events(request, event.decision, event.actor, event.comment)
         try:
             await self.store.append(
@@ -290,7 +282,23 @@ class Opsloop:
                 inbox_item=item_id,
             )
         except ConcurrentStepError:
-            raise DecisionRefusedError(f"request {request.id} was already decided") from None
+            # Decided (or the thread moved) in the meantime, though we held the lease: it
+            # had lapsed. Record the refusal like any other, on the thread as it is now.
+            thread = await self.store.load_thread(thread_id)
+            await self._refuse(thread, event, f"request {request.id} was already decided", item_id)
+
+    async def _refuse(
+        self, thread: Thread, event: ActionReceived, reason: str, item_id: int
+    ) -> NoReturn:
+        refused = DecisionRefused(request_id=event.request_id, actor=event.actor, reason=reason)
+        await self.store.append(
+            thread.id,
+            expected_seq=thread.last_seq,
+            events=[refused],
+            outbound=outbound_for(thread.conversation, [refused]),
+            inbox_item=item_id,
+        )
+        raise DecisionRefusedError(reason)
 
     async def _expire(self, thread: Thread, request: HumanRequest) -> None:
         reason = f"no decision before {request.request.expires_at:%Y-%m-%d %H:%M} UTC (expired)"

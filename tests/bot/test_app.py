@@ -308,3 +308,25 @@ async def test_a_follow_up_for_another_agent_moves_the_thread(sqlite_database, m
     assert second.thread.agent == "deployer"
     assert second.thread.status == ThreadStatus.PAUSED
     assert isinstance(second.thread.events[-2], HumanRequested)
+
+
+async def test_a_decision_that_loses_a_race_is_refused_and_recorded(
+    sqlite_database, make_ops, monkeypatch
+) -> None:
+    ops = await make_ops(sqlite_database, ScriptedModel([DEPLOY, Reply(text="done")]))
+    outcome = await ops.submit(message("deploy checkout 1.4.2 to production"))
+    request_id = outcome.thread.events[-2].request_id
+    stale = await ops.store.human_request(request_id)  # read before the approval commits
+    await ops.submit(action(request_id, HumanDecision.APPROVE, ONCALL))
+
+    async def as_read_before(request_id: str):
+        return stale
+
+    monkeypatch.setattr(ops.store, "human_request", as_read_before)
+    late = Identity(channel="cli", user_id="oncall-2")
+    with pytest.raises(DecisionRefusedError, match="already decided"):
+        await ops.submit(action(request_id, HumanDecision.REJECT, late, "too late"))
+    thread = await ops.store.load_thread(outcome.thread.id)
+    refused = thread.events[-1]
+    assert isinstance(refused, DecisionRefused) and refused.actor == late
+    assert [e.kind for e in thread.events].count("human_response") == 1
