@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 
 from bot.app import Opsloop
+from bot.model import Model
 from bot.model.offline import OfflineModel
 from bot.plugins import ChannelContext
 from bot.policy import Policy
 from bot.store import Database
-from channels.discord import DiscordSettings
+from channels.discord import DiscordSender, DiscordSettings
 from tests.channels.discord.fake_discord import FakeDiscord
 from tests.channels.discord.payloads import GUILD_ID, ONCALL_ROLE, guild_create
 from tests.channels.discord.support import (
     BOB,
+    ClientFactory,
+    Harness,
     OpsloopClient,
     SignallingDispatcher,
     discord,
@@ -52,8 +55,16 @@ def oncall_policy(policy: Policy) -> Policy:
 
 
 @pytest.fixture
-async def ops(sqlite_database: Database, make_ops: Any, oncall_policy: Policy) -> Opsloop:
-    ops: Opsloop = await make_ops(sqlite_database, OfflineModel(), policy_=oncall_policy)
+def model() -> Model:
+    """The model opsloop runs: the offline one, unless a test module overrides this."""
+    return OfflineModel()
+
+
+@pytest.fixture
+async def ops(
+    sqlite_database: Database, make_ops: Any, oncall_policy: Policy, model: Model
+) -> Opsloop:
+    ops: Opsloop = await make_ops(sqlite_database, model, policy_=oncall_policy)
     return ops
 
 
@@ -62,7 +73,9 @@ def dispatcher() -> SignallingDispatcher:
     return SignallingDispatcher()
 
 
-ClientFactory = Callable[..., Awaitable[OpsloopClient]]
+@pytest.fixture
+def sender(discord_settings: DiscordSettings) -> DiscordSender:
+    return DiscordSender(discord_settings)
 
 
 @pytest.fixture
@@ -87,6 +100,18 @@ async def make_client(
     yield make
     for client in clients:
         await client.close()
+
+
+@pytest.fixture
+def harness(
+    fake: FakeDiscord,
+    ops: Opsloop,
+    dispatcher: SignallingDispatcher,
+    sender: DiscordSender,
+    make_client: ClientFactory,
+) -> Harness:
+    """Act out a scenario: clients of ``ops`` asking and clicking, the workers' jobs run."""
+    return Harness(fake, ops, dispatcher, sender, make_client)
 
 
 @pytest.fixture(autouse=True)

@@ -57,6 +57,12 @@ class FakeGateway:
         self._sockets.remove(ws)
         return ws
 
+    def identify(self) -> dict[str, Any]:
+        """The data of the one IDENTIFY a client sent."""
+        [identify] = [f["d"] for f in self.received if f["op"] == 2]
+        data: dict[str, Any] = identify
+        return data
+
     async def dispatch(self, event: str, data: dict[str, Any]) -> None:
         """Send one dispatch (op 0) to every connected client."""
         self._seq += 1

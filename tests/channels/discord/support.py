@@ -1,4 +1,5 @@
-"""What the Discord tests share besides fixtures: people, a waiting dispatcher, feeding.
+"""What the Discord tests share besides fixtures: people, a waiting dispatcher, feeding, and
+the harness that acts out a scenario (ask, click, work through) against the fake Discord.
 
 discord.py imports ``audioop`` (for voice, which opsloop never uses), and on Python 3.11 and 3.12
 that import raises a DeprecationWarning; the suite turns warnings into errors, so exactly
@@ -10,9 +11,13 @@ from __future__ import annotations
 import asyncio
 import copy
 import warnings
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from bot.app import Opsloop
+from bot.store import HumanRequest
+from channels.discord import DiscordSender
 from tests.channels.discord.fake_discord import FakeDiscord
 from tests.channels.discord.payloads import (
     CHANNEL_ID,
@@ -37,8 +42,12 @@ __all__ = [
     "BOB",
     "DEV",
     "EVE",
+    "ClientFactory",
+    "Harness",
     "OpsloopClient",
+    "Prompt",
     "SignallingDispatcher",
+    "buttons",
     "chat",
     "click",
     "discord",
@@ -181,3 +190,130 @@ async def drain(ops: Opsloop, dispatcher: SignallingDispatcher, sender: Any) -> 
             await process_item(ops, dispatcher, item_id)
     for thread_id in dict.fromkeys(dispatcher.of("deliver")):
         await deliver_thread(ops, {"discord": sender}, thread_id)
+
+
+def buttons(message: dict[str, Any]) -> list[dict[str, Any]]:
+    """A message's buttons, row after row."""
+    return [b for row in message["components"] for b in row["components"]]
+
+
+ClientFactory = Callable[..., Awaitable[OpsloopClient]]
+
+
+@dataclass
+class Prompt:
+    """A message with buttons opsloop posted in a thread, and the pending request behind it."""
+
+    client: OpsloopClient
+    """The client that was asked: the one that clicks, unless the test restarts."""
+    thread: str
+    message: dict[str, Any]
+    request: HumanRequest
+
+    def custom_id(self, action: str, *option: int) -> str:
+        """The custom id of this prompt's button for ``action`` (and ``option``)."""
+        return ":".join(["opsloop", action, self.request.id, *map(str, option)])
+
+
+@dataclass
+class Harness:
+    """A real opsloop behind real discord.py clients, the fake Discord, and the workers' jobs."""
+
+    fake: FakeDiscord
+    ops: Opsloop
+    dispatcher: SignallingDispatcher
+    sender: DiscordSender
+    make_client: ClientFactory
+
+    async def client(self, **overrides: Any) -> OpsloopClient:
+        """A new logged-in client of this opsloop (a second one plays a restart)."""
+        return await self.make_client(self.ops, **overrides)
+
+    async def ingest(self, client: OpsloopClient, event: str, payload: dict[str, Any]) -> int:
+        """Feed a dispatch; the id of the one more inbox item it is enqueued as (5 s at most)."""
+        count = len(self.dispatcher.of("process"))
+        feed(client, event, payload)
+        return (await self.dispatcher.processed(count + 1))[-1]
+
+    async def receive(
+        self, client: OpsloopClient, *messages: dict[str, Any], enqueued: int = 0
+    ) -> None:
+        """Feed each message as MESSAGE_CREATE; wait until ``enqueued`` inbox items are enqueued
+        in all, then until every handler has finished."""
+        for message in messages:
+            feed(client, "MESSAGE_CREATE", message)
+        await self.dispatcher.processed(enqueued)
+        await settled()
+
+    async def work(self) -> None:
+        """Do the workers' job (see :func:`drain`)."""
+        await drain(self.ops, self.dispatcher, self.sender)
+
+    async def settle(self) -> None:
+        """Do the workers' job, then wait for discord.py's handlers to finish."""
+        await self.work()
+        await settled()
+
+    async def ask(self, client: OpsloopClient, text: str) -> tuple[dict[str, Any], str]:
+        """``/ops text`` by DEV, worked through; the interaction and its Discord thread's id."""
+        command = slash(self.fake, text)
+        await self.ingest(client, "INTERACTION_CREATE", command)
+        await self.work()
+        return command, self.fake.original(command)["id"]
+
+    async def prompt(
+        self, client: OpsloopClient, thread: str, *, besides: Prompt | None = None
+    ) -> Prompt:
+        """The one message with buttons in ``thread`` (besides an earlier prompt), and the one
+        pending request."""
+        [message] = [
+            m
+            for m in self.fake.posted_in(thread)
+            if m["components"] and (besides is None or m is not besides.message)
+        ]
+        [request] = await self.ops.store.human_requests()
+        return Prompt(client, thread, message, request)
+
+    async def prompted(self, text: str) -> Prompt:
+        """A new client asks for ``text``; the prompt opsloop answers with."""
+        client = await self.client()
+        _, thread = await self.ask(client, text)
+        return await self.prompt(client, thread)
+
+    def click(self, prompt: Prompt, action: str, *option: int, by: str) -> dict[str, Any]:
+        """A click by ``by`` on the prompt's button for ``action`` (see :func:`click`)."""
+        return click(self.fake, prompt.message["id"], prompt.custom_id(action, *option), by=by)
+
+    async def press(
+        self,
+        prompt: Prompt,
+        action: str,
+        *option: int,
+        by: str,
+        client: OpsloopClient | None = None,
+    ) -> dict[str, Any]:
+        """Click a button, wait for the decision to be ingested, and work it through; the click."""
+        pressed = self.click(prompt, action, *option, by=by)
+        await self.ingest(client or prompt.client, "INTERACTION_CREATE", pressed)
+        await self.work()
+        return pressed
+
+    async def open_modal(self, prompt: Prompt, action: str, *, by: str) -> dict[str, Any]:
+        """Click a button that asks for text; the one response: the modal to open."""
+        opened = self.click(prompt, action, by=by)
+        feed(prompt.client, "INTERACTION_CREATE", opened)
+        await settled()
+        [modal] = self.fake.callbacks(opened)
+        return modal
+
+    async def inbox(self, item_id: int) -> Any:
+        """The event an inbox item holds."""
+        return (await self.ops.store.inbox_item(item_id)).event
+
+    async def events(self) -> list[Any]:
+        """The events of every inbox item enqueued for processing, in order."""
+        return [await self.inbox(i) for i in self.dispatcher.of("process")]
+
+    async def log(self, request: HumanRequest) -> tuple[Any, ...]:
+        """The event log of the thread a request was made in."""
+        return (await self.ops.store.load_thread(request.thread_id)).events

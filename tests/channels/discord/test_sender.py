@@ -22,7 +22,7 @@ from bot.events import (
 )
 from bot.outbound import DecisionNotice, OutboundReply, RequestResolved
 from bot.plugins import DeliveryContext
-from channels.discord import DiscordSender, DiscordSettings, plugin
+from channels.discord import DiscordSender, plugin
 from tests.channels.discord.fake_discord import FakeDiscord
 from tests.channels.discord.payloads import CHANNEL_ID, GUILD_ID, VOICE_ID, thread
 from tests.channels.discord.support import ALICE
@@ -31,13 +31,20 @@ from workers.jobs import deliver_thread
 ALICE_ID = Identity(channel="discord", user_id=ALICE, display_name="Alice")
 
 
-@pytest.fixture
-def sender(discord_settings: DiscordSettings) -> DiscordSender:
-    return DiscordSender(discord_settings)
+def asked_in(
+    fake: FakeDiscord, room: str, text: str, *, thread_name: str | None = None
+) -> tuple[str, ConversationRef]:
+    """A request posted earlier in ``room`` (a thread started from it, if named): its id, and
+    the conversation it began."""
+    key = fake.add_message(room, text)["id"]
+    if thread_name is not None:
+        fake.channels[key] = thread(key, room, thread_name)
+    return key, ConversationRef(channel="discord", tenant=GUILD_ID, room=room, thread_key=key)
 
 
-def conversation(room: str, key: str) -> ConversationRef:
-    return ConversationRef(channel="discord", tenant=GUILD_ID, room=room, thread_key=key)
+async def deliver(ops: Opsloop, sender: DiscordSender, thread_id: str) -> float | None:
+    """The workers' delivery job for one thread, with this sender."""
+    return await deliver_thread(ops, {"discord": sender}, thread_id)
 
 
 async def queue(ops: Opsloop, where: ConversationRef, events: list[Any], out: list[Any]) -> str:
@@ -56,13 +63,12 @@ def reply(where: ConversationRef, text: str) -> tuple[list[Any], list[Any]]:
 async def test_a_long_answer_is_split_under_discords_limit_keeping_code_blocks_whole(
     fake: FakeDiscord, ops: Opsloop, sender: DiscordSender
 ) -> None:
-    request = fake.add_message(CHANNEL_ID, "show me the log")["id"]
-    where = conversation(CHANNEL_ID, request)
+    request, where = asked_in(fake, CHANNEL_ID, "show me the log")
     lines = [f"{n:03} checkout: " + "x" * 60 for n in range(80)]
     text = "Here is the log:\n```\n" + "\n".join(lines) + "\n```\nThat is all."
     thread_id = await queue(ops, where, *reply(where, text))
 
-    assert await deliver_thread(ops, {"discord": sender}, thread_id) is None
+    assert await deliver(ops, sender, thread_id) is None
 
     posted = [m["content"] for m in fake.posted_in(request)]
     assert len(posted) == 4 and all(len(p) <= 2000 for p in posted)
@@ -74,15 +80,13 @@ async def test_a_long_answer_is_split_under_discords_limit_keeping_code_blocks_w
 async def test_a_rate_limit_reschedules_at_discords_time_and_nothing_is_posted_twice(
     fake: FakeDiscord, ops: Opsloop, sender: DiscordSender
 ) -> None:
-    request = fake.add_message(CHANNEL_ID, "show me the log")["id"]
-    fake.channels[request] = thread(request, CHANNEL_ID, "log")
-    where = conversation(CHANNEL_ID, request)
+    request, where = asked_in(fake, CHANNEL_ID, "show me the log", thread_name="log")
     long_events, long_out = reply(where, "\n".join(f"line {n} " + "y" * 90 for n in range(40)))
     next_events, next_out = reply(where, "and one more thing")
     thread_id = await queue(ops, where, long_events + next_events, long_out + next_out)
     fake.rate_limits.append([rf"/channels/{request}/messages", 2.5, 1])  # the second piece
 
-    assert await deliver_thread(ops, {"discord": sender}, thread_id) == 2.5
+    assert await deliver(ops, sender, thread_id) == 2.5
 
     first, second = await ops.store.pending_outbound(thread_id=thread_id, due_only=False)
     assert first.attempts == 1 and second.attempts == 0  # the later message waits its turn
@@ -102,11 +106,10 @@ async def test_a_rate_limit_reschedules_at_discords_time_and_nothing_is_posted_t
 async def test_where_threads_are_not_allowed_the_answer_replies_in_the_channel(
     fake: FakeDiscord, ops: Opsloop, sender: DiscordSender
 ) -> None:
-    request = fake.add_message(VOICE_ID, "status of checkout in production")["id"]
-    where = conversation(VOICE_ID, request)
+    request, where = asked_in(fake, VOICE_ID, "status of checkout in production")
     thread_id = await queue(ops, where, *reply(where, "checkout is healthy"))
 
-    await deliver_thread(ops, {"discord": sender}, thread_id)
+    await deliver(ops, sender, thread_id)
 
     assert [(c.path, c.method) for c in fake.calls] == [
         (f"/channels/{request}/messages", "POST"),  # no such thread
@@ -121,9 +124,9 @@ async def test_where_threads_are_not_allowed_the_answer_replies_in_the_channel(
 async def test_a_decision_on_a_deleted_request_message_is_told_in_the_thread(
     fake: FakeDiscord, ops: Opsloop, sender: DiscordSender
 ) -> None:
-    key = fake.add_message(CHANNEL_ID, "deploy checkout 1.4.2 to production")["id"]
-    fake.channels[key] = thread(key, CHANNEL_ID, "deploy")
-    where = conversation(CHANNEL_ID, key)
+    key, where = asked_in(
+        fake, CHANNEL_ID, "deploy checkout 1.4.2 to production", thread_name="deploy"
+    )
     asked = HumanRequested(
         request_id=new_id("hr"),
         type="approval",
@@ -154,7 +157,7 @@ async def test_a_decision_on_a_deleted_request_message_is_told_in_the_thread(
         resolve=(asked.request_id, "approved", f"discord:{ALICE}", None),
     )
 
-    await deliver_thread(ops, {"discord": sender}, thread_id)
+    await deliver(ops, sender, thread_id)
 
     [said] = fake.posted_in(key)
     assert said["content"].startswith(f"`{asked.request_id}` ✅ **Approved** by <@{ALICE}> <t:")
@@ -163,12 +166,12 @@ async def test_a_decision_on_a_deleted_request_message_is_told_in_the_thread(
 async def test_a_refusal_notice_posts_nothing(
     fake: FakeDiscord, ops: Opsloop, sender: DiscordSender
 ) -> None:
-    where = conversation(CHANNEL_ID, fake.add_message(CHANNEL_ID, "deploy")["id"])
+    _, where = asked_in(fake, CHANNEL_ID, "deploy")
     refused = DecisionRefused(request_id="hr_0", actor=ALICE_ID, reason="not allowed")
     notice = DecisionNotice(conversation=where, to=ALICE_ID, text="not allowed")
     thread_id = await queue(ops, where, [refused], [notice])
 
-    assert await deliver_thread(ops, {"discord": sender}, thread_id) is None
+    assert await deliver(ops, sender, thread_id) is None
 
     assert fake.calls == []
     assert await ops.store.count_outbound("sent") == 1
@@ -177,8 +180,7 @@ async def test_a_refusal_notice_posts_nothing(
 async def test_the_plugins_sender_reads_its_settings_from_the_environment(
     fake: FakeDiscord, ops: Opsloop, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    key = fake.add_message(CHANNEL_ID, "status")["id"]
-    where = conversation(CHANNEL_ID, key)
+    key, where = asked_in(fake, CHANNEL_ID, "status")
     thread_id = await queue(ops, where, *reply(where, "healthy"))
     monkeypatch.delenv("DISCORD_BOT_TOKEN", raising=False)
     monkeypatch.setenv("DISCORD_API_URL", fake.url)
