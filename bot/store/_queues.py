@@ -33,15 +33,27 @@ class QueueStore:
 
     # ------------------------------------------------------------ inbox
 
-    async def ingest(self, event: Any) -> InboxItem | None:
-        """Store an inbound event; ``None`` when its idempotency key was seen before."""
+    async def ingest(
+        self, event: Any, *, refused: str | None = None, thread_id: str | None = None
+    ) -> InboxItem | None:
+        """Store an inbound event; ``None`` when its idempotency key was seen before.
+
+        Args:
+            event: the inbound event.
+            refused: store it as ``failed`` with this reason at once (a channel refused it:
+                forged sender, malformed mail…), so no crash can leave it looking pending.
+            thread_id: the thread a refused event concerns, if any.
+        """
         row = InboxRow(
             idempotency_key=event.idempotency_key,
             kind=event.kind,
             payload=dump_event(event),
-            status="pending",
+            status="failed" if refused else "pending",
             attempts=0,
             received_at=event.received_at,
+            error=refused,
+            thread_id=thread_id,
+            processed_at=utcnow() if refused else None,
         )
         try:
             async with self.db.session() as session:

@@ -137,11 +137,10 @@ class MailWatcher:
             except UserFacingError as exc:
                 inbound = await self.reader.refusal_of(inbound, str(exc))
         log.info("email: %s refused: %s", inbound.event.idempotency_key, inbound.refused)
-        item = await self.context.ops.ingest(inbound.event)
-        if item is not None:
-            await self.context.ops.store.finish_inbox(
-                item.id, thread_id=inbound.thread_id, error=inbound.refused
-            )
+        # Stored failed in one write: no crash can leave it pending for the sweeper.
+        await self.context.ops.store.ingest(
+            inbound.event, refused=inbound.refused, thread_id=inbound.thread_id
+        )
 
     async def _notify(self, **changes: int) -> None:
         async with self.changed:

@@ -207,3 +207,16 @@ async def test_outbox_delivery_bookkeeping(database: Database) -> None:
     assert await store.count_outbound("pending") == 1
     await store.mark_outbound(second.id, sent=False, error="gone")
     assert await store.count_outbound("failed") == 1
+
+
+async def test_a_refused_event_is_stored_failed_in_one_write(database: Database) -> None:
+    store = Store(database)
+    event = MessageReceived(
+        idempotency_key=f"email:{uuid.uuid4()}", conversation=conversation(), sender=DEV, text="x"
+    )
+    item = await store.ingest(event, refused="sender not authenticated")
+    assert item is not None
+    stored = await store.inbox_item(item.id)
+    assert (stored.status, stored.error) == ("failed", "sender not authenticated")
+    assert await store.stale_inbox(utcnow() + timedelta(seconds=1)) == []  # never swept
+    assert await store.ingest(event) is None  # and still a duplicate afterwards
