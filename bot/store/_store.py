@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,6 +23,7 @@ from bot.events import (
     utcnow,
 )
 from bot.outbound import outbound_adapter
+from bot.store._database import Database
 from bot.store._queues import QueueStore, dump_event
 from bot.store._records import HumanRequest, Thread, ThreadSummary
 from bot.store._tables import HumanRequestRow, InboxRow, OutboxRow, ThreadEventRow, ThreadRow
@@ -69,8 +72,39 @@ def _request(row: HumanRequestRow) -> HumanRequest:
     )
 
 
+class _LogCache:
+    """The most recently loaded event logs, so a step reads only the events it has not seen.
+
+    Logs are append-only and events immutable, so a cached prefix never goes stale.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._logs: OrderedDict[str, tuple[Any, ...]] = OrderedDict()
+        self._lock = threading.Lock()  # SQLite loads run in worker threads
+
+    def get(self, thread_id: str) -> tuple[Any, ...] | None:
+        with self._lock:
+            log = self._logs.get(thread_id)
+            if log is not None:
+                self._logs.move_to_end(thread_id)
+            return log
+
+    def put(self, thread_id: str, log: tuple[Any, ...]) -> None:
+        with self._lock:
+            self._logs[thread_id] = log
+            self._logs.move_to_end(thread_id)
+            while len(self._logs) > self._size:
+                self._logs.popitem(last=False)
+
+
 class Store(QueueStore):
     """Everything opsloop keeps, behind one async interface."""
+
+    def __init__(self, database: Database) -> None:
+        """Use ``database``."""
+        super().__init__(database)
+        self._logs = _LogCache(512)
 
     # ------------------------------------------------------------ threads
 
@@ -127,17 +161,21 @@ class Store(QueueStore):
         if "\x00" in thread_id:
             raise NotFoundError(f"no thread {thread_id!r}")
         threads, events = ThreadRow.__table__, ThreadEventRow.__table__
+        known = self._logs.get(thread_id)
 
         def load(connection: Connection) -> Thread:
             row = connection.execute(select(threads).where(threads.c.id == thread_id)).first()
             if row is None:
                 raise NotFoundError(f"no thread {thread_id!r}")
+            cached = known if known is not None and len(known) <= row.last_seq else ()
             payloads = connection.execute(
                 select(events.c.payload)
-                .where(events.c.thread_id == thread_id)
+                .where(events.c.thread_id == thread_id, events.c.seq > len(cached))
                 .order_by(events.c.seq)
             ).scalars()
-            log = tuple(event_adapter.validate_python(p) for p in payloads)
+            log = (*cached, *(event_adapter.validate_python(p) for p in payloads))
+            if len(log) == row.last_seq:
+                self._logs.put(thread_id, log)
             return Thread(**_summary(row).model_dump(), events=log)
 
         return await self.db.run(load, write=False)

@@ -220,3 +220,17 @@ async def test_a_refused_event_is_stored_failed_in_one_write(database: Database)
     assert (stored.status, stored.error) == ("failed", "sender not authenticated")
     assert await store.stale_inbox(utcnow() + timedelta(seconds=1)) == []  # never swept
     assert await store.ingest(event) is None  # and still a duplicate afterwards
+
+
+async def test_a_reload_reads_only_new_events_and_sees_every_one(database: Database) -> None:
+    store = Store(database)
+    other = Store(database)  # another process appending to the same thread
+    thread_id = await store.open_thread(conversation(), title="x")
+    await store.append(thread_id, expected_seq=0, events=[UserMessage(sender=DEV, text="1")])
+    assert [e.text for e in (await store.load_thread(thread_id)).events] == ["1"]
+    await other.append(thread_id, expected_seq=1, events=[UserMessage(sender=DEV, text="2")])
+    await other.append(thread_id, expected_seq=2, events=[UserMessage(sender=DEV, text="3")])
+    thread = await store.load_thread(thread_id)
+    assert [e.text for e in thread.events] == ["1", "2", "3"]
+    assert thread.last_seq == 3
+    assert thread.events == (await other.load_thread(thread_id)).events
