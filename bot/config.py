@@ -9,14 +9,14 @@ from __future__ import annotations
 import json
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.errors import ConfigError
 
-__all__ = ["DEFAULT_PRICES", "Price", "Settings", "load_settings"]
+__all__ = ["DEFAULT_PRICES", "Price", "Settings", "env", "load_settings", "validated"]
 
 
 class Price(BaseModel):
@@ -45,7 +45,8 @@ DEFAULT_PRICES: dict[str, Price] = {
 """Published list prices; override or extend with ``OPSLOOP_PRICES``."""
 
 
-def _env(name: str) -> AliasChoices:
+def env(name: str) -> AliasChoices:
+    """The alias that reads a setting from the environment variable ``name``."""
     return AliasChoices(name, name.lower())
 
 
@@ -56,93 +57,89 @@ class Settings(BaseSettings):
         env_file=".env", env_file_encoding="utf-8", extra="ignore", env_ignore_empty=True
     )
 
-    home: Path = Field(default=Path("."), validation_alias=_env("OPSLOOP_HOME"))
+    home: Path = Field(default=Path("."), validation_alias=env("OPSLOOP_HOME"))
     """Where the embedded database and other local state live."""
-    database_url: str | None = Field(default=None, validation_alias=_env("DATABASE_URL"))
+    database_url: str | None = Field(default=None, validation_alias=env("DATABASE_URL"))
     """SQLAlchemy URL; unset means a SQLite file in ``home``."""
-    redis_url: str | None = Field(default=None, validation_alias=_env("REDIS_URL"))
+    redis_url: str | None = Field(default=None, validation_alias=env("REDIS_URL"))
     """Celery's broker; unset means an embedded file-system queue under ``home`` (no server)."""
     visibility_timeout: int = Field(
-        default=900, ge=60, validation_alias=_env("OPSLOOP_VISIBILITY_TIMEOUT")
+        default=900, ge=60, validation_alias=env("OPSLOOP_VISIBILITY_TIMEOUT")
     )
     """Seconds Redis keeps a task taken by a worker that died before it comes back."""
     sweep_interval: float = Field(
-        default=15.0, gt=0, validation_alias=_env("OPSLOOP_SWEEP_INTERVAL")
+        default=15.0, gt=0, validation_alias=env("OPSLOOP_SWEEP_INTERVAL")
     )
     """Seconds between sweeps (expiry, lost work, stuck deliveries)."""
-    sweep_grace: float = Field(default=60.0, ge=0, validation_alias=_env("OPSLOOP_SWEEP_GRACE"))
+    sweep_grace: float = Field(default=60.0, ge=0, validation_alias=env("OPSLOOP_SWEEP_GRACE"))
     """Seconds before stored-but-unprocessed work counts as lost and is enqueued again."""
-    api_token: SecretStr | None = Field(default=None, validation_alias=_env("OPSLOOP_API_TOKEN"))
+    api_token: SecretStr | None = Field(default=None, validation_alias=env("OPSLOOP_API_TOKEN"))
     """Bearer token for the HTTP API and the console login; without one every request is 401."""
     bind: str = Field(
         default="127.0.0.1:8000",
         pattern=r"^[^\s:]+:\d{1,5}$",
-        validation_alias=_env("OPSLOOP_BIND"),
+        validation_alias=env("OPSLOOP_BIND"),
     )
     """host:port the HTTP API and console listen on (loopback only by default)."""
-    public_url: str | None = Field(default=None, validation_alias=_env("OPSLOOP_PUBLIC_URL"))
+    public_url: str | None = Field(default=None, validation_alias=env("OPSLOOP_PUBLIC_URL"))
     """The URL people reach the console at, for links; default http://<bind>."""
-    webhooks: SecretStr | None = Field(default=None, validation_alias=_env("OPSLOOP_WEBHOOKS"))
+    webhooks: SecretStr | None = Field(default=None, validation_alias=env("OPSLOOP_WEBHOOKS"))
     """Webhook secrets, ``name=secret,name2=secret2``; POST /hooks/NAME is signed with it."""
     max_body_bytes: int = Field(
-        default=256 * 1024, ge=1024, validation_alias=_env("OPSLOOP_MAX_BODY_BYTES")
+        default=256 * 1024, ge=1024, validation_alias=env("OPSLOOP_MAX_BODY_BYTES")
     )
     """Largest HTTP request body accepted."""
-    policy_file: Path | None = Field(default=None, validation_alias=_env("OPSLOOP_POLICY_FILE"))
+    policy_file: Path | None = Field(default=None, validation_alias=env("OPSLOOP_POLICY_FILE"))
     """The team's policy file; unset means the bundled default policy."""
-    prompts_dir: Path | None = Field(default=None, validation_alias=_env("OPSLOOP_PROMPTS_DIR"))
+    prompts_dir: Path | None = Field(default=None, validation_alias=env("OPSLOOP_PROMPTS_DIR"))
     """Where prompt templates live; unset means the bundled ``prompts/``."""
-    inventory: str = Field(default="demo", validation_alias=_env("OPSLOOP_INVENTORY"))
+    inventory: str = Field(default="demo", validation_alias=env("OPSLOOP_INVENTORY"))
     """``demo``, or ``package.module:factory`` returning the team's own inventory."""
 
-    agents: str = Field(default="agents:registry", validation_alias=_env("OPSLOOP_AGENTS"))
+    agents: str = Field(default="agents:registry", validation_alias=env("OPSLOOP_AGENTS"))
     """Where the agents come from: ``package.module:registry``."""
 
-    models: str = Field(default="auto", validation_alias=_env("OPSLOOP_MODELS"))
+    models: str = Field(default="auto", validation_alias=env("OPSLOOP_MODELS"))
     """Fallback chain ``provider:model,provider:model``; ``auto`` picks from the API keys."""
     anthropic_api_key: SecretStr | None = Field(
-        default=None, validation_alias=_env("ANTHROPIC_API_KEY")
+        default=None, validation_alias=env("ANTHROPIC_API_KEY")
     )
     """Anthropic API key."""
-    anthropic_base_url: str | None = Field(
-        default=None, validation_alias=_env("ANTHROPIC_BASE_URL")
-    )
+    anthropic_base_url: str | None = Field(default=None, validation_alias=env("ANTHROPIC_BASE_URL"))
     """Anthropic API base URL; unset means Anthropic's own."""
-    openai_api_key: SecretStr | None = Field(default=None, validation_alias=_env("OPENAI_API_KEY"))
+    openai_api_key: SecretStr | None = Field(default=None, validation_alias=env("OPENAI_API_KEY"))
     """OpenAI API key (any value for servers that need none, such as Ollama)."""
-    openai_base_url: str | None = Field(default=None, validation_alias=_env("OPENAI_BASE_URL"))
+    openai_base_url: str | None = Field(default=None, validation_alias=env("OPENAI_BASE_URL"))
     """OpenAI-compatible base URL (Ollama, vLLM…); unset means OpenAI's own."""
-    model_timeout: float = Field(default=60.0, gt=0, validation_alias=_env("OPSLOOP_MODEL_TIMEOUT"))
+    model_timeout: float = Field(default=60.0, gt=0, validation_alias=env("OPSLOOP_MODEL_TIMEOUT"))
     """Seconds before one model request times out."""
     model_retries: int = Field(
-        default=2, ge=0, le=10, validation_alias=_env("OPSLOOP_MODEL_RETRIES")
+        default=2, ge=0, le=10, validation_alias=env("OPSLOOP_MODEL_RETRIES")
     )
     """Retries per provider on timeouts, 429 and 5xx (honouring Retry-After)."""
-    breaker_failures: int = Field(
-        default=5, ge=1, validation_alias=_env("OPSLOOP_BREAKER_FAILURES")
-    )
+    breaker_failures: int = Field(default=5, ge=1, validation_alias=env("OPSLOOP_BREAKER_FAILURES"))
     """Consecutive failures that open a provider's circuit breaker."""
-    breaker_reset: float = Field(default=30.0, gt=0, validation_alias=_env("OPSLOOP_BREAKER_RESET"))
+    breaker_reset: float = Field(default=30.0, gt=0, validation_alias=env("OPSLOOP_BREAKER_RESET"))
     """Seconds an open circuit waits before letting one trial request through."""
-    prices_json: str | None = Field(default=None, validation_alias=_env("OPSLOOP_PRICES"))
+    prices_json: str | None = Field(default=None, validation_alias=env("OPSLOOP_PRICES"))
     """JSON ``{"model": {"input": 3.0, "output": 15.0, "cached_input": 0.3}}`` per 1M tokens."""
 
     max_message_chars: int = Field(
-        default=16_000, ge=1, validation_alias=_env("OPSLOOP_MAX_MESSAGE_CHARS")
+        default=16_000, ge=1, validation_alias=env("OPSLOOP_MAX_MESSAGE_CHARS")
     )
     """Longest message accepted from a person."""
     context_tokens: int = Field(
-        default=8_000, ge=500, validation_alias=_env("OPSLOOP_CONTEXT_TOKENS")
+        default=8_000, ge=500, validation_alias=env("OPSLOOP_CONTEXT_TOKENS")
     )
     """Token budget of the rendered thread context before compaction."""
     max_consecutive_errors: int = Field(
-        default=3, ge=1, validation_alias=_env("OPSLOOP_MAX_CONSECUTIVE_ERRORS")
+        default=3, ge=1, validation_alias=env("OPSLOOP_MAX_CONSECUTIVE_ERRORS")
     )
     """Errors in a row after which a thread escalates to a human."""
-    lease_seconds: float = Field(default=30.0, gt=0, validation_alias=_env("OPSLOOP_LEASE_SECONDS"))
+    lease_seconds: float = Field(default=30.0, gt=0, validation_alias=env("OPSLOOP_LEASE_SECONDS"))
     """How long a worker's hold on a thread lasts unless renewed (a dead worker's lapses)."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
-        default="WARNING", validation_alias=_env("OPSLOOP_LOG_LEVEL")
+        default="WARNING", validation_alias=env("OPSLOOP_LOG_LEVEL")
     )
     """Log level."""
 
@@ -240,21 +237,37 @@ class Settings(BaseSettings):
         return url
 
 
+S = TypeVar("S", bound=BaseSettings)
+
+
+def validated(model: type[S], what: str, **overrides: object) -> S:
+    """Read ``model`` from the environment, or raise one :class:`ConfigError`.
+
+    The error has a line per bad setting, named by its environment variable; values are
+    never shown (they may be secrets).
+
+    Args:
+        model: the settings class.
+        what: how the message names the settings ("configuration", "Slack configuration").
+        overrides: values that win over the environment (for tests and the CLI).
+    """
+    try:
+        return model(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors(include_input=False, include_url=False):
+            name = str(error["loc"][0]).upper() if error["loc"] else "SETTINGS"
+            lines.append(f"{name}: {error['msg'].removeprefix('Value error, ')}")
+        raise ConfigError(f"invalid {what}:\n  " + "\n  ".join(lines)) from None
+
+
 def load_settings(**overrides: object) -> Settings:
     """Read and validate the settings, or raise one :class:`ConfigError` listing each problem.
 
     Args:
         overrides: values that win over the environment (for tests and the CLI).
     """
-    try:
-        settings = Settings(**overrides)  # type: ignore[arg-type]
-    except ValidationError as exc:
-        lines = []
-        for error in exc.errors(include_input=False, include_url=False):
-            name = str(error["loc"][0]) if error["loc"] else "settings"
-            message = error["msg"].removeprefix("Value error, ")
-            lines.append(f"{name.upper()}: {message}")
-        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None
+    settings = validated(Settings, "configuration", **overrides)
     if not settings.home.is_dir():
         raise ConfigError(
             f"invalid configuration:\n  OPSLOOP_HOME: {settings.home} is not a directory"

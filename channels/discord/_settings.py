@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bot.config import env, validated
 from bot.errors import ConfigError
 
 __all__ = ["DISCORD_API", "DiscordSettings", "load_discord_settings"]
 
 DISCORD_API = "https://discord.com/api/v10"
 """Discord's own REST API, the version discord.py 2.x speaks."""
-
-
-def _env(name: str) -> AliasChoices:
-    return AliasChoices(name, name.lower())
 
 
 class DiscordSettings(BaseSettings):
@@ -24,13 +21,13 @@ class DiscordSettings(BaseSettings):
         env_file=".env", env_file_encoding="utf-8", extra="ignore", env_ignore_empty=True
     )
 
-    bot_token: SecretStr | None = Field(default=None, validation_alias=_env("DISCORD_BOT_TOKEN"))
+    bot_token: SecretStr | None = Field(default=None, validation_alias=env("DISCORD_BOT_TOKEN"))
     """The bot's token; unset means the Discord channel is off."""
-    guild_ids: str = Field(default="", validation_alias=_env("DISCORD_GUILD_IDS"))
+    guild_ids: str = Field(default="", validation_alias=env("DISCORD_GUILD_IDS"))
     """Comma-separated guild ids to register ``/ops`` in at once; unset means globally."""
-    api_url: str = Field(default=DISCORD_API, validation_alias=_env("DISCORD_API_URL"))
+    api_url: str = Field(default=DISCORD_API, validation_alias=env("DISCORD_API_URL"))
     """The REST API base; tests point it at a local fake."""
-    message_content: bool = Field(default=False, validation_alias=_env("DISCORD_MESSAGE_CONTENT"))
+    message_content: bool = Field(default=False, validation_alias=env("DISCORD_MESSAGE_CONTENT"))
     """Whether the privileged message-content intent is on (enables ``!ops`` and follow-ups
     in threads without a mention)."""
 
@@ -68,11 +65,4 @@ class DiscordSettings(BaseSettings):
 
 def load_discord_settings(**overrides: object) -> DiscordSettings:
     """Read and validate the Discord settings, or raise one :class:`ConfigError` listing each."""
-    try:
-        return DiscordSettings(**overrides)  # type: ignore[arg-type]
-    except ValidationError as exc:
-        lines = []
-        for error in exc.errors(include_input=False, include_url=False):
-            name = str(error["loc"][0]).upper() if error["loc"] else "DISCORD"
-            lines.append(f"{name}: {error['msg'].removeprefix('Value error, ')}")
-        raise ConfigError("invalid Discord configuration:\n  " + "\n  ".join(lines)) from None
+    return validated(DiscordSettings, "Discord configuration", **overrides)

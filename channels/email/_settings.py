@@ -7,19 +7,14 @@ import hmac
 from functools import cache
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from bot.config import Settings
-from bot.errors import ConfigError
+from bot.config import Settings, env, validated
 
 __all__ = ["EmailSettings", "link_key", "load_email_settings"]
 
 Tls = Literal["ssl", "starttls", "none"]
-
-
-def _env(name: str) -> AliasChoices:
-    return AliasChoices(name, name.lower())
 
 
 class EmailSettings(BaseSettings):
@@ -30,47 +25,47 @@ class EmailSettings(BaseSettings):
     )
 
     address: str | None = Field(
-        default=None, pattern=r"^[^@\s<>]+@[^@\s<>]+$", validation_alias=_env("EMAIL_ADDRESS")
+        default=None, pattern=r"^[^@\s<>]+@[^@\s<>]+$", validation_alias=env("EMAIL_ADDRESS")
     )
     """The bot's own address: mail to it starts threads, replies come from it."""
-    imap_host: str | None = Field(default=None, validation_alias=_env("IMAP_HOST"))
+    imap_host: str | None = Field(default=None, validation_alias=env("IMAP_HOST"))
     """IMAP server; unset means no inbound mail (no gateway)."""
-    imap_port: int | None = Field(default=None, ge=1, le=65535, validation_alias=_env("IMAP_PORT"))
+    imap_port: int | None = Field(default=None, ge=1, le=65535, validation_alias=env("IMAP_PORT"))
     """IMAP port; default 993 with TLS ``ssl``, else 143."""
-    imap_user: str | None = Field(default=None, validation_alias=_env("IMAP_USER"))
+    imap_user: str | None = Field(default=None, validation_alias=env("IMAP_USER"))
     """IMAP login name."""
-    imap_password: SecretStr | None = Field(default=None, validation_alias=_env("IMAP_PASSWORD"))
+    imap_password: SecretStr | None = Field(default=None, validation_alias=env("IMAP_PASSWORD"))
     """IMAP password."""
-    imap_mailbox: str = Field(default="INBOX", validation_alias=_env("IMAP_MAILBOX"))
+    imap_mailbox: str = Field(default="INBOX", validation_alias=env("IMAP_MAILBOX"))
     """The mailbox (folder) watched."""
-    imap_tls: Tls = Field(default="ssl", validation_alias=_env("IMAP_TLS"))
+    imap_tls: Tls = Field(default="ssl", validation_alias=env("IMAP_TLS"))
     """``ssl`` (implicit TLS), ``starttls`` or ``none`` (loopback and tests only)."""
-    imap_poll_seconds: float = Field(default=60.0, gt=0, validation_alias=_env("IMAP_POLL_SECONDS"))
+    imap_poll_seconds: float = Field(default=60.0, gt=0, validation_alias=env("IMAP_POLL_SECONDS"))
     """Seconds between checks when the server has no IDLE (and the IDLE renewal ceiling)."""
-    smtp_host: str | None = Field(default=None, validation_alias=_env("SMTP_HOST"))
+    smtp_host: str | None = Field(default=None, validation_alias=env("SMTP_HOST"))
     """SMTP server for outbound mail."""
-    smtp_port: int | None = Field(default=None, ge=1, le=65535, validation_alias=_env("SMTP_PORT"))
+    smtp_port: int | None = Field(default=None, ge=1, le=65535, validation_alias=env("SMTP_PORT"))
     """SMTP port; default 465 with TLS ``ssl``, 587 with ``starttls``, else 25."""
-    smtp_user: str | None = Field(default=None, validation_alias=_env("SMTP_USER"))
+    smtp_user: str | None = Field(default=None, validation_alias=env("SMTP_USER"))
     """SMTP login name; unset means no SMTP authentication."""
-    smtp_password: SecretStr | None = Field(default=None, validation_alias=_env("SMTP_PASSWORD"))
+    smtp_password: SecretStr | None = Field(default=None, validation_alias=env("SMTP_PASSWORD"))
     """SMTP password."""
-    smtp_tls: Tls = Field(default="starttls", validation_alias=_env("SMTP_TLS"))
+    smtp_tls: Tls = Field(default="starttls", validation_alias=env("SMTP_TLS"))
     """``starttls``, ``ssl`` (implicit TLS) or ``none`` (loopback and tests only)."""
-    link_base_url: str | None = Field(default=None, validation_alias=_env("EMAIL_LINK_BASE_URL"))
+    link_base_url: str | None = Field(default=None, validation_alias=env("EMAIL_LINK_BASE_URL"))
     """Base URL of the Approve / Reject links; default the console URL."""
-    link_secret: SecretStr | None = Field(default=None, validation_alias=_env("EMAIL_LINK_SECRET"))
+    link_secret: SecretStr | None = Field(default=None, validation_alias=env("EMAIL_LINK_SECRET"))
     """Key signing the links; default derived from OPSLOOP_API_TOKEN; neither means no links."""
-    authserv_id: str | None = Field(default=None, validation_alias=_env("EMAIL_AUTHSERV_ID"))
+    authserv_id: str | None = Field(default=None, validation_alias=env("EMAIL_AUTHSERV_ID"))
     """The authserv-id our receiving server writes in Authentication-Results."""
-    trust_mail_server: bool = Field(default=False, validation_alias=_env("EMAIL_TRUST_MAIL_SERVER"))
+    trust_mail_server: bool = Field(default=False, validation_alias=env("EMAIL_TRUST_MAIL_SERVER"))
     """Treat every delivered sender as authenticated (the server rejects forged mail itself)."""
     accept_unauthenticated: bool = Field(
-        default=False, validation_alias=_env("EMAIL_ACCEPT_UNAUTHENTICATED")
+        default=False, validation_alias=env("EMAIL_ACCEPT_UNAUTHENTICATED")
     )
     """Let mail that failed authentication start threads (never answer requests)."""
     max_bytes: int = Field(
-        default=10 * 1024 * 1024, ge=10_000, validation_alias=_env("EMAIL_MAX_BYTES")
+        default=10 * 1024 * 1024, ge=10_000, validation_alias=env("EMAIL_MAX_BYTES")
     )
     """Largest mail read, attachments included; bigger mail is refused and recorded."""
 
@@ -133,11 +128,4 @@ def link_key(email: EmailSettings, settings: Settings) -> bytes | None:
 @cache
 def load_email_settings() -> EmailSettings:
     """Read and validate the email settings once, or raise one :class:`ConfigError`."""
-    try:
-        return EmailSettings()
-    except ValidationError as exc:
-        lines = []
-        for error in exc.errors(include_input=False, include_url=False):
-            name = str(error["loc"][0]).upper() if error["loc"] else "EMAIL"
-            lines.append(f"{name}: {error['msg'].removeprefix('Value error, ')}")
-        raise ConfigError("invalid email configuration:\n  " + "\n  ".join(lines)) from None
+    return validated(EmailSettings, "email configuration")

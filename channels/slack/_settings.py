@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 from pydantic import (
-    AliasChoices,
     Field,
     SecretStr,
-    ValidationError,
     field_validator,
     model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bot.config import env, validated
 from bot.errors import ConfigError
 
 __all__ = ["SlackSettings", "load_slack_settings"]
-
-
-def _env(name: str) -> AliasChoices:
-    return AliasChoices(name, name.lower())
 
 
 def _prefixed(value: SecretStr | None, prefix: str, what: str) -> SecretStr | None:
@@ -34,35 +29,35 @@ class SlackSettings(BaseSettings):
         env_file=".env", env_file_encoding="utf-8", extra="ignore", env_ignore_empty=True
     )
 
-    bot_token: SecretStr | None = Field(default=None, validation_alias=_env("SLACK_BOT_TOKEN"))
+    bot_token: SecretStr | None = Field(default=None, validation_alias=env("SLACK_BOT_TOKEN"))
     """The bot token (``xoxb-…``) of a single workspace."""
     signing_secret: SecretStr | None = Field(
-        default=None, validation_alias=_env("SLACK_SIGNING_SECRET")
+        default=None, validation_alias=env("SLACK_SIGNING_SECRET")
     )
     """Verifies HTTP requests from Slack; ``POST /slack/events`` exists only when it is set."""
-    app_token: SecretStr | None = Field(default=None, validation_alias=_env("SLACK_APP_TOKEN"))
+    app_token: SecretStr | None = Field(default=None, validation_alias=env("SLACK_APP_TOKEN"))
     """App-level token (``xapp-…``, scope ``connections:write``) for Socket Mode."""
-    api_url: str = Field(default="https://slack.com/api/", validation_alias=_env("SLACK_API_URL"))
+    api_url: str = Field(default="https://slack.com/api/", validation_alias=env("SLACK_API_URL"))
     """Base URL of Slack's Web API (tests point it at a local fake)."""
     authorize_url: str = Field(
         default="https://slack.com/oauth/v2/authorize",
-        validation_alias=_env("SLACK_AUTHORIZE_URL"),
+        validation_alias=env("SLACK_AUTHORIZE_URL"),
     )
     """Where the install page sends people to approve the app (OAuth)."""
-    client_id: str | None = Field(default=None, validation_alias=_env("SLACK_CLIENT_ID"))
+    client_id: str | None = Field(default=None, validation_alias=env("SLACK_CLIENT_ID"))
     """OAuth client id: set it (and the secret) to install opsloop in several workspaces."""
     client_secret: SecretStr | None = Field(
-        default=None, validation_alias=_env("SLACK_CLIENT_SECRET")
+        default=None, validation_alias=env("SLACK_CLIENT_SECRET")
     )
     """OAuth client secret."""
-    allow_bots: bool = Field(default=False, validation_alias=_env("SLACK_ALLOW_BOTS"))
+    allow_bots: bool = Field(default=False, validation_alias=env("SLACK_ALLOW_BOTS"))
     """Treat other bots' messages as requests (opsloop's own are always ignored)."""
     command: str = Field(
-        default="/ops", pattern=r"^/[a-z0-9_-]{1,31}$", validation_alias=_env("SLACK_COMMAND")
+        default="/ops", pattern=r"^/[a-z0-9_-]{1,31}$", validation_alias=env("SLACK_COMMAND")
     )
     """The slash command, as registered in the app manifest."""
     directory_ttl: float = Field(
-        default=300.0, ge=0, le=86_400, validation_alias=_env("SLACK_DIRECTORY_TTL")
+        default=300.0, ge=0, le=86_400, validation_alias=env("SLACK_DIRECTORY_TTL")
     )
     """Seconds that people's names and user-group memberships are cached."""
 
@@ -123,14 +118,7 @@ def load_slack_settings(**overrides: object) -> SlackSettings:
     Args:
         overrides: values that win over the environment (for tests).
     """
-    try:
-        settings = SlackSettings(**overrides)  # type: ignore[arg-type]
-    except ValidationError as exc:
-        lines = []
-        for error in exc.errors(include_input=False, include_url=False):
-            name = str(error["loc"][0]).upper() if error["loc"] else "SLACK"
-            lines.append(f"{name}: {error['msg'].removeprefix('Value error, ')}")
-        raise ConfigError("invalid Slack configuration:\n  " + "\n  ".join(lines)) from None
+    settings = validated(SlackSettings, "Slack configuration", **overrides)
     if (settings.http_mode or settings.app_token is not None) and not settings.can_post:
         raise ConfigError(
             "invalid Slack configuration:\n  SLACK_BOT_TOKEN: set it (one workspace), or "
