@@ -29,6 +29,7 @@ __all__ = [
     "RequestResolved",
     "outbound_adapter",
     "outbound_for",
+    "split_text",
 ]
 
 
@@ -110,3 +111,24 @@ def outbound_for(conversation: ConversationRef, events: Iterable[object]) -> lis
         elif isinstance(event, DecisionRefused):
             out.append(DecisionNotice(conversation=conversation, to=event.actor, text=event.reason))
     return out
+
+
+def split_text(text: str, limit: int) -> list[str]:
+    """``text`` in pieces of at most ``limit`` characters, for platforms with a size limit.
+
+    Cuts at a line break where one falls in the second half of the piece, else at a space,
+    else mid-word; the character cut at is dropped (re-joining with it gives the text back).
+    """
+    pieces = []
+    while len(text) > limit:
+        cut = text.rfind("\n", limit // 2, limit + 1)
+        if cut == -1:
+            cut = text.rfind(" ", limit // 2, limit + 1)
+        if cut == -1:
+            pieces.append(text[:limit])
+            text = text[limit:]
+        else:
+            pieces.append(text[:cut])
+            text = text[cut + 1 :]
+    pieces.append(text)
+    return pieces

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.events import HumanDecision, HumanRequested, Identity
+from bot.outbound import split_text as cut_text
 
 __all__ = [
     "CUSTOM_ID",
@@ -133,7 +134,7 @@ def split_text(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:
     A code block cut in two is closed at the end of one piece and opened again in the next.
     """
     fenced = _FENCE in text
-    pieces = _cut(text, limit - 8 if fenced else limit)
+    pieces = cut_text(text, limit - 8 if fenced else limit)
     if not fenced:
         return pieces
     out, open_block = [], False
@@ -143,19 +144,3 @@ def split_text(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:
         open_block = piece.count(_FENCE) % 2 == 1
         out.append(f"{piece}\n{_FENCE}" if open_block else piece)
     return out
-
-
-def _cut(text: str, limit: int) -> list[str]:
-    pieces = []
-    while len(text) > limit:
-        cut = text.rfind("\n", limit // 2, limit + 1)
-        if cut == -1:
-            cut = text.rfind(" ", limit // 2, limit + 1)
-        if cut == -1:
-            pieces.append(text[:limit])
-            text = text[limit:]
-        else:
-            pieces.append(text[:cut])
-            text = text[cut + 1 :]
-    pieces.append(text)
-    return pieces

@@ -10,7 +10,8 @@ from datetime import datetime
 from typing import Any
 
 from bot.events import HumanDecision, HumanRequested, Identity
-from channels.slack._text import escape, mention, slack_date, split_text
+from bot.outbound import split_text
+from channels.slack._text import escape, mention, slack_date
 
 __all__ = [
     "ANSWER",

@@ -18,12 +18,12 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.outbound import DecisionNotice, OutboundReply, RequestPrompt, RequestResolved
+from bot.outbound import DecisionNotice, OutboundReply, RequestPrompt, RequestResolved, split_text
 from bot.plugins import DeliveryContext, DeliveryRetryError
 from bot.store import OutboxItem, Store
 from channels.slack._blocks import request_blocks, request_text, resolved_blocks, resolved_text
 from channels.slack._settings import SlackSettings, load_slack_settings
-from channels.slack._text import escape, split_text
+from channels.slack._text import escape
 from channels.slack._workspaces import Workspaces
 
 __all__ = ["PIECE_CHARS", "SNIPPET_AFTER", "SlackSender"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-__all__ = ["escape", "mention", "plain_text", "slack_date", "split_text"]
+__all__ = ["escape", "mention", "plain_text", "slack_date"]
 
 _ENTITY = re.compile(r"<([^<>]*)>")
 _URL = re.compile(r"^(?:https?|mailto|ftp|tel):", re.IGNORECASE)
@@ -65,22 +65,3 @@ def slack_date(when: datetime) -> str:
     """A date Slack shows in each reader's own time zone, with a UTC fallback."""
     fallback = when.strftime("%Y-%m-%d %H:%M UTC")
     return f"<!date^{int(when.timestamp())}^{{date_short_pretty}} at {{time}}|{fallback}>"
-
-
-def split_text(text: str, limit: int) -> list[str]:
-    """``text`` in pieces of at most ``limit`` characters, cut at line ends where possible."""
-    pieces: list[str] = []
-    current = ""
-    for line in text.splitlines(keepends=True):
-        while len(line) > limit:
-            if current:
-                pieces.append(current)
-                current = ""
-            pieces.append(line[:limit])
-            line = line[limit:]
-        if len(current) + len(line) > limit:
-            pieces.append(current)
-            current = ""
-        current += line
-    pieces.append(current)
-    return [piece.rstrip("\n") for piece in pieces if piece.strip()] or [text]

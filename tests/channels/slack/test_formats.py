@@ -8,9 +8,10 @@ from datetime import UTC, datetime
 import pytest
 
 from bot.events import HumanDecision, HumanRequested, Identity
+from bot.outbound import split_text
 from channels.slack._blocks import request_blocks, resolved_blocks, resolved_text
 from channels.slack._inbound import action_event, message_event, view_event
-from channels.slack._text import escape, mention, plain_text, split_text
+from channels.slack._text import escape, mention, plain_text
 from tests.channels.slack import payloads
 
 WHEN = datetime(2026, 11, 21, 20, 15, tzinfo=UTC)
