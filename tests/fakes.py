@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
+
+from bot.events import ActionReceived, ConversationRef, HumanDecision, Identity, MessageReceived
 
 
 @dataclass
@@ -29,3 +32,30 @@ class RecordingDispatcher:
 
     def of(self, kind: str) -> list[Any]:
         return [arg for name, arg in self.calls if name == kind]
+
+
+def message_event(
+    text: str, *, sender: Identity, thread: str | None = None, key: str | None = None, **extra: Any
+) -> MessageReceived:
+    """A message from ``sender`` on their channel, in ``thread`` (a new one by default)."""
+    return MessageReceived(
+        idempotency_key=key or f"test:{uuid.uuid4().hex}",
+        conversation=ConversationRef(channel=sender.channel, thread_key=thread or uuid.uuid4().hex),
+        sender=sender,
+        text=text,
+        **extra,
+    )
+
+
+def action_event(
+    request_id: str, decision: HumanDecision, actor: Identity, comment: str | None = None
+) -> ActionReceived:
+    """``actor`` deciding a human request, from their channel."""
+    return ActionReceived(
+        idempotency_key=f"test:{uuid.uuid4().hex}",
+        conversation=ConversationRef(channel=actor.channel, thread_key="click"),
+        actor=actor,
+        request_id=request_id,
+        decision=decision,
+        comment=comment,
+    )

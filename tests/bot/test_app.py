@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -10,16 +9,13 @@ import pytest
 
 from bot.errors import BadInputError, DecisionRefusedError, NotFoundError
 from bot.events import (
-    ActionReceived,
     AgentReply,
     CallTool,
-    ConversationRef,
     DecisionRefused,
     HumanDecision,
     HumanRequested,
     HumanResponded,
     Identity,
-    MessageReceived,
     Reply,
     ThreadStatus,
     ToolCalled,
@@ -30,6 +26,8 @@ from bot.model import FunctionModel, ModelRequest, ScriptedModel
 from bot.model.offline import OfflineModel
 from bot.policy import Policy
 from bot.store import Database
+from tests.fakes import action_event as action
+from tests.fakes import message_event
 
 DEV = Identity(channel="cli", user_id="dev-1")
 ONCALL = Identity(channel="cli", user_id="oncall-1")
@@ -39,27 +37,8 @@ DEPLOY = CallTool(
 )
 
 
-def message(
-    text: str, *, sender: Identity = DEV, thread: str = "t1", **extra: Any
-) -> MessageReceived:
-    return MessageReceived(
-        idempotency_key=f"test:{uuid.uuid4().hex}",
-        conversation=ConversationRef(channel="cli", thread_key=thread),
-        sender=sender,
-        text=text,
-        **extra,
-    )
-
-
-def action(request_id: str, decision: HumanDecision, actor: Identity, comment: str | None = None):
-    return ActionReceived(
-        idempotency_key=f"test:{uuid.uuid4().hex}",
-        conversation=ConversationRef(channel="cli", thread_key="click"),
-        actor=actor,
-        request_id=request_id,
-        decision=decision,
-        comment=comment,
-    )
+def message(text: str, *, sender: Identity = DEV, thread: str = "t1", **extra: Any):
+    return message_event(text, sender=sender, thread=thread, **extra)
 
 
 def kinds(events) -> list[str]:

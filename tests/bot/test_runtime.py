@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 
 from bot.errors import ModelUnavailableError, NoDecisionError
@@ -14,7 +12,6 @@ from bot.events import (
     ErrorRaised,
     HumanRequested,
     Identity,
-    MessageReceived,
     ModelCalled,
     Reply,
     StatusChanged,
@@ -26,17 +23,13 @@ from bot.events import (
 )
 from bot.model import FunctionModel, ModelRequest, ModelResponse, ScriptedModel
 from bot.runtime import advance, step
+from tests.fakes import message_event
 
 DEV = Identity(channel="cli", user_id="dev-1")
 
 
-def message(text: str) -> MessageReceived:
-    return MessageReceived(
-        idempotency_key=f"test:{uuid.uuid4().hex}",
-        conversation=ConversationRef(channel="cli", thread_key=uuid.uuid4().hex),
-        sender=DEV,
-        text=text,
-    )
+def message(text: str):
+    return message_event(text, sender=DEV)
 
 
 def errors_of(events) -> list[ErrorRaised]:

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,15 +18,14 @@ from sqlalchemy import text
 from bot.app import Opsloop
 from bot.config import load_settings
 from bot.events import (
-    ActionReceived,
-    ConversationRef,
     HumanDecision,
     Identity,
-    MessageReceived,
     ThreadStatus,
 )
 from bot.store._tables import Base
 from tests.conftest import need_service
+from tests.fakes import action_event as action
+from tests.fakes import message_event
 from workers.celery_app import celery_app, configure
 from workers.dispatch import CeleryDispatcher
 
@@ -143,24 +141,8 @@ async def wait_for(check: Callable[[], Awaitable[Any]], what: str, within: float
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def message(text: str, sender: Identity = DEV, key: str | None = None) -> MessageReceived:
-    return MessageReceived(
-        idempotency_key=key or f"test:{uuid.uuid4().hex}",
-        conversation=ConversationRef(channel="web", thread_key=uuid.uuid4().hex),
-        sender=sender,
-        text=text,
-    )
-
-
-def action(request_id: str, decision: HumanDecision, actor: Identity, comment: str | None = None):
-    return ActionReceived(
-        idempotency_key=f"test:{uuid.uuid4().hex}",
-        conversation=ConversationRef(channel="web", thread_key="click"),
-        actor=actor,
-        request_id=request_id,
-        decision=decision,
-        comment=comment,
-    )
+def message(text: str, sender: Identity = DEV):
+    return message_event(text, sender=sender)
 
 
 async def finished(ops: Opsloop, item_id: int) -> Any:
