@@ -20,6 +20,7 @@ from typing import Any
 from bot.events import (
     AgentReply,
     ErrorRaised,
+    HumanDecision,
     HumanRequested,
     HumanResponded,
     ToolCalled,
@@ -82,7 +83,11 @@ def render_event(event: Any, *, trim_output: bool = False) -> str | None:
     if isinstance(event, HumanResponded):
         by = event.actor.label if event.actor else "expiry"
         attrs = _attrs(id=event.request_id, decision=event.decision.value, by=by)
-        return f"<human_response{attrs}>{escape(event.comment or '')}</human_response>"
+        if event.decision == HumanDecision.ANSWER:
+            return f"<human_response{attrs}>{escape(event.comment or '')}</human_response>"
+        # A decision's comment explains the decision; it is never a request to act on.
+        note = f"<note>{escape(event.comment)}</note>" if event.comment else ""
+        return f"<human_response{attrs}>{note}</human_response>"
     if isinstance(event, AgentReply):
         return f"<agent_reply>{escape(event.text)}</agent_reply>"
     return None

@@ -326,9 +326,14 @@ class HumanRequested(_ThreadEvent):
     approvers: tuple[str, ...] = ()
     """Who may answer: principals (``slack:U123``) and roles (``role:oncall``)."""
     requested_by: str | None = None
-    """The principal whose message led here (for four-eyes)."""
+    """The principal who spoke last before the request (shown as "requested by")."""
+    requesters: tuple[str, ...] = ()
+    """Every person whose words led here since the last decision (four-eyes bars them all)."""
+    change_key: str | None = None
+    """For approvals: the idempotency key the approved call runs under, derived from the
+    call and the turn that asked for it, so one change never runs under a second approval."""
     four_eyes: bool = False
-    """Whether the requester is barred from answering."""
+    """Whether the requesters are barred from approving."""
     expires_at: datetime
     """After this the request counts as rejected."""
 

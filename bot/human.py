@@ -39,12 +39,16 @@ def refusal_of(policy: Policy, request: HumanRequest, event: ActionReceived) -> 
     if not policy.may_decide(event.actor, request.request.approvers):
         who = ", ".join(request.request.approvers)
         return f"{event.actor.principal} may not decide request {request.id} (allowed: {who})"
-    if (
-        request.request.four_eyes
-        and event.decision == HumanDecision.APPROVE
-        and event.actor.principal == request.request.requested_by
-    ):
-        return f"four-eyes rule: {event.actor.principal} may not approve their own request"
+    if request.request.four_eyes and event.decision == HumanDecision.APPROVE:
+        person = policy.person_of(event.actor.principal)
+        asked_by = set(request.request.requesters)
+        if request.request.requested_by:  # requests recorded before people were tracked
+            asked_by.add(policy.person_of(request.request.requested_by))
+        if person in asked_by:
+            return (
+                f"four-eyes rule: {event.actor.principal} may not approve their own request"
+                f" ({person} asked for this change)"
+            )
     return None
 
 
@@ -78,7 +82,7 @@ def decision_events(
                     call_id=asked.call_id,
                     tool=asked.tool,
                     arguments=asked.arguments or {},
-                    idempotency_key=f"{request.thread_id}:{asked.request_id}",
+                    idempotency_key=asked.change_key or f"{request.thread_id}:{asked.request_id}",
                     approved_by=actor.principal if actor else None,
                 )
             )

@@ -10,9 +10,9 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from bot.errors import ConfigError
 from bot.events import Identity
@@ -20,6 +20,7 @@ from bot.events import Identity
 __all__ = [
     "DEFAULT_POLICY_FILE",
     "ApprovalRule",
+    "Person",
     "Policy",
     "RiskTier",
     "Schedule",
@@ -65,6 +66,21 @@ class ApprovalRule(_Strict):
     """Who may approve: roles (``role:oncall``) and principals (``slack:U123``)."""
 
 
+class Person(_Strict):
+    """One person and every principal they speak through."""
+
+    principals: tuple[str, ...] = Field(min_length=1)
+    """``channel:user_id`` names of the same person (``web:ann``, ``slack:U024BE7LH``…)."""
+
+    @model_validator(mode="after")
+    def _principals_are_principals(self) -> Person:
+        for name in self.principals:
+            channel, _, user = name.partition(":")
+            if not channel or not user or channel.endswith("-group") or channel == "role":
+                raise ValueError(f"{name!r} is not a principal (expected 'channel:user_id')")
+        return self
+
+
 class Schedule(_Strict):
     """Work that starts on a timer: a request an agent handles as if a person had sent it."""
 
@@ -93,16 +109,45 @@ class Policy(_Strict):
     """The policy format version."""
     approval: ApprovalSettings = ApprovalSettings()
     """Approval behaviour."""
+    people: dict[str, Person] = Field(default_factory=dict)
+    """People by name, each with all their principals; four-eyes and roles speak of people."""
     roles: dict[str, tuple[str, ...]] = Field(default_factory=dict)
-    """Role name to members: principals or ``<channel>-group:<id>`` platform groups."""
+    """Role name to members: people by name, principals, or ``<channel>-group:<id>`` groups."""
     rules: tuple[ApprovalRule, ...] = ()
     """Approval rules, first match wins."""
     schedules: tuple[Schedule, ...] = ()
     """Scheduled triggers."""
+    _people_index: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    def person_of(self, principal: str) -> str:
+        """The person a principal belongs to: their name, or the principal itself if unnamed."""
+        return self._person_by_principal().get(principal, principal)
+
+    def principals_of(self, person: str) -> set[str]:
+        """Every principal of ``person`` (a name from ``[people]``, or a bare principal)."""
+        known = self.people.get(person)
+        return set(known.principals) if known else {person}
+
+    def _person_by_principal(self) -> dict[str, str]:
+        return self._people_index
+
+    def model_post_init(self, context: Any, /) -> None:
+        """Index people by principal once."""
+        self._people_index = {
+            principal: name for name, who in self.people.items() for principal in who.principals
+        }
+
+    def known_principals(self) -> set[str]:
+        """Every principal the policy names, directly in a role or as one of a person's."""
+        named = {p for who in self.people.values() for p in who.principals}
+        members = {m for ms in self.roles.values() for m in ms}
+        return named | {m for m in members if ":" in m and "-group:" not in m}
 
     def roles_of(self, who: Identity) -> set[str]:
-        """The roles ``who`` holds, directly or through a platform group."""
-        names = {who.principal} | {f"{who.channel}-group:{g}" for g in who.groups}
+        """The roles ``who`` holds: as a person (through any of their principals) or a group."""
+        person = self.person_of(who.principal)
+        names = {person} | self.principals_of(person) | {who.principal}
+        names |= {f"{who.channel}-group:{g}" for g in who.groups}
         return {role for role, members in self.roles.items() if names & set(members)}
 
     def rule_for(
@@ -113,9 +158,16 @@ class Policy(_Strict):
         environment: str | None,
         channel: str,
         requester: Identity | None,
+        requesters: Iterable[Identity] = (),
     ) -> ApprovalRule:
-        """The rule that decides a call; a fail-closed default when none matches."""
-        requester_roles = self.roles_of(requester) if requester else set()
+        """The rule that decides a call; a fail-closed default when none matches.
+
+        With several requesters, a rule's ``requester_roles`` match only roles that every one
+        of them holds: a change several people led to is no more privileged than the least
+        privileged of them.
+        """
+        everyone = [*requesters] or ([requester] if requester else [])
+        requester_roles = set.intersection(*map(self.roles_of, everyone)) if everyone else set()
         for rule in self.rules:
             if (
                 _matches(rule.tools, [tool])
@@ -130,9 +182,10 @@ class Policy(_Strict):
         return ApprovalRule(name="default: unmatched changes need approval", approval="required")
 
     def may_decide(self, who: Identity, approvers: Iterable[str]) -> bool:
-        """Whether ``who`` is one of ``approvers`` (by principal or by role)."""
+        """Whether ``who`` is one of ``approvers`` (by principal, person or role)."""
         allowed = set(approvers)
-        if who.principal in allowed:
+        person = self.person_of(who.principal)
+        if who.principal in allowed or person in allowed:
             return True
         return any(f"role:{role}" in allowed for role in self.roles_of(who))
 
@@ -169,4 +222,18 @@ def load_policy(path: Path | None = None) -> Policy:
     unknown = named - set(policy.roles)
     if unknown:
         raise ConfigError(f"policy file {path}: rules name undefined roles: {sorted(unknown)}")
+    owners: dict[str, str] = {}
+    for name, person in policy.people.items():
+        for principal in person.principals:
+            if owners.setdefault(principal, name) != name:
+                raise ConfigError(
+                    f"policy file {path}: {principal} belongs to both "
+                    f"{owners[principal]!r} and {name!r}"
+                )
+    for role, members in policy.roles.items():
+        for member in members:
+            if ":" not in member and member not in policy.people:
+                raise ConfigError(
+                    f"policy file {path}: role {role!r} names {member!r}, who is not in [people]"
+                )
     return policy

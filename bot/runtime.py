@@ -10,6 +10,7 @@ step budget.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -48,7 +49,7 @@ from bot.prompts import PromptLibrary
 from bot.store import Store, Thread
 from bot.tools import ASK_HUMAN, AskHumanArgs, ToolContext, format_validation_error
 
-__all__ = ["Runtime", "advance", "step"]
+__all__ = ["Runtime", "advance", "change_key", "requesters", "step", "unresolved_call"]
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,61 @@ def _requester(events: Sequence[Any]) -> Identity | None:
         if isinstance(event, UserMessage):
             return event.sender
     return None
+
+
+def requesters(events: Sequence[Any]) -> tuple[list[Identity], int]:
+    """Everyone whose words led to what the agent does next, and the turn it belongs to.
+
+    That is every sender of a message since the last decision, and every decider whose
+    comment the agent has read since (a comment is never a request, but whoever wrote it
+    may not approve what followed it). When nobody has spoken since the last decision, the
+    run carries on from it, so the people behind that decision's request count too.
+
+    Returns:
+        The identities (latest first, repeats kept out) and the sequence number of the
+        earliest message among them: the turn an approved change is keyed to.
+    """
+    found: list[Identity] = []
+    turn = 0
+    spoke = False
+    for index in range(len(events) - 1, -1, -1):
+        event = events[index]
+        if isinstance(event, UserMessage):
+            spoke = True
+            turn = index + 1
+            if event.sender not in found:
+                found.append(event.sender)
+        elif isinstance(event, HumanResponded):
+            if spoke:
+                break
+            if event.actor is not None and event.comment and event.actor not in found:
+                found.append(event.actor)
+    return found, turn
+
+
+def unresolved_call(events: Sequence[Any]) -> ToolCalled | None:
+    """The earliest committed tool call with no result yet (its run was cut short)."""
+    answered: set[str] = set()
+    pending: ToolCalled | None = None
+    for event in reversed(events):
+        if isinstance(event, ToolReturned):
+            answered.add(event.call_id)
+        elif isinstance(event, ErrorRaised) and event.call_id:
+            answered.add(event.call_id)
+        elif isinstance(event, ToolCalled) and event.call_id not in answered:
+            pending = event
+    return pending
+
+
+def change_key(thread_id: str, tool: str, arguments: Mapping[str, Any], turn: int) -> str:
+    """The idempotency key of an approved change: the call itself and the turn that asked.
+
+    Asking again for the same change in the same turn gives the same key, so however many
+    approvals it collects, the backend makes the change once.
+    """
+    call = json.dumps({"tool": tool, "arguments": arguments}, sort_keys=True, ensure_ascii=True)
+    digest = hashlib.sha256(call.encode()).hexdigest()[:24]
+    return f"{thread_id}:change:{turn}:{digest}"
 
 
 def _steps_this_run(events: Sequence[Any]) -> int:
@@ -202,6 +258,7 @@ def _decide_call(
         return [ErrorRaised(source="validation", message=message, tool=tool.name)]
     arguments = args.model_dump(mode="json")
     requester = _requester(thread.events)
+    people, turn = requesters(thread.events)
     expires = now + timedelta(seconds=rt.policy.approval.expires_in_seconds)
     if tool is ASK_HUMAN:
         assert isinstance(args, AskHumanArgs)
@@ -225,6 +282,7 @@ def _decide_call(
         environment=environment if isinstance(environment, str) else None,
         channel=thread.conversation.channel,
         requester=requester,
+        requesters=people,
     )
     if rule.approval == "required":
         return [
@@ -237,6 +295,10 @@ def _decide_call(
                 question=f"Approve {_describe_call(tool.name, arguments)}? ({rule.name})",
                 approvers=rule.approvers,
                 requested_by=requester.principal if requester else None,
+                requesters=tuple(
+                    dict.fromkeys(rt.policy.person_of(who.principal) for who in people)
+                ),
+                change_key=change_key(thread.id, tool.name, arguments, turn),
                 four_eyes=rt.policy.approval.four_eyes,
                 expires_at=expires,
             ),
@@ -290,7 +352,7 @@ def _model_called(
 
 
 async def run_tool(thread: Thread, agent: Agent, call: ToolCalled, rt: Runtime) -> Any:
-    """Run the call the thread ends with; its result or error, as one event."""
+    """Run a committed call that has no result yet; its result or error, as one event."""
     tool = agent.tool(call.tool)
     if tool is None:
         return ErrorRaised(
@@ -315,17 +377,18 @@ async def advance(store: Store, thread_id: str, rt: Runtime) -> Thread:
     """Drive a running thread until it replies, pauses or fails; return it.
 
     The caller holds the thread's lease. Every iteration commits before the next begins, so
-    a crash loses at most the step in flight; a tool call recorded but not answered is run
-    again under the same idempotency key, which the tool honours.
+    a crash loses at most the step in flight. A tool call committed but not answered (its
+    worker died, or later events arrived first) is always resolved before the model is
+    asked anything: run again under its idempotency key, which the tool honours.
     """
     # Loaded once: each step's events extend it in memory, as the store's fence guarantees
     # nobody else appended in between (else the append fails and nothing is lost).
     thread = await store.load_thread(thread_id)
     while thread.status == ThreadStatus.RUNNING:
         agent = rt.agents.get(thread.agent or "")
-        last = thread.events[-1] if thread.events else None
-        if isinstance(last, ToolCalled):
-            new: list[Any] = [await run_tool(thread, agent, last, rt)]
+        call = unresolved_call(thread.events)
+        if call is not None:
+            new: list[Any] = [await run_tool(thread, agent, call, rt)]
         else:
             new = await step(thread, agent, rt)
         await store.append(

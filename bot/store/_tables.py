@@ -158,6 +158,8 @@ class HumanRequestRow(Base):
     options: Mapped[list[Any]]
     approvers: Mapped[list[Any]]
     requested_by: Mapped[str | None] = mapped_column(String(320))
+    requesters: Mapped[list[Any] | None]
+    change_key: Mapped[str | None] = mapped_column(String(255))
     four_eyes: Mapped[bool]
     status: Mapped[str] = mapped_column(String(16), index=True)
     created_at: Mapped[datetime]

@@ -155,9 +155,8 @@ def page(request: Request, template: str, *, status: int = 200, **context: Any) 
     """Render ``template`` with the header's context, behind strict security headers."""
     user = console_user(request)
     ops: Opsloop | None = getattr(request.app.state, "ops", None)
-    roles: dict[str, tuple[str, ...]] = ops.runtime.policy.roles if ops else {}
-    members = {m for ms in roles.values() for m in ms}
-    known = sorted(m.removeprefix("web:") for m in members if m.startswith("web:"))
+    principals = ops.runtime.policy.known_principals() if ops else set()
+    known = sorted(m.removeprefix("web:") for m in principals if m.startswith("web:"))
     context.setdefault("nav", "")
     html = _env.get_template(template).render(
         user=user,

@@ -196,7 +196,26 @@ def test_human_response_names_the_actor():
     )
 
     assert render_event(event) == (
-        '<human_response id="hr_1" decision="reject" by="oncall-1">not on a Friday</human_response>'
+        '<human_response id="hr_1" decision="reject" by="oncall-1">'
+        "<note>not on a Friday</note></human_response>"
+    )
+
+
+def test_a_decision_comment_is_a_note_and_an_answer_is_an_answer():
+    """Regression: a decision's comment read like a request ("also roll back search")."""
+    approved = HumanResponded(
+        request_id="hr_1",
+        decision=HumanDecision.APPROVE,
+        actor=ONCALL,
+        comment="also roll back search",
+    )
+    answered = HumanResponded(
+        request_id="hr_2", decision=HumanDecision.ANSWER, actor=ONCALL, comment="staging"
+    )
+
+    assert "<note>also roll back search</note>" in (render_event(approved) or "")
+    assert render_event(answered) == (
+        '<human_response id="hr_2" decision="answer" by="oncall-1">staging</human_response>'
     )
 
 

@@ -31,7 +31,8 @@ def test_default_policy_is_the_bundled_file(policy):
     assert policy.version == 1
     assert policy.approval.four_eyes is True
     assert policy.approval.expires_in_seconds == 3600
-    assert "cli:oncall-1" in policy.roles["oncall"]
+    assert "oncall-1" in policy.roles["oncall"]
+    assert policy.principals_of("oncall-1") == {"cli:oncall-1", "web:oncall-1"}
 
 
 @pytest.mark.parametrize("tool", ["deploy", "restart", "rollback"])

@@ -248,7 +248,7 @@ async def test_the_chat_page_offers_the_policy_s_web_users_and_roles(console: Co
     html = (await console.client.get("/")).text
     for user in ("dev-1", "oncall-1"):
         assert f'<option value="{user}">' in html
-    assert "web:oncall-1" in page_data(html)["roles"]["oncall"]
+    assert "oncall-1" in page_data(html)["roles"]["oncall"]  # roles name people
 
 
 # ---------------------------------------------------------------- a whole conversation

@@ -1,0 +1,28 @@
+"""human requests: every requester person, and the approved call's change key
+
+Revision ID: 0004
+Revises: 0003
+Create Date: 2026-11-30 20:30:00.000000
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0004"
+down_revision: str | None = "0003"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("human_requests") as batch:
+        batch.add_column(sa.Column("requesters", sa.JSON(), nullable=True))
+        batch.add_column(sa.Column("change_key", sa.String(length=255), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("human_requests") as batch:
+        batch.drop_column("change_key")
+        batch.drop_column("requesters")
