@@ -199,6 +199,25 @@ async def test_reject_asks_for_a_reason_in_a_modal_whose_answer_survives_a_resta
     assert (result.output["rejected"], result.output["reason"]) == (True, "freeze until Monday")
 
 
+async def test_a_role_is_read_from_the_click_even_before_discord_sent_the_guild(
+    fake: FakeDiscord, harness: Harness
+) -> None:
+    """Regression: roles were read from discord.py's guild cache, which is empty until the
+    guild's data arrives; a role-based approver clicking then was refused."""
+    prompt = await harness.prompted(DEPLOY)
+    fresh = await harness.client(guild=False)  # just reconnected
+
+    approve = await harness.press(prompt, "approve", by=ALICE, client=fresh)
+    await settled()
+
+    [item_id] = harness.dispatcher.of("process")[-1:]
+    event = await harness.inbox(item_id)
+    assert isinstance(event, ActionReceived) and event.actor.groups == (ONCALL_ROLE,)
+    assert fake.followups(approve)[0]["content"].startswith("✅ Approved")
+    decided = await harness.ops.store.human_request(prompt.request.id)
+    assert decided.decided_by == f"discord:{ALICE}"
+
+
 async def test_an_interaction_is_acknowledged_before_a_slow_ingest_finishes(
     fake: FakeDiscord, harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
