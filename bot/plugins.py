@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ChannelContext",
     "DeliveryContext",
+    "DeliveryFailedError",
     "DeliveryRetryError",
     "Dispatcher",
     "Gateway",
@@ -74,6 +75,14 @@ class DeliveryRetryError(Exception):
         """Create it; ``retry_after`` in seconds, as the platform asked."""
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class DeliveryFailedError(Exception):
+    """A sender's verdict: the platform will never take this message as it is.
+
+    The platform refused its form, so the message is marked failed at once, with this
+    reason, and not retried.
+    """
 
 
 Sender = Callable[["OutboxItem", DeliveryContext], Awaitable[None]]

@@ -10,7 +10,13 @@ from datetime import timedelta
 from bot.app import Opsloop
 from bot.errors import UserFacingError
 from bot.events import ConversationRef, Identity, TriggerFired, utcnow
-from bot.plugins import DeliveryContext, DeliveryRetryError, Dispatcher, Sender
+from bot.plugins import (
+    DeliveryContext,
+    DeliveryFailedError,
+    DeliveryRetryError,
+    Dispatcher,
+    Sender,
+)
 
 __all__ = ["NO_DELIVERY", "deliver_thread", "fire_schedule", "process_item", "sweep"]
 
@@ -66,6 +72,10 @@ async def deliver_thread(
             continue
         try:
             await sender(item, context)
+        except DeliveryFailedError as exc:
+            log.warning("delivery of outbox item %s failed for good: %s", item.id, exc)
+            await ops.store.mark_outbound(item.id, sent=False, error=str(exc)[:500])
+            continue
         except DeliveryRetryError as exc:
             delay = exc.retry_after if exc.retry_after is not None else _backoff(item.attempts)
             await _retry_or_fail(ops, item.id, item.attempts, str(exc), delay)

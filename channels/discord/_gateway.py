@@ -37,7 +37,7 @@ from channels.discord._inbound import (
     message_text,
     modal_text,
 )
-from channels.discord._messages import CUSTOM_ID, custom_id, mention
+from channels.discord._messages import CUSTOM_ID, MESSAGE_LIMIT, clip, custom_id, mention
 from channels.discord._settings import DISCORD_API, DiscordSettings
 
 __all__ = ["DecisionButton", "OpsloopClient", "run_gateway", "wait_for_verdict"]
@@ -117,7 +117,7 @@ class OpsloopClient(discord.Client):
         try:
             await self.context.accept(message_event(message, text))
         except UserFacingError as exc:
-            await message.reply(f"⚠️ {exc}", mention_author=False)
+            await message.reply(clip(f"⚠️ {exc}", MESSAGE_LIMIT), mention_author=False)
 
     async def ask(self, interaction: discord.Interaction[Any], text: str) -> None:
         """``/ops``: acknowledge, post the request message, ingest."""
@@ -130,7 +130,8 @@ class OpsloopClient(discord.Client):
         try:
             await self.context.accept(command_event(interaction, text, echo.id))
         except UserFacingError as exc:
-            await interaction.edit_original_response(content=f"{echo.content}\n⚠️ {exc}")
+            said = clip(f"{echo.content}\n⚠️ {exc}", MESSAGE_LIMIT)
+            await interaction.edit_original_response(content=said)
 
     async def click(
         self,
@@ -178,12 +179,12 @@ class OpsloopClient(discord.Client):
         try:
             item = await self.context.accept(event)
         except UserFacingError as exc:
-            await interaction.followup.send(f"⚠️ {exc}", ephemeral=True)
+            await interaction.followup.send(clip(f"⚠️ {exc}", MESSAGE_LIMIT), ephemeral=True)
             return
         if item is None:
             return  # a replay: the first copy of this interaction is answered already
         verdict = await wait_for_verdict(self.context.ops.store, item.id, decision)
-        await interaction.followup.send(verdict, ephemeral=True)
+        await interaction.followup.send(clip(verdict, MESSAGE_LIMIT), ephemeral=True)
 
     async def _option(self, request_id: str, option: int) -> str | None:
         try:

@@ -35,10 +35,18 @@ _CHAT = {discord.MessageType.default, discord.MessageType.reply}
 
 
 def identity_of(user: discord.User | discord.Member) -> Identity:
-    """A person by immutable user id; in a guild, their roles are their groups."""
+    """A person by immutable user id; in a guild, their roles are their groups.
+
+    The roles are the role ids Discord sent with the event itself (the ``member.roles`` of
+    the interaction or message), not the roles as discord.py's cache knows them: that cache
+    is empty until the guild's data arrives (just after connecting, during an outage), and
+    ``Member.roles`` silently drops any role it does not hold, which would refuse a
+    role-based approver for no reason they could see.
+    """
     groups: tuple[str, ...] = ()
     if isinstance(user, discord.Member):
-        groups = tuple(str(role.id) for role in user.roles if not role.is_default())
+        # ``_roles`` holds exactly the payload's ids (``@everyone`` is never among them).
+        groups = tuple(str(role) for role in user._roles if role != user.guild.id)
     return Identity(
         channel="discord", user_id=str(user.id), display_name=user.display_name, groups=groups
     )

@@ -17,9 +17,12 @@ from bot.outbound import split_text as cut_text
 
 __all__ = [
     "CUSTOM_ID",
+    "MAX_PIECES",
     "MESSAGE_LIMIT",
+    "clip",
     "custom_id",
     "mention",
+    "message_pieces",
     "prompt_text",
     "request_components",
     "resolution_text",
@@ -28,6 +31,12 @@ __all__ = [
 
 MESSAGE_LIMIT = 2000
 """Discord's limit on a message's content, in characters."""
+
+MAX_PIECES = 5
+"""Messages one text is posted in at most; the rest is left to the console's thread page.
+
+Discord lets a bot post about five messages in five seconds to a channel, and nobody reads
+a wall of twenty; the console shows the whole text."""
 
 CUSTOM_ID = (
     r"opsloop:(?P<action>approve|reject|answer):(?P<request>hr_[0-9a-f]+)"
@@ -58,7 +67,7 @@ def mention(who: Identity | str | None) -> str:
         return "nobody"
     if principal.startswith("discord:"):
         return f"<@{principal.removeprefix('discord:')}>"
-    return f"`{principal}`"
+    return f"`{clip(principal, 100)}`"
 
 
 def _timestamp(when: datetime, style: str) -> str:
@@ -126,6 +135,25 @@ def request_components(request: HumanRequested, *, disabled: bool = False) -> li
         other = "Other answer…" if options else "Answer…"
         buttons.append(_button(other, _SECONDARY, custom_id(HumanDecision.ANSWER, rid), disabled))
     return [{"type": 1, "components": buttons[i : i + 5]} for i in range(0, len(buttons), 5)]
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters, with "…" where it was cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def message_pieces(text: str, limit: int = MESSAGE_LIMIT, *, more_at: str) -> list[str]:
+    """``text`` as at most :data:`MAX_PIECES` messages of at most ``limit`` characters.
+
+    What does not fit is cut, and the last message says so, with a link to ``more_at``
+    (the thread's page in the console), where the whole text is.
+    """
+    pieces = split_text(text, limit)
+    if len(pieces) <= MAX_PIECES:
+        return pieces
+    note = clip(f"\n… cut here, too long for Discord; all of it: <{more_at}>", limit // 2)
+    last = split_text(pieces[MAX_PIECES - 1], limit - len(note))[0]
+    return [*pieces[: MAX_PIECES - 1], last + note]
 
 
 def split_text(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:

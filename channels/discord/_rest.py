@@ -31,6 +31,8 @@ class DiscordAPIError(Exception):
         self.status = status
         self.code = int(body.get("code", 0) or 0)
         message = str(body.get("message", "")) or "no message"
+        if isinstance(body.get("errors"), dict):  # 50035: which fields Discord refused
+            message += " (" + ", ".join(_fields(body["errors"])) + ")"
         super().__init__(f"Discord {method} {path}: {status} (code {self.code}) {message}")
 
 
@@ -83,6 +85,18 @@ class DiscordREST:
                 return body
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise DeliveryRetryError(f"Discord unreachable: {type(exc).__name__}") from exc
+
+
+def _fields(errors: dict[str, Any], where: str = "") -> list[str]:
+    """The paths of the fields in Discord's nested ``errors`` object, with their reasons."""
+    found = []
+    for key, value in errors.items():
+        if key == "_errors" and isinstance(value, list):
+            reasons = "; ".join(str(e.get("message", "")) for e in value if isinstance(e, dict))
+            found.append(f"{where}: {reasons}")
+        elif isinstance(value, dict):
+            found += _fields(value, f"{where}.{key}" if where else key)
+    return found
 
 
 def _retry_after(response: aiohttp.ClientResponse, body: Any) -> float:

@@ -13,21 +13,40 @@ modal: the gateway holds that interaction, and its token, for the 15 minutes Dis
 allows, so it sends the same refusal as an ephemeral follow-up once the worker has decided
 (see ``_gateway.py``). The worker has no interaction at hand (tokens are not stored), and a
 public message naming who was refused is exactly what an ephemeral answer avoids.
+
+Delivery is at least once (a retry after a rate limit, a worker that died after posting),
+so each posted message must be posted once only:
+
+- every piece carries a nonce derived from the outbox item and the piece, with
+  ``enforce_nonce``: for the few minutes Discord remembers it, a repeat returns the
+  message already posted;
+- a later retry first reads what the bot last posted in the conversation: a request's
+  message is found by its buttons' custom ids (which name the request), and the pieces
+  of a long text already posted by an earlier attempt are not posted again.
+
+Messages stay within Discord's limits: at most :data:`MAX_PIECES` pieces, the rest cut
+with a link to the thread's page in the console. A form Discord refuses (50035) will be
+refused again, so delivery fails at once with Discord's reason instead of retrying.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
+import time
 from typing import Any
 
 from bot.outbound import DecisionNotice, OutboundReply, RequestPrompt, RequestResolved
-from bot.plugins import DeliveryContext
+from bot.plugins import DeliveryContext, DeliveryFailedError
 from bot.store import OutboxItem
 from channels.discord._messages import (
+    CUSTOM_ID,
     MESSAGE_LIMIT,
+    clip,
+    message_pieces,
     prompt_text,
     request_components,
     resolution_text,
-    split_text,
 )
 from channels.discord._rest import DiscordAPIError, DiscordREST
 from channels.discord._settings import DiscordSettings, load_discord_settings
@@ -37,10 +56,17 @@ __all__ = ["DiscordSender"]
 _UNKNOWN_CHANNEL = 10003
 _UNKNOWN_MESSAGE = 10008
 _WRONG_CHANNEL_TYPE = 50024
+_INVALID_FORM_BODY = 50035
 _THREAD_EXISTS = 160004
 _RESOLUTION_ROOM = 400
 """Characters a request's last message keeps free for the line saying who decided."""
+_NO_THREADS_FOR = 600.0
+"""Seconds a channel where threads cannot be started is remembered as such (permissions
+change, so not for ever)."""
+_HISTORY = 50
+"""Recent messages read to find what an earlier attempt posted."""
 _NO_MENTIONS: dict[str, Any] = {"parse": []}
+_REQUEST_OF = re.compile(CUSTOM_ID)
 
 
 class DiscordSender:
@@ -49,12 +75,17 @@ class DiscordSender:
     def __init__(self, settings: DiscordSettings | None = None) -> None:
         """Use ``settings``; by default they are read from the environment at each call."""
         self._settings = settings
+        self._no_threads: dict[str, float] = {}
+        """Channels where starting a thread was refused, until when that is assumed."""
+        self._me: dict[str, str] = {}
+        """The bot's user id, by token, once asked."""
 
     async def __call__(self, item: OutboxItem, context: DeliveryContext) -> None:
         """Deliver ``item``.
 
         Raises:
             DeliveryRetryError: rate limited or Discord unavailable; try again later.
+            DeliveryFailedError: Discord refused the message's form; it never will take it.
             DiscordAPIError: Discord refused the message.
             ConfigError: DISCORD_BOT_TOKEN is not set.
         """
@@ -63,21 +94,54 @@ class DiscordSender:
             return  # sent by the gateway as an ephemeral follow-up: see the module docstring
         settings = self._settings or load_discord_settings()
         async with DiscordREST(settings.api_url, settings.token) as rest:
-            delivery = _Delivery(rest, item, context)
-            if isinstance(message, OutboundReply):
-                await delivery.post(message.text)
-            elif isinstance(message, RequestPrompt):
-                await delivery.post_request(message)
-            elif isinstance(message, RequestResolved):
-                await delivery.resolve(message)
+            delivery = _Delivery(self, rest, settings.token, item, context)
+            try:
+                if isinstance(message, OutboundReply):
+                    await delivery.post(message.text)
+                elif isinstance(message, RequestPrompt):
+                    await delivery.post_request(message)
+                elif isinstance(message, RequestResolved):
+                    await delivery.resolve(message)
+            except DiscordAPIError as exc:
+                if exc.code == _INVALID_FORM_BODY:
+                    raise DeliveryFailedError(str(exc)) from exc
+                raise
+
+    def threads_refused(self, room: str) -> bool:
+        """Whether starting a thread in ``room`` was refused lately."""
+        until = self._no_threads.get(room)
+        return until is not None and time.monotonic() < until
+
+    def refuse_threads(self, room: str) -> None:
+        """Remember that threads cannot be started in ``room``, for a while."""
+        self._no_threads[room] = time.monotonic() + _NO_THREADS_FOR
+
+    async def me(self, rest: DiscordREST, token: str) -> str:
+        """The bot's own user id."""
+        if token not in self._me:
+            self._me[token] = str((await rest.request("GET", "/users/@me"))["id"])
+        return self._me[token]
 
 
 class _Delivery:
-    def __init__(self, rest: DiscordREST, item: OutboxItem, context: DeliveryContext) -> None:
+    def __init__(
+        self,
+        sender: DiscordSender,
+        rest: DiscordREST,
+        token: str,
+        item: OutboxItem,
+        context: DeliveryContext,
+    ) -> None:
+        self.sender = sender
         self.rest = rest
+        self.token = token
         self.item = item
         self.store = context.store
         self.conversation = item.message.conversation
+        self.console = f"{context.settings.console_url}/threads/{item.thread_id}"
+
+    def pieces(self, text: str, limit: int = MESSAGE_LIMIT) -> list[str]:
+        return message_pieces(text, limit, more_at=self.console)
 
     async def post(
         self,
@@ -85,16 +149,26 @@ class _Delivery:
         *,
         components: list[dict[str, Any]] | None = None,
         limit: int = MESSAGE_LIMIT,
+        recent: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
-        """Post ``text`` in as many messages as it takes; the last one carries ``components``."""
-        pieces = split_text(text, limit)
+        """Post ``text`` in as many messages as it takes; the last one carries ``components``.
+
+        A retry skips the pieces an earlier attempt already posted (``recent``: what the bot
+        last said here, when already read).
+        """
+        pieces = self.pieces(text, limit)
         posted: dict[str, Any] = {}
+        done: list[dict[str, Any]] = []
+        if self.item.attempts:
+            done = _posted_before(pieces, recent if recent is not None else await self._recent())
         for n, piece in enumerate(pieces):
-            # The nonce makes Discord drop a repeat of a piece posted by an earlier attempt.
+            if n < len(done):
+                posted = done[n]
+                continue
             payload: dict[str, Any] = {
                 "content": piece,
                 "allowed_mentions": _NO_MENTIONS,
-                "nonce": f"{self.item.id}.{n}",
+                "nonce": self._nonce(n),
                 "enforce_nonce": True,
             }
             if components and n == len(pieces) - 1:
@@ -105,11 +179,15 @@ class _Delivery:
     async def post_request(self, message: RequestPrompt) -> None:
         """Post a request with its buttons and remember where, to edit it once decided."""
         request = message.request
-        posted = await self.post(
-            prompt_text(request),
-            components=request_components(request),
-            limit=MESSAGE_LIMIT - _RESOLUTION_ROOM,
-        )
+        recent = await self._recent() if self.item.attempts else []
+        posted = _request_posted(request.request_id, recent)
+        if posted is None:
+            posted = await self.post(
+                prompt_text(request),
+                components=request_components(request),
+                limit=MESSAGE_LIMIT - _RESOLUTION_ROOM,
+                recent=recent,
+            )
         ref = {"channel_id": str(posted["channel_id"]), "message_id": str(posted["id"])}
         await self.store.set_message_ref(request.request_id, ref)
 
@@ -117,11 +195,12 @@ class _Delivery:
         """Edit the request's message: who decided and when; its buttons disabled."""
         record = await self.store.human_request(message.request_id)
         line = resolution_text(message.decision, message.actor, message.comment, record.decided_at)
+        line = clip(line, _RESOLUTION_ROOM - 1)
         ref = record.message_ref
         if ref:
-            last = split_text(prompt_text(record.request), MESSAGE_LIMIT - _RESOLUTION_ROOM)[-1]
+            last = self.pieces(prompt_text(record.request), MESSAGE_LIMIT - _RESOLUTION_ROOM)[-1]
             edit = {
-                "content": f"{last}\n{line}",
+                "content": clip(f"{last}\n{line}", MESSAGE_LIMIT),
                 "components": request_components(record.request, disabled=True),
                 "allowed_mentions": _NO_MENTIONS,
             }
@@ -135,18 +214,25 @@ class _Delivery:
         # The request's message is gone, or was never posted: say it in the thread.
         await self.post(f"`{message.request_id}` {line}")
 
+    def _nonce(self, piece: int) -> str:
+        # Unique per conversation, item and piece (two installations may share a bot, and
+        # outbox ids repeat between databases), within Discord's 25 characters.
+        key = f"{self.item.thread_id}:{self.item.id}:{piece}"
+        return hashlib.sha256(key.encode()).hexdigest()[:25]
+
     async def _post(self, payload: dict[str, Any]) -> dict[str, Any]:
         room, key = self.conversation.room, self.conversation.thread_key
         path = f"/channels/{key}/messages"
         if key == room:  # a direct message, or a conversation kept in the channel itself
             return dict(await self.rest.request("POST", path, payload))
-        try:
-            return dict(await self.rest.request("POST", path, payload))
-        except DiscordAPIError as exc:
-            if exc.code != _UNKNOWN_CHANNEL:
-                raise
-        if await self._start_thread():
-            return dict(await self.rest.request("POST", path, payload))
+        if not self.sender.threads_refused(room):
+            try:
+                return dict(await self.rest.request("POST", path, payload))
+            except DiscordAPIError as exc:
+                if exc.code != _UNKNOWN_CHANNEL:
+                    raise
+            if await self._start_thread():
+                return dict(await self.rest.request("POST", path, payload))
         reply = {**payload, "message_reference": {"message_id": key, "fail_if_not_exists": False}}
         return dict(await self.rest.request("POST", f"/channels/{room}/messages", reply))
 
@@ -164,7 +250,64 @@ class _Delivery:
         except DiscordAPIError as exc:
             if exc.code == _THREAD_EXISTS:
                 return True  # another delivery started it a moment ago
-            if exc.status == 403 or exc.code in {_WRONG_CHANNEL_TYPE, _UNKNOWN_MESSAGE}:
+            if exc.status == 403 or exc.code == _WRONG_CHANNEL_TYPE:
+                self.sender.refuse_threads(room)  # the channel's, not this message's, doing
+                return False
+            if exc.code == _UNKNOWN_MESSAGE:
                 return False
             raise
         return True
+
+    async def _recent(self) -> list[dict[str, Any]]:
+        """What the bot posted lately in this conversation, oldest first."""
+        room, key = self.conversation.room, self.conversation.thread_key
+        me = await self.sender.me(self.rest, self.token)
+        found: list[dict[str, Any]] = []
+        places = [key] if key == room else [key, room]
+        for place in places:
+            try:
+                history = await self.rest.request(
+                    "GET", f"/channels/{place}/messages?limit={_HISTORY}"
+                )
+            except DiscordAPIError as exc:
+                if exc.code == _UNKNOWN_CHANNEL or exc.status == 403:
+                    continue  # the thread was never started, or history may not be read
+                raise
+            for message in reversed(history or []):
+                if str(message.get("author", {}).get("id")) != me:
+                    continue
+                reference = (message.get("message_reference") or {}).get("message_id")
+                if place == key or str(reference) == key:  # in the room: replies to ours only
+                    found.append(message)
+        return sorted(found, key=lambda message: int(message["id"]))
+
+
+def _request_posted(request_id: str, recent: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The message among ``recent`` that carries the buttons of request ``request_id``."""
+    for message in recent:
+        for row in message.get("components") or []:
+            for button in row.get("components") or []:
+                match = _REQUEST_OF.fullmatch(str(button.get("custom_id", "")))
+                if match and match["request"] == request_id:
+                    return message
+    return None
+
+
+def _posted_before(pieces: list[str], recent: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The first of ``pieces`` that an earlier attempt posted, found among ``recent``.
+
+    They are the bot's latest messages here, if those are exactly these pieces: delivery
+    is in order, so an earlier attempt's pieces are the last thing opsloop said here.
+
+    A single piece identical to the message before it is ambiguous (people ask twice
+    and get the same answer): it is posted again, and only Discord's nonce dedupes it.
+    """
+    for count in range(len(pieces), 0, -1):
+        if count == 1 and len(pieces) == 1:
+            break
+        tail = recent[-count:]
+        # Discord trims the whitespace around a message's content.
+        said = [str(m.get("content", "")).strip() for m in tail]
+        if len(tail) == count and said == [piece.strip() for piece in pieces[:count]]:
+            return tail
+    return []

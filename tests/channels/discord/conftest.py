@@ -85,16 +85,20 @@ async def make_client(
     dispatcher: SignallingDispatcher,
     discord_settings: DiscordSettings,
 ) -> AsyncIterator[ClientFactory]:
-    """A logged-in client (a fresh instance each call: a restart), its guild received."""
+    """A logged-in client (a fresh instance each call: a restart), its guild received unless
+    ``guild=False`` (just connected: Discord has not sent the guild's data yet)."""
     clients: list[OpsloopClient] = []
 
-    async def make(app: Opsloop | None = None, **overrides: Any) -> OpsloopClient:
+    async def make(
+        app: Opsloop | None = None, *, guild: bool = True, **overrides: Any
+    ) -> OpsloopClient:
         settings = discord_settings.model_copy(update=overrides)
         context = ChannelContext(ops=app or ops, dispatcher=dispatcher)
         client = OpsloopClient(context, settings)
         clients.append(client)
         await client.login(settings.token)
-        feed(client, "GUILD_CREATE", guild_create(list(fake.channels.values())))
+        if guild:
+            feed(client, "GUILD_CREATE", guild_create(list(fake.channels.values())))
         return client
 
     yield make

@@ -3,7 +3,15 @@
 It keeps channels, threads and messages the way Discord does (a thread started from a
 message has the message's id; posting into a thread that does not exist is "unknown
 channel"; a second response to an interaction is "already acknowledged"), records every
-call, and answers 429 or 401 where a test asks it to.
+call, and answers 429 or 401 where a test asks it to. It refuses what Discord refuses:
+
+- anything over Discord's documented sizes (content 2,000 characters, five rows of five
+  buttons, a label of 80, a custom id of 100, a nonce of 25, a thread name of 100, a
+  modal's title and labels of 45) is ``400`` with code 50035, "Invalid Form Body";
+- an interaction acknowledged more than 3 seconds after it was dispatched is ``404`` with
+  code 10062, "Unknown interaction";
+- ``enforce_nonce`` dedupes a message only "in the past few minutes" (``nonce_window``);
+  a test moves the fake's clock on with ``skew``.
 """
 
 from __future__ import annotations
@@ -11,6 +19,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,10 +64,18 @@ class FakeDiscord:
     """[path regex, retry_after, n]: the matching call after the next n gets a 429 (once)."""
     url: str = ""
     gateway: FakeGateway = field(default_factory=FakeGateway)
+    ack_window: float = 3.0
+    """Seconds within which an interaction must be acknowledged, as on Discord."""
+    nonce_window: float = 180.0
+    """Seconds for which ``enforce_nonce`` remembers a nonce ("the past few minutes")."""
+    skew: float = 0.0
+    """Seconds added to the fake's clock: a test lets time pass without waiting."""
+    no_thread_permission: set[str] = field(default_factory=set)
+    """Channels where the bot may not create threads (403, Missing Permissions)."""
     _acknowledged: dict[str, int] = field(default_factory=dict)
     _interactions: dict[str, dict[str, Any]] = field(default_factory=dict)
     _originals: dict[str, str] = field(default_factory=dict)
-    _nonces: dict[str, str] = field(default_factory=dict)
+    _nonces: dict[str, tuple[str, float]] = field(default_factory=dict)
     _ids: Any = field(default_factory=lambda: itertools.count(1100000000000001000))
     _runner: web.AppRunner | None = None
 
@@ -88,6 +105,10 @@ class FakeDiscord:
         await self.gateway.close()
         if self._runner is not None:
             await self._runner.cleanup()
+
+    def now(self) -> float:
+        """The fake's clock, in seconds."""
+        return time.monotonic() + self.skew
 
     def find(self, method: str, pattern: str) -> list[Call]:
         return [c for c in self.calls if c.method == method and re.fullmatch(pattern, c.path)]
@@ -138,6 +159,11 @@ class FakeDiscord:
         for method, regex, handler in self._routes():
             match = re.fullmatch(regex, path)
             if method == request.method and match:
+                errors = _form_errors(body) if isinstance(body, dict) else {}
+                if errors:
+                    return _json(
+                        {"code": 50035, "errors": errors, "message": "Invalid Form Body"}, 400
+                    )
                 return handler(body or {}, *match.groups())
         return _error(404, 0, "404: Not Found")
 
@@ -150,6 +176,7 @@ class FakeDiscord:
             ("POST", r"/interactions/(\d+)/([^/]+)/callback", self._callback),
             ("PATCH", r"/webhooks/\d+/([^/]+)/messages/@original", self._edit_original),
             ("POST", r"/webhooks/\d+/([^/]+)", self._followup),
+            ("GET", r"/channels/(\d+)/messages", self._history),
             ("POST", r"/channels/(\d+)/messages", self._post),
             ("PATCH", r"/channels/(\d+)/messages/(\d+)", self._edit),
             ("POST", r"/channels/(\d+)/messages/(\d+)/threads", self._start_thread),
@@ -163,6 +190,8 @@ class FakeDiscord:
         )
 
     def _callback(self, body: dict[str, Any], interaction_id: str, token: str) -> web.Response:
+        if self.now() - self._interactions[token]["created"] > self.ack_window:
+            return _error(404, 10062, "Unknown interaction")
         if interaction_id in self._acknowledged:
             return _error(400, 40060, "Interaction has already been acknowledged.")
         kind = body["type"]
@@ -211,16 +240,23 @@ class FakeDiscord:
         if channel_id not in self.channels:
             return _error(404, 10003, "Unknown Channel")
         nonce = body.get("nonce")
-        if nonce and body.get("enforce_nonce") and nonce in self._nonces:
-            return _json(self.messages[self._nonces[nonce]])
+        seen = self._nonces.get(nonce) if nonce else None
+        if body.get("enforce_nonce") and seen and self.now() - seen[1] <= self.nonce_window:
+            return _json(self.messages[seen[0]])
         message = self.add_message(
             channel_id, body.get("content", ""), components=body.get("components", [])
         )
         if "message_reference" in body:
             message["message_reference"] = body["message_reference"]
         if nonce:
-            self._nonces[nonce] = message["id"]
+            self._nonces[nonce] = (message["id"], self.now())
         return _json(message)
+
+    def _history(self, body: dict[str, Any], channel_id: str) -> web.Response:
+        # GET /channels/{id}/messages: newest first, at most 50 (the default); no ephemerals.
+        if channel_id not in self.channels:
+            return _error(404, 10003, "Unknown Channel")
+        return _json(list(reversed(self.posted_in(channel_id)))[:50])
 
     def _edit(self, body: dict[str, Any], channel_id: str, message_id: str) -> web.Response:
         message = self.messages.get(message_id)
@@ -236,6 +272,8 @@ class FakeDiscord:
             return _error(404, 10003, "Unknown Channel")
         if channel["type"] != 0:
             return _error(400, 50024, "Cannot execute action on this channel type")
+        if channel_id in self.no_thread_permission:
+            return _error(403, 50013, "Missing Permissions")
         if message_id not in self.messages:
             return _error(404, 10008, "Unknown Message")
         if message_id in self.channels:
@@ -273,6 +311,7 @@ class FakeDiscord:
         if message is not None:
             payload["message"] = message
         self._interactions[token] = {
+            "created": self.now(),
             "id": interaction_id,
             "type": kind,
             "channel_id": channel_id,
@@ -291,3 +330,32 @@ def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -
 
 def _error(status: int, code: int, message: str) -> web.Response:
     return _json({"code": code, "message": message}, status)
+
+
+_LIMITS = {"content": 2000, "label": 80, "custom_id": 100, "nonce": 25, "name": 100}
+"""Discord's documented maximum lengths of the string fields opsloop sends."""
+_MODAL_LIMITS = {"title": 45, "label": 45}
+
+
+def _form_errors(body: dict[str, Any], where: str = "", modal: bool = False) -> dict[str, Any]:
+    """What Discord would refuse in a JSON body, as its ``errors`` object (empty: none)."""
+    errors: dict[str, Any] = {}
+
+    def refuse(path: str, message: str) -> None:
+        errors[path] = {"_errors": [{"code": "BASE_TYPE_MAX_LENGTH", "message": message}]}
+
+    limits = _LIMITS | (_MODAL_LIMITS if modal else {})
+    for key, value in body.items():
+        path = f"{where}.{key}" if where else key
+        if isinstance(value, str) and key in limits and len(value) > limits[key]:
+            refuse(path, f"Must be {limits[key]} or fewer in length.")
+        elif key == "max_length" and isinstance(value, int) and value > 4000:
+            refuse(path, "int value should be less than or equal to 4000.")
+        elif key == "components" and isinstance(value, list):
+            if len(value) > 5:
+                refuse(path, "Must be 5 or fewer in length.")
+            for n, child in enumerate(value):
+                errors |= _form_errors(child, f"{path}.{n}", modal)
+        elif key == "data" and isinstance(value, dict):
+            errors |= _form_errors(value, path, modal=body.get("type") == 9)
+    return errors

@@ -3,7 +3,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from typing import Any
+
+import aiohttp
+import pytest
 
 from bot.events import ActionReceived, HumanResponded, MessageReceived, ToolCalled, ToolReturned
 from tests.channels.discord.fake_discord import FakeDiscord
@@ -15,7 +20,9 @@ from tests.channels.discord.support import (
     EVE,
     Harness,
     buttons,
+    feed,
     settled,
+    slash,
     submit,
 )
 
@@ -190,3 +197,64 @@ async def test_reject_asks_for_a_reason_in_a_modal_whose_answer_survives_a_resta
     [result] = [e for e in log if isinstance(e, ToolReturned)]
     assert isinstance(result.output, dict)
     assert (result.output["rejected"], result.output["reason"]) == (True, "freeze until Monday")
+
+
+async def test_a_role_is_read_from_the_click_even_before_discord_sent_the_guild(
+    fake: FakeDiscord, harness: Harness
+) -> None:
+    """Regression: roles were read from discord.py's guild cache, which is empty until the
+    guild's data arrives; a role-based approver clicking then was refused."""
+    prompt = await harness.prompted(DEPLOY)
+    fresh = await harness.client(guild=False)  # just reconnected
+
+    approve = await harness.press(prompt, "approve", by=ALICE, client=fresh)
+    await settled()
+
+    [item_id] = harness.dispatcher.of("process")[-1:]
+    event = await harness.inbox(item_id)
+    assert isinstance(event, ActionReceived) and event.actor.groups == (ONCALL_ROLE,)
+    assert fake.followups(approve)[0]["content"].startswith("✅ Approved")
+    decided = await harness.ops.store.human_request(prompt.request.id)
+    assert decided.decided_by == f"discord:{ALICE}"
+
+
+async def test_an_interaction_is_acknowledged_before_a_slow_ingest_finishes(
+    fake: FakeDiscord, harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A slow database (or enqueue) must not make the acknowledgement late: Discord drops
+    an interaction not acknowledged within 3 seconds (10062 Unknown interaction)."""
+    client = await harness.client()
+    fake.ack_window = 1.0  # the fake refuses anything slower, with 10062
+    ingest = harness.ops.ingest
+
+    async def slow(event: Any) -> Any:
+        await asyncio.sleep(fake.ack_window + 0.5)  # a database that takes its time
+        return await ingest(event)
+
+    monkeypatch.setattr(harness.ops, "ingest", slow)
+    command = slash(fake, "status of checkout in production")
+    feed(client, "INTERACTION_CREATE", command)
+    await harness.dispatcher.processed(1)
+    await settled()
+
+    assert fake.callbacks(command) == [{"type": 5}]
+    assert fake.original(command)["content"].endswith("asked: status of checkout in production")
+
+
+async def test_the_fake_refuses_a_late_acknowledgement_and_an_oversized_form(
+    fake: FakeDiscord,
+) -> None:
+    """The fake refuses what Discord refuses, so the suite fails where production would."""
+    late = slash(fake, "status")
+    fake.skew += 3.5
+    async with aiohttp.ClientSession() as http:
+        base = fake.url
+        path = f"{base}/interactions/{late['id']}/{late['token']}/callback"
+        async with http.post(path, json={"type": 5}) as answer:
+            assert (answer.status, (await answer.json())["code"]) == (404, 10062)
+        too_long = {"content": "x" * 2001, "components": [{"type": 1, "components": []}] * 6}
+        async with http.post(f"{base}/channels/{CHANNEL_ID}/messages", json=too_long) as answer:
+            refused = await answer.json()
+        assert (answer.status, refused["code"]) == (400, 50035)
+        assert set(refused["errors"]) == {"content", "components"}
+    assert fake.posted_in(CHANNEL_ID) == []

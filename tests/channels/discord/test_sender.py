@@ -6,6 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from bot.app import Opsloop
 from bot.errors import ConfigError
@@ -20,12 +21,14 @@ from bot.events import (
     new_id,
     utcnow,
 )
-from bot.outbound import DecisionNotice, OutboundReply, RequestResolved
+from bot.outbound import DecisionNotice, OutboundReply, RequestPrompt, RequestResolved
 from bot.plugins import DeliveryContext
+from bot.store._tables import OutboxRow
 from channels.discord import DiscordSender, plugin
+from tests.channels.discord import fake_discord
 from tests.channels.discord.fake_discord import FakeDiscord
 from tests.channels.discord.payloads import CHANNEL_ID, GUILD_ID, VOICE_ID, thread
-from tests.channels.discord.support import ALICE
+from tests.channels.discord.support import ALICE, buttons
 from workers.jobs import deliver_thread
 
 ALICE_ID = Identity(channel="discord", user_id=ALICE, display_name="Alice")
@@ -99,8 +102,192 @@ async def test_a_rate_limit_reschedules_at_discords_time_and_nothing_is_posted_t
     posted = [m["content"] for m in fake.posted_in(request)]
     assert len(posted) == 2 and posted[-1].endswith("line 39 " + "y" * 90)
     nonces = [c.body["nonce"] for c in fake.find("POST", rf"/channels/{request}/messages")]
-    assert nonces == [f"{first.id}.0", f"{first.id}.1", f"{first.id}.0", f"{first.id}.1"]
+    assert len(nonces) == 3 and nonces[1] == nonces[2] != nonces[0]  # only piece 2 again
+    assert all(len(nonce) <= 25 for nonce in nonces)
     assert sum("line 0 " in p for p in posted) == 1  # the retried first piece was not repeated
+
+
+def context_of(ops: Opsloop) -> DeliveryContext:
+    return DeliveryContext(store=ops.store, settings=ops.runtime.settings)
+
+
+async def test_a_retry_after_discord_forgot_the_nonce_posts_no_piece_twice(
+    fake: FakeDiscord, ops: Opsloop, sender: DiscordSender
+) -> None:
+    """Regression: piece 2 rate limited, retried after Discord's nonce window had passed,
+    posted piece 1 again."""
+    request, where = asked_in(fake, CHANNEL_ID, "show me the log", thread_name="log")
+    thread_id = await queue(
+        ops, where, *reply(where, "\n".join(f"line {n} " + "y" * 90 for n in range(40)))
+    )
+    fake.rate_limits.append([rf"/channels/{request}/messages", 2.5, 1])  # the second piece
+    assert await deliver(ops, sender, thread_id) == 2.5
+    fake.skew += fake.nonce_window + 60  # the worker was down a while: Discord forgot
+
+    [item] = await ops.store.pending_outbound(thread_id=thread_id, due_only=False)
+    await sender(item, context_of(ops))
+
+    posted = [m["content"] for m in fake.posted_in(request)]
+    assert len(posted) == 2
+    assert posted[0].startswith("line 0 ") and posted[1].endswith("line 39 " + "y" * 90)
+
+
+async def test_a_request_posted_but_not_recorded_is_not_posted_again(
+    fake: FakeDiscord, ops: Opsloop, sender: DiscordSender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression: a request whose message reference failed to record was posted a second
+    time, with live buttons, on the retry."""
+    key, where = asked_in(fake, CHANNEL_ID, "deploy", thread_name="deploy")
+    asked = approval()
+    thread_id = await queue(ops, where, [asked], [RequestPrompt(conversation=where, request=asked)])
+    record = ops.store.set_message_ref
+
+    async def lost(request_id: str, ref: dict[str, Any]) -> None:
+        raise OSError("the database went away")
+
+    monkeypatch.setattr(ops.store, "set_message_ref", lost)
+    assert await deliver(ops, sender, thread_id) is not None  # to be retried
+    monkeypatch.setattr(ops.store, "set_message_ref", record)
+    fake.skew += fake.nonce_window + 60
+
+    [item] = await ops.store.pending_outbound(thread_id=thread_id, due_only=False)
+    await sender(item, context_of(ops))
+
+    [prompt] = [m for m in fake.posted_in(key) if m["components"]]
+    ref = (await ops.store.human_request(asked.request_id)).message_ref
+    assert ref == {"channel_id": key, "message_id": prompt["id"]}
+
+
+def approval(**arguments: Any) -> HumanRequested:
+    return HumanRequested(
+        request_id=new_id("hr"),
+        type="approval",
+        tool="deploy",
+        call_id="call_1",
+        arguments=arguments or {"service": "checkout"},
+        question="Approve deploy?",
+        approvers=("role:oncall",),
+        expires_at=utcnow() + timedelta(hours=1),
+    )
+
+
+async def test_a_decision_with_a_long_comment_edits_the_request_within_discords_limit(
+    fake: FakeDiscord, ops: Opsloop, sender: DiscordSender
+) -> None:
+    """Regression: the edit after a decision with a long comment exceeded 2,000 characters;
+    Discord answered 50035 and the edit was retried for ever."""
+    key, where = asked_in(fake, CHANNEL_ID, "deploy", thread_name="deploy")
+    asked = approval(notes="n" * 1400)
+    thread_id = await queue(ops, where, [asked], [RequestPrompt(conversation=where, request=asked)])
+    await deliver(ops, sender, thread_id)
+    [prompt] = fake.posted_in(key)
+    someone = Identity(channel="web", user_id="release-manager-" + "x" * 400)
+    await decide(ops, thread_id, where, asked, someone, "because " * 300)
+
+    assert await deliver(ops, sender, thread_id) is None
+
+    edited = fake.messages[prompt["id"]]
+    assert "✅ **Approved** by `web:release-manager-" in edited["content"]
+    assert len(edited["content"]) <= 2000 and all(b["disabled"] for b in buttons(edited))
+    assert await ops.store.count_outbound("sent") == 2
+
+
+async def decide(
+    ops: Opsloop,
+    thread_id: str,
+    where: ConversationRef,
+    asked: HumanRequested,
+    actor: Identity,
+    comment: str | None = None,
+) -> None:
+    decided = HumanResponded(
+        request_id=asked.request_id, decision=HumanDecision.APPROVE, actor=actor, comment=comment
+    )
+    resolved = RequestResolved(
+        conversation=where,
+        request_id=asked.request_id,
+        decision=HumanDecision.APPROVE,
+        actor=actor,
+        comment=comment,
+    )
+    seq = len((await ops.store.load_thread(thread_id)).events)
+    await ops.store.append(
+        thread_id,
+        expected_seq=seq,
+        events=[decided],
+        outbound=[resolved],
+        resolve=(asked.request_id, "approved", actor.principal, None),
+    )
+
+
+async def test_a_text_too_long_for_five_messages_is_cut_with_a_link_to_the_console(
+    fake: FakeDiscord, ops: Opsloop, sender: DiscordSender
+) -> None:
+    """Regression: a long answer was posted in as many messages as it took (here 12)."""
+    request, where = asked_in(fake, CHANNEL_ID, "show me the log", thread_name="log")
+    text = "\n".join(f"{n:04} checkout: " + "z" * 80 for n in range(250))
+    thread_id = await queue(ops, where, *reply(where, text))
+
+    assert await deliver(ops, sender, thread_id) is None
+
+    posted = [m["content"] for m in fake.posted_in(request)]
+    assert len(posted) == 5 and all(len(p) <= 2000 for p in posted)
+    console = ops.runtime.settings.console_url
+    assert posted[-1].endswith(f"<{console}/threads/{thread_id}>")
+    assert posted[0].startswith("0000 checkout:")
+
+
+async def test_a_form_discord_refuses_fails_at_once_with_its_reason(
+    fake: FakeDiscord, ops: Opsloop, sender: DiscordSender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression: a message Discord refused with 50035 Invalid Form Body was retried with
+    backoff, though it could never succeed; the messages after it waited meanwhile."""
+    request, where = asked_in(fake, CHANNEL_ID, "status", thread_name="status")
+    # A form Discord refuses, whatever makes it so: here, a content limit the fake lowers.
+    monkeypatch.setitem(fake_discord._LIMITS, "content", 10)
+    bad_events, bad_out = reply(where, "checkout is healthy, all 12 pods ready")
+    ok_events, ok_out = reply(where, "ok")
+    thread_id = await queue(ops, where, bad_events + ok_events, bad_out + ok_out)
+
+    assert await deliver(ops, sender, thread_id) is None
+
+    assert await ops.store.count_outbound("failed") == 1
+    assert await ops.store.count_outbound("sent") == 1
+    assert [m["content"] for m in fake.posted_in(request)] == ["ok"]
+    async with ops.store.db.session() as session:
+        [failed] = (
+            await session.scalars(select(OutboxRow).where(OutboxRow.status == "failed"))
+        ).all()
+    assert failed.attempts == 1
+    assert "(code 50035) Invalid Form Body (content: Must be 10 or fewer" in (
+        failed.last_error or ""
+    )
+
+
+async def test_a_channel_without_thread_permission_is_remembered(
+    fake: FakeDiscord, ops: Opsloop, sender: DiscordSender
+) -> None:
+    """Regression: every message to a channel where the bot may not start threads cost a
+    404 (no such thread) and a 403 (may not start one) before the reply in the channel."""
+    fake.no_thread_permission.add(CHANNEL_ID)
+    first, where = asked_in(fake, CHANNEL_ID, "status of checkout")
+    thread_id = await queue(ops, where, *reply(where, "checkout is healthy"))
+    await deliver(ops, sender, thread_id)
+    second, elsewhere = asked_in(fake, CHANNEL_ID, "status of search")
+    later = await queue(ops, elsewhere, *reply(elsewhere, "search is healthy"))
+    fake.calls.clear()
+
+    await deliver(ops, sender, later)
+
+    assert [(c.method, c.path) for c in fake.calls] == [
+        ("POST", f"/channels/{CHANNEL_ID}/messages")
+    ]
+    replies = [
+        (m["content"], m["message_reference"]["message_id"])
+        for m in fake.posted_in(CHANNEL_ID)
+        if "message_reference" in m
+    ]
+    assert replies == [("checkout is healthy", first), ("search is healthy", second)]
 
 
 async def test_where_threads_are_not_allowed_the_answer_replies_in_the_channel(
