@@ -23,7 +23,7 @@ from anthropic.types.message_create_params import MessageCreateParamsNonStreamin
 from bot.errors import ModelUnavailableError
 from bot.events import CallTool, Reply, Usage
 from bot.model._base import Model, ModelRequest, ModelResponse
-from bot.model._provider_errors import status_error
+from bot.model._provider_errors import UNUSABLE, status_error, unusable_answer
 
 if TYPE_CHECKING:
     import httpx2
@@ -168,7 +168,14 @@ class AnthropicModel(Model):
                 secret=self._api_key,
             )
             raise error from exc
-        decision, usage = from_message(message)
+        except UNUSABLE as exc:  # the SDK could not read the body (HTML, truncated JSON)
+            raise unusable_answer(self.provider, exc) from exc
+        try:
+            if not isinstance(message, Message) or message.content is None:
+                raise TypeError(f"{type(message).__name__} is not a message")
+            decision, usage = from_message(message)
+        except UNUSABLE as exc:
+            raise unusable_answer(self.provider, exc) from exc
         return ModelResponse(
             decision=decision,
             provider=self.provider,

@@ -23,7 +23,7 @@ from pydantic import JsonValue
 from bot.errors import ModelUnavailableError, NoDecisionError
 from bot.events import CallTool, Reply, Usage
 from bot.model._base import Model, ModelRequest, ModelResponse
-from bot.model._provider_errors import status_error
+from bot.model._provider_errors import UNUSABLE, status_error, unusable_answer
 
 if TYPE_CHECKING:
     import httpx2
@@ -217,7 +217,16 @@ class OpenAIModel(Model):
                 secret=self._api_key,
             )
             raise error from exc
-        decision, usage = from_completion(completion)
+        except UNUSABLE as exc:  # the SDK could not read the body (HTML, truncated JSON)
+            raise unusable_answer(self.provider, exc) from exc
+        try:
+            if not isinstance(completion, ChatCompletion) or completion.choices is None:
+                raise TypeError(f"{type(completion).__name__} is not a chat completion")
+            decision, usage = from_completion(completion)
+        except NoDecisionError:
+            raise
+        except UNUSABLE as exc:
+            raise unusable_answer(self.provider, exc) from exc
         return ModelResponse(
             decision=decision,
             provider=self.provider,

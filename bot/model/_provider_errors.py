@@ -13,7 +13,24 @@ from datetime import UTC, datetime
 
 from bot.errors import ModelError, ModelUnavailableError
 
-__all__ = ["parse_retry_after", "status_error"]
+__all__ = ["UNUSABLE", "parse_retry_after", "status_error", "unusable_answer"]
+
+UNUSABLE = (AttributeError, KeyError, TypeError, ValueError)
+"""What translating a garbled answer raises: HTML where JSON was due, truncated JSON, a
+JSON value of the wrong shape (``json.JSONDecodeError`` and pydantic's errors are
+``ValueError`` subclasses)."""
+
+
+def unusable_answer(provider: str, exc: BaseException) -> ModelUnavailableError:
+    """A provider answered with something that is not a response: worth a retry or fallback.
+
+    A proxy's login page or a cut connection is a fault of the path to the model, like a
+    5xx, so retries, the breaker and the fallback chain apply.
+    """
+    return ModelUnavailableError(
+        f"{provider} sent an unusable answer ({type(exc).__name__}); "
+        "is a proxy or gateway in between?"
+    )
 
 
 def parse_retry_after(

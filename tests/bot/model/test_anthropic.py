@@ -289,3 +289,32 @@ async def test_bad_request_explains_itself_without_the_key(make_model):
     message = str(caught.value)
     assert message.startswith("anthropic rejected the request (HTTP 400): max_tokens: too large")
     assert KEY not in message
+
+
+GARBLED = [
+    pytest.param(
+        lambda r: httpx2.Response(
+            200,
+            text="<html><body>Gateway login</body></html>",
+            headers={"content-type": "text/html"},
+        ),
+        id="html",
+    ),
+    pytest.param(
+        lambda r: httpx2.Response(
+            200, text='{"id": "x", "choices": [', headers={"content-type": "application/json"}
+        ),
+        id="truncated-json",
+    ),
+    pytest.param(lambda r: httpx2.Response(200, json=[1, 2, 3]), id="json-not-an-object"),
+    pytest.param(lambda r: httpx2.Response(200, json={"unexpected": True}), id="wrong-shape"),
+]
+
+
+@pytest.mark.parametrize("respond", GARBLED)
+async def test_an_unparseable_answer_is_unavailable_not_a_crash(make_model, respond):
+    """Regression: an HTML or truncated answer raised from the SDK as something the
+    runtime did not model, so the thread hung as running and was retried forever."""
+    model, _ = make_model(respond)
+    with pytest.raises(ModelUnavailableError, match="unusable answer"):
+        await model.request(REQUEST)

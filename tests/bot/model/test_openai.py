@@ -328,3 +328,32 @@ async def test_unknown_model_says_so(make_model):
         "openai rejected the request (HTTP 404): The model `gpt-4.1-mini` does not exist "
         "or you do not have access to it."
     )
+
+
+GARBLED = [
+    pytest.param(
+        lambda r: httpx2.Response(
+            200,
+            text="<html><body>Gateway login</body></html>",
+            headers={"content-type": "text/html"},
+        ),
+        id="html",
+    ),
+    pytest.param(
+        lambda r: httpx2.Response(
+            200, text='{"id": "x", "choices": [', headers={"content-type": "application/json"}
+        ),
+        id="truncated-json",
+    ),
+    pytest.param(lambda r: httpx2.Response(200, json=[1, 2, 3]), id="json-not-an-object"),
+    pytest.param(lambda r: httpx2.Response(200, json={"unexpected": True}), id="wrong-shape"),
+]
+
+
+@pytest.mark.parametrize("respond", GARBLED)
+async def test_an_unparseable_answer_is_unavailable_not_a_crash(make_model, respond):
+    """Regression: an HTML or truncated answer raised from the SDK as something the
+    runtime did not model, so the thread hung as running and was retried forever."""
+    model, _ = make_model(respond)
+    with pytest.raises(ModelUnavailableError, match="unusable answer"):
+        await model.request(REQUEST)
