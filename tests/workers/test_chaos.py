@@ -17,6 +17,9 @@ sweeper finishes what was left, and the whole is checked:
 Regression (issue 9, item 1): a worker killed after committing an approved ``ToolCalled``
 and before running it, followed by a refused click or a follow-up, left the call buried: the
 deploy was skipped, or the model was asked again and a second approval requested.
+
+``OPSLOOP_CHAOS_SEED`` varies the load and the chaos; ``OPSLOOP_CHAOS_VERBOSE=1`` prints
+every thread's log. The processes' logs are kept in the test's temporary directory.
 """
 
 from __future__ import annotations
@@ -617,27 +620,29 @@ class Audit:
                 )
             ).all()
         runs = Counter(key for key, _ in rows)
-        approved = set()
+        approved: set[str] = set()
         for request in (r for r in requests if r.request.type == "approval"):
-            key = f"{request.thread_id}:{request.id}"
             thread = await self.thread(request.thread_id)
+            call_id = request.request.call_id
+            calls = [e for e in thread.events if isinstance(e, ToolCalled) and e.call_id == call_id]
             results = [
-                e
-                for e in thread.events
-                if isinstance(e, ToolReturned) and e.call_id == request.request.call_id
+                e for e in thread.events if isinstance(e, ToolReturned) and e.call_id == call_id
             ]
+            keys = {call.idempotency_key for call in calls}
             if request.status != "approved":
-                if runs[key]:
-                    self.note(thread.id, f"{request.status} request {request.id} ran {runs[key]}x")
+                if calls:
+                    self.note(thread.id, f"{request.status} request {request.id} was called")
                 continue
-            approved.add(key)
-            if runs[key] != 1:
-                self.note(thread.id, f"approved request {request.id} ran {runs[key]}x (key {key})")
+            approved |= keys
+            if len(keys) != 1:
+                self.note(thread.id, f"approved call {call_id} recorded under keys {keys or '{}'}")
+            for key in keys:
+                if runs[key] != 1:
+                    self.note(thread.id, f"approved request {request.id} ran {runs[key]}x ({key})")
             if len(results) != 1:
-                call = request.request.call_id
-                self.note(thread.id, f"approved call {call} has {len(results)} results")
+                self.note(thread.id, f"approved call {call_id} has {len(results)} results")
         for key in runs.keys() - approved:
-            self.note(key.split(":")[0], f"a deploy ran under key {key}, which no approval covers")
+            self.note(None, f"a deploy ran under key {key}, which no approved call has")
         for version, count in Counter(version for _, version in rows).items():
             if count > 1:
                 self.note(None, f"version {version} was deployed {count} times")
