@@ -14,9 +14,17 @@ from functools import cached_property
 
 from bot.errors import ConfigError, NotFoundError
 from bot.model import ToolSpec
+from bot.prompts import Prompt, PromptLibrary
 from bot.tools import ASK_HUMAN, Tool
 
-__all__ = ["Agent", "AgentRegistry", "Router", "load_registry"]
+__all__ = [
+    "Agent",
+    "AgentRegistry",
+    "Router",
+    "check_prompts",
+    "load_registry",
+    "system_prompt",
+]
 
 
 @dataclass(frozen=True)
@@ -109,3 +117,28 @@ def load_registry(spec: str) -> AgentRegistry:
     if not isinstance(registry, AgentRegistry):
         raise ConfigError(f"OPSLOOP_AGENTS: {spec!r} is not an AgentRegistry")
     return registry
+
+
+def system_prompt(agent: Agent, prompts: PromptLibrary) -> tuple[str, Prompt]:
+    """``agent``'s system prompt, rendered, and the template it came from.
+
+    Raises:
+        ConfigError: the prompt file is missing, unreadable or has an unknown placeholder.
+    """
+    prompt = prompts.get(agent.prompt)
+    text = prompt.render(
+        agent=agent.name,
+        tools=", ".join(t.name for t in agent.all_tools),
+        max_steps=str(agent.max_steps),
+    )
+    return text, prompt
+
+
+def check_prompts(registry: AgentRegistry, prompts: PromptLibrary) -> None:
+    """Render every agent's prompt once, so a missing or broken one stops start-up.
+
+    Raises:
+        ConfigError: a prompt file is missing, unreadable or has an unknown placeholder.
+    """
+    for agent in registry.agents:
+        system_prompt(agent, prompts)

@@ -136,6 +136,9 @@ class Settings(BaseSettings):
         default=3, ge=1, validation_alias=env("OPSLOOP_MAX_CONSECUTIVE_ERRORS")
     )
     """Errors in a row after which a thread escalates to a human."""
+    max_attempts: int = Field(default=5, ge=1, le=100, validation_alias=env("OPSLOOP_MAX_ATTEMPTS"))
+    """Tries of one inbound event before it is marked failed with its reason (and the
+    person told), so work that always fails stops being retried."""
     lease_seconds: float = Field(default=30.0, gt=0, validation_alias=env("OPSLOOP_LEASE_SECONDS"))
     """How long a worker's hold on a thread lasts unless renewed (a dead worker's lapses)."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(

@@ -295,8 +295,8 @@ class ErrorRaised(_ThreadEvent):
     """Something went wrong; the model sees a compact form of it next turn."""
 
     kind: Literal["error"] = "error"
-    source: Literal["model", "validation", "tool", "budget", "policy", "input"]
-    """Where it came from."""
+    source: Literal["model", "validation", "tool", "budget", "policy", "input", "internal"]
+    """Where it came from (``internal``: processing itself failed, e.g. a missing prompt)."""
     message: str
     """A short, model-readable description."""
     tool: str | None = None

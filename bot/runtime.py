@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from bot.agent import Agent, AgentRegistry
+from bot.agent import Agent, AgentRegistry, system_prompt
 from bot.config import Settings
 from bot.context import render_context
 from bot.errors import ModelError, ModelUnavailableError, NoDecisionError
@@ -181,15 +181,10 @@ async def step(thread: Thread, agent: Agent, rt: Runtime) -> list[Any]:
             StatusChanged(status=ThreadStatus.WAITING, reason="step budget used up"),
         ]
 
-    prompt = rt.prompts.get(agent.prompt)
-    tools = agent.all_tools
+    system, prompt = system_prompt(agent, rt.prompts)
     request = ModelRequest(
         agent=agent.name,
-        system=prompt.render(
-            agent=agent.name,
-            tools=", ".join(t.name for t in tools),
-            max_steps=str(agent.max_steps),
-        ),
+        system=system,
         context=render_context(events, budget_tokens=rt.settings.context_tokens),
         tools=agent.specs,
         events=events,

@@ -3,11 +3,29 @@
 from __future__ import annotations
 
 import warnings
-from typing import Annotated
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+if TYPE_CHECKING:
+    from bot.config import Settings
+
 __all__ = ["register"]
+
+
+def _checked(configure: Callable[[], Settings]) -> Settings:
+    """Settings, policy, agents and prompts, checked before Celery starts (exit 2 if bad)."""
+    from bot.app import check_startup
+    from bot.cli._common import EXIT_CONFIG, fail
+    from bot.errors import ConfigError
+
+    try:
+        settings = configure()
+        check_startup(settings)
+    except ConfigError as exc:
+        fail(str(exc), EXIT_CONFIG)
+    return settings
 
 
 def register(app: typer.Typer) -> None:
@@ -24,7 +42,7 @@ def register(app: typer.Typer) -> None:
         """Run a worker: process events, deliver messages, sweep (production: scale these out)."""
         from workers.celery_app import DELIVERY_QUEUE, QUEUE, celery_app, configure
 
-        settings = configure()
+        settings = _checked(configure)
         argv = [
             "worker",
             f"--concurrency={concurrency}",
@@ -51,6 +69,6 @@ def register(app: typer.Typer) -> None:
         """Run the scheduler: the sweeper and scheduled triggers (run exactly one)."""
         from workers.celery_app import celery_app, configure
 
-        configure()
+        _checked(configure)
         argv = ["beat", f"--loglevel={loglevel}"]
         celery_app.start(["--quiet", *argv] if quiet else argv)

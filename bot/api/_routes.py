@@ -230,4 +230,5 @@ async def inbox_item(
         "thread_id": item.thread_id,
         "error": item.error,
         "kind": item.event.kind,
+        "attempts": item.attempts,
     }

@@ -27,9 +27,12 @@ __all__ = ["api", "run_all"]
 
 def _settings() -> Settings:
     """The settings, and the plugins' own (loading a plugin validates its settings)."""
+    from bot.app import check_startup
+
     try:
         settings = load_settings()
         load_plugins()
+        check_startup(settings)
     except ConfigError as exc:
         fail(str(exc), EXIT_CONFIG)
     return settings

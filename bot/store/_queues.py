@@ -87,8 +87,25 @@ class QueueStore:
                     thread_id=thread_id,
                     error=error,
                     processed_at=utcnow(),
-                    attempts=InboxRow.attempts + 1,
                 )
+            )
+
+    async def begin_attempt(self, item_id: int) -> int:
+        """Count one more try at processing an inbox item; the count including this one."""
+        async with self.db.session() as session:
+            await session.execute(
+                update(InboxRow)
+                .where(InboxRow.id == item_id)
+                .values(attempts=InboxRow.attempts + 1)
+            )
+            attempts = await session.scalar(select(InboxRow.attempts).where(InboxRow.id == item_id))
+        return int(attempts or 0)
+
+    async def note_inbox_error(self, item_id: int, error: str) -> None:
+        """Keep why the last try at an unfinished inbox item failed (it will be tried again)."""
+        async with self.db.session() as session:
+            await session.execute(
+                update(InboxRow).where(InboxRow.id == item_id).values(error=error)
             )
 
     async def stale_inbox(self, older_than: datetime) -> list[int]:
@@ -227,6 +244,7 @@ def _inbox(row: InboxRow) -> InboxItem:
         thread_id=row.thread_id,
         error=row.error,
         received_at=row.received_at,
+        attempts=row.attempts,
     )
 
 

@@ -97,9 +97,11 @@ class InboxItem(_Record):
     thread_id: str | None
     """The thread it went to, once processed."""
     error: str | None
-    """Why it failed."""
+    """Why it failed (or, while unfinished, why the last try failed)."""
     received_at: datetime
     """When it arrived."""
+    attempts: int = 0
+    """Tries at processing it so far."""
 
 
 class OutboxItem(_Record):

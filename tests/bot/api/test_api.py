@@ -220,6 +220,7 @@ async def test_launch_then_work_shows_the_timeline(make_api: MakeApi) -> None:
         "thread_id": None,
         "error": None,
         "kind": "message",
+        "attempts": 0,
     }
 
     await api.work(launched["inbox_item"])
