@@ -303,3 +303,112 @@ async def test_a_message_while_paused_from_a_bystander_does_not_unbar_the_reques
     assert outcome.thread.status == ThreadStatus.PAUSED  # the same thread, still waiting
     with pytest.raises(DecisionRefusedError, match="four-eyes"):
         await ops.submit(action(request_id, HumanDecision.APPROVE, ONCALL))
+
+
+# ---------------------------------------------------------------- leases, expiry, the fence
+
+
+async def test_the_lease_is_renewed_while_a_long_step_runs(
+    sqlite_database: Database, make_ops, settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Guards lease renewal: unrenewed, a second worker takes the thread mid-step."""
+    import asyncio
+
+    short = settings.model_copy(update={"lease_seconds": 0.3})
+    script = iter(
+        [CallTool(tool="list_services", arguments={"environment": "staging"}), Reply(text="ok")]
+    )
+    ops = await make_ops(sqlite_database, FunctionModel(lambda _: next(script)), settings_=short)
+    running, finish = asyncio.Event(), asyncio.Event()
+    inventory = ops.runtime.resources["inventory"]
+    real = inventory.list_services
+
+    async def slow(environment: Any) -> Any:
+        running.set()
+        await finish.wait()
+        return await real(environment)
+
+    monkeypatch.setattr(inventory, "list_services", slow)
+    item = await ops.ingest(message_event("what is running in staging?", sender=DEV))
+    assert item is not None
+    work = asyncio.create_task(ops.process(item.id))
+    await asyncio.wait_for(running.wait(), 10)
+    thread_id = (await ops.store.inbox_item(item.id)).thread_id or ""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 4 * short.lease_seconds  # the lease must outlive several TTLs
+    while loop.time() < deadline:
+        assert not await ops.store.acquire_lease(thread_id, "another-worker", 0.3)
+        await asyncio.sleep(0.05)
+    finish.set()
+    outcome = await asyncio.wait_for(work, 10)
+    assert outcome is not None and outcome.thread.status == ThreadStatus.WAITING
+
+
+async def test_an_approval_after_expiry_is_refused_before_the_sweeper_runs(
+    database: Database, make_ops
+) -> None:
+    """Guards the expiry check at decision time (the sweeper may not have run yet)."""
+    from datetime import timedelta
+
+    from bot.events import utcnow
+
+    now = [utcnow()]
+    ops = await make_ops(database, FunctionModel(deploy_until_done), clock=lambda: now[0])
+    thread_id, request_id = await paused_on_deploy(ops)
+    now[0] += timedelta(hours=2)
+    with pytest.raises(DecisionRefusedError, match="expired"):
+        await ops.submit(action(request_id, HumanDecision.APPROVE, ONCALL))
+    assert (await ops.store.human_request(request_id)).status == "expired"
+    assert await deploys_of(ops) == 0
+    thread = await ops.store.load_thread(thread_id)
+    assert thread.status != ThreadStatus.PAUSED
+
+
+async def test_a_redelivered_event_is_applied_once(
+    database: Database, make_ops, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Guards the inbox's "applied" fence: a task redelivered after a crash mid-run must
+    not add its message (or its decision) to the thread a second time."""
+    calls = {"n": 0}
+
+    def crash_first(request: ModelRequest) -> Reply:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise Crash
+        return Reply(text="hello")
+
+    ops = await make_ops(database, FunctionModel(crash_first))
+    item = await ops.ingest(message_event("hello there", sender=DEV, thread="t1"))
+    assert item is not None
+    with pytest.raises(Crash):
+        await ops.process(item.id)
+    assert (await ops.store.inbox_item(item.id)).status == "applied"
+    outcome = await ops.process(item.id)  # the broker redelivers the task
+    assert outcome is not None
+    messages = [e for e in outcome.thread.events if e.kind == "user_message"]
+    assert len(messages) == 1
+    assert [e.kind for e in outcome.thread.events].count("agent_reply") == 1
+
+
+async def test_a_duplicate_task_that_read_the_item_early_applies_nothing(
+    database: Database, make_ops, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Guards the store's "applied" fence: two deliveries of one task both read the item
+    as pending; the second to take the lease must not append the message again."""
+    from bot.errors import ConcurrentStepError
+
+    ops = await make_ops(database, FunctionModel(lambda _: Reply(text="hello")))
+    item = await ops.ingest(message_event("hello there", sender=DEV, thread="t1"))
+    assert item is not None
+    stale = await ops.store.inbox_item(item.id)  # the duplicate's read, before the first ran
+    first = await ops.process(item.id)
+    assert first is not None
+
+    async def early_read(item_id: int) -> Any:
+        return stale
+
+    monkeypatch.setattr(ops.store, "inbox_item", early_read)
+    with pytest.raises(ConcurrentStepError, match="already applied"):
+        await ops.process(item.id)
+    thread = await ops.store.load_thread(first.thread.id)
+    assert [e.kind for e in thread.events].count("user_message") == 1
