@@ -221,9 +221,13 @@ class Opsloop:
             await self._item_failed(item_id, None, attempt, exc)
             raise
         async with self.lease(thread_id):
-            before = (await self.store.load_thread(thread_id)).last_seq
+            current = await self.store.load_thread(thread_id)
+            before = current.last_seq
             try:
-                if attempt > self.runtime.settings.max_attempts:
+                # A try past the last, with work left to do: earlier tries died unrecorded.
+                # (If they finished the work and only the bookkeeping was lost, it is done.)
+                left = item.status == "pending" or current.status == ThreadStatus.RUNNING
+                if attempt > self.runtime.settings.max_attempts and left:
                     raise AttemptsExhaustedError(
                         item.error or "the worker stopped while processing it (killed or crashed)"
                     )

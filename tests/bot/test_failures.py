@@ -146,3 +146,30 @@ def test_a_missing_prompt_stops_start_up_with_exit_2(
         assert result.exit_code == 2, (command, result.output)
         assert "prompt 'inspector'" in result.output
         assert "Traceback" not in result.output
+
+
+async def test_work_finished_by_a_try_that_died_before_its_bookkeeping_is_done(
+    sqlite_database: Database, make_ops, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A try that did all the work and died before marking the item done is not a failure:
+    past the last try, the item is finished as done, not given up."""
+    from bot.events import Reply
+
+    capped = settings.model_copy(update={"max_attempts": 1})
+    ops = await make_ops(
+        sqlite_database, FunctionModel(lambda _: Reply(text="hi")), settings_=capped
+    )
+    item = await ops.ingest(message_event("hello", sender=DEV))
+    assert item is not None
+    real_finish = ops.store.finish_inbox
+
+    async def die(*args: object, **kwargs: object) -> None:
+        raise Crash
+
+    monkeypatch.setattr(ops.store, "finish_inbox", die)
+    with pytest.raises(Crash):
+        await ops.process(item.id)
+    monkeypatch.setattr(ops.store, "finish_inbox", real_finish)
+    outcome = await ops.process(item.id)
+    assert outcome is not None and outcome.thread.status == ThreadStatus.WAITING
+    assert (await ops.store.inbox_item(item.id)).status == "done"

@@ -353,6 +353,9 @@ def env(tmp_path: Path, postgres_url: str, redis_server: RedisServer) -> dict[st
         "OPSLOOP_LEASE_SECONDS": "2",
         "OPSLOOP_SWEEP_INTERVAL": "1",
         "OPSLOOP_SWEEP_GRACE": "3",
+        # Kills aim at approved calls in flight, so one event may die many times here;
+        # giving up after a few tries is tested on its own (tests/bot/test_failures.py).
+        "OPSLOOP_MAX_ATTEMPTS": "50",
         "OPSLOOP_AGENTS": "tests.workers.chaos_agents:registry",
         "OPSLOOP_LOG_LEVEL": "INFO",
     }
