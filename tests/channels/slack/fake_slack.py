@@ -46,6 +46,8 @@ class FakeSlack:
     """Methods to answer once with 429 and this Retry-After."""
     errors: dict[str, str] = field(default_factory=dict)
     """Methods to answer with ``ok: false`` and this error, every time."""
+    delays: dict[str, float] = field(default_factory=dict)
+    """Methods to answer only after this many seconds (a slow Slack)."""
     oauth_access: dict[str, Any] = field(default_factory=dict)
     """oauth.v2.access's answer."""
     calls: list[Call] = field(default_factory=list)
@@ -55,6 +57,7 @@ class FakeSlack:
     _ts: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _runner: web.AppRunner | None = None
     _sockets: list[web.WebSocketResponse] = field(default_factory=list)
+    _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
 
     @property
     def api_url(self) -> str:
@@ -64,6 +67,24 @@ class FakeSlack:
         """The calls of one method, in order."""
         return [c for c in self.calls if c.method == method]
 
+    async def called(self, method: str, count: int = 1, within: float = 10) -> list[Call]:
+        """Wait until ``method`` has been answered ``count`` times; its calls."""
+
+        async def enough() -> None:
+            async with self._changed:
+                await self._changed.wait_for(
+                    lambda: len([c for c in self.of(method) if c.answer]) >= count
+                )
+
+        await asyncio.wait_for(enough(), within)
+        return self.of(method)
+
+    async def _answered(self, call: Call, answer: dict[str, Any], **kw: Any) -> web.Response:
+        call.answer = answer
+        async with self._changed:
+            self._changed.notify_all()
+        return web.json_response(answer, **kw)
+
     def next_ts(self) -> str:
         return f"1700000100.{next(self._ts):06d}"
 
@@ -71,6 +92,7 @@ class FakeSlack:
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_post("/upload/{file_id}", self._upload)
+        app.router.add_post("/respond/{path:.*}", self._respond)
         app.router.add_get("/link", self._socket)
         self._runner = web.AppRunner(app, handle_signals=False)
         await self._runner.setup()
@@ -98,19 +120,17 @@ class FakeSlack:
         token = auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else None
         call = Call(method, params, token or params.get("token"))
         self.calls.append(call)
+        if method in self.delays:
+            await asyncio.sleep(self.delays[method])  # Slack being slow, not a test waiting
         if method in self.rate_limited:
             wait = self.rate_limited.pop(method)
-            call.answer = {"ok": False, "error": "ratelimited"}
-            return web.json_response(
-                call.answer,
-                status=429,
-                headers={"Retry-After": str(int(wait))},
+            answer = {"ok": False, "error": "ratelimited"}
+            return await self._answered(
+                call, answer, status=429, headers={"Retry-After": str(int(wait))}
             )
         if method in self.errors:
-            call.answer = {"ok": False, "error": self.errors[method]}
-        else:
-            call.answer = {"ok": True, **self._answer(method, params, token)}
-        return web.json_response(call.answer)
+            return await self._answered(call, {"ok": False, "error": self.errors[method]})
+        return await self._answered(call, {"ok": True, **self._answer(method, params, token)})
 
     def _answer(self, method: str, params: dict[str, Any], token: str | None) -> dict[str, Any]:
         if method == "auth.test":
@@ -150,6 +170,13 @@ class FakeSlack:
         file_id = request.match_info["file_id"]
         self.calls.append(Call("upload", {"file_id": file_id, "body": body}, None))
         return web.Response(text="OK")
+
+    async def _respond(self, request: web.Request) -> web.Response:
+        """A slash command's or a click's ``response_url``."""
+        call = Call("respond", await request.json(), None)
+        self.calls.append(call)
+        await self._answered(call, {"ok": True})
+        return web.Response(text="ok")
 
     # ------------------------------------------------------------ Socket Mode
 
