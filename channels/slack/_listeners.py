@@ -27,7 +27,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.app import check_text
-from bot.errors import UserFacingError
+from bot.errors import NotFoundError, UserFacingError
 from bot.events import ActionReceived, HumanDecision, Identity, MessageReceived
 from bot.plugins import ChannelContext
 from channels.slack._background import later
@@ -198,13 +198,22 @@ class Listeners:
         actor = await self._decider(body, client)
         if actor is None:
             return
+        request_id = value["request"]
+        answer = value.get("answer")  # buttons posted before options went by index
+        if answer is None:
+            try:
+                request = await self.channel().ops.store.human_request(request_id)
+                answer = request.request.options[int(value["option"])]
+            except (NotFoundError, IndexError, KeyError, ValueError):
+                log.warning("option %r of request %s is unknown", value.get("option"), request_id)
+                return
         event = action_event(
             body,
             action,
             actor=actor,
             decision=HumanDecision.ANSWER,
-            request_id=value["request"],
-            comment=value["answer"],
+            request_id=request_id,
+            comment=answer,
         )
         await self._accept(event, client, actor.user_id)
 

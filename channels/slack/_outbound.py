@@ -21,7 +21,14 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.outbound import DecisionNotice, OutboundReply, RequestPrompt, RequestResolved, split_text
 from bot.plugins import DeliveryContext, DeliveryRetryError
 from bot.store import OutboxItem, Store
-from channels.slack._blocks import request_blocks, request_text, resolved_blocks, resolved_text
+from channels.slack._blocks import (
+    MESSAGE_TEXT,
+    fit,
+    request_blocks,
+    request_text,
+    resolved_blocks,
+    resolved_text,
+)
 from channels.slack._settings import SlackSettings, load_slack_settings
 from channels.slack._text import escape
 from channels.slack._workspaces import Workspaces
@@ -64,13 +71,15 @@ class SlackSender:
         workspaces = self.workspaces
         token = await workspaces.token_for(message.conversation.tenant, context.store.db)
         client = AsyncWebClient(token=token, base_url=workspaces.settings.api_url)
+        public = context.settings.public_url
+        link = f"{public.rstrip('/')}/threads/{item.thread_id}" if public else None
         try:
             if isinstance(message, OutboundReply):
                 await _reply(client, message)
             elif isinstance(message, RequestPrompt):
-                await _request(client, message, context.store)
+                await _request(client, message, context.store, link)
             elif isinstance(message, RequestResolved):
-                await _resolved(client, message, context.store)
+                await _resolved(client, message, context.store, link)
             elif isinstance(message, DecisionNotice):
                 await _notice(client, message)
             else:  # pragma: no cover - the union is closed
@@ -116,7 +125,9 @@ async def _reply(client: AsyncWebClient, message: OutboundReply) -> None:
         )
 
 
-async def _request(client: AsyncWebClient, message: RequestPrompt, store: Store) -> None:
+async def _request(
+    client: AsyncWebClient, message: RequestPrompt, store: Store, link: str | None
+) -> None:
     request = message.request
     if (await store.human_request(request.request_id)).message_ref:
         return  # posted already: this is a redelivery after the post went through
@@ -125,25 +136,29 @@ async def _request(client: AsyncWebClient, message: RequestPrompt, store: Store)
         channel=where.room,
         thread_ts=where.thread_key,
         text=request_text(request),
-        blocks=request_blocks(request),
+        blocks=request_blocks(request, link),
     )
     ref = {"team": where.tenant, "channel": posted["channel"], "ts": posted["ts"]}
     await store.set_message_ref(request.request_id, ref)
 
 
-async def _resolved(client: AsyncWebClient, message: RequestResolved, store: Store) -> None:
+async def _resolved(
+    client: AsyncWebClient, message: RequestResolved, store: Store, link: str | None
+) -> None:
     stored = await store.human_request(message.request_id)
     outcome = resolved_text(message.decision, message.actor, stored.decided_at, message.comment)
     ref = stored.message_ref
     if not ref:  # the request message never went out (decided elsewhere first): say it here
         where = message.conversation
-        await client.chat_postMessage(channel=where.room, thread_ts=where.thread_key, text=outcome)
+        await client.chat_postMessage(
+            channel=where.room, thread_ts=where.thread_key, text=fit(outcome, MESSAGE_TEXT, link)
+        )
         return
     await client.chat_update(
         channel=ref["channel"],
         ts=ref["ts"],
-        text=outcome,
-        blocks=resolved_blocks(stored.request, outcome),
+        text=fit(outcome, MESSAGE_TEXT, link),
+        blocks=resolved_blocks(stored.request, outcome, link),
     )
 
 

@@ -159,9 +159,14 @@ async def make_slack(
             slack: SlackSettings = slack_settings,
             database: Database = sqlite_database,
             clock: Callable[[], datetime] | None = None,
+            settings_: Settings | None = None,
         ) -> SlackHarness:
             ops = await make_ops(
-                database, model or OfflineModel(), policy_=oncall_policy, clock=clock
+                database,
+                model or OfflineModel(),
+                policy_=oncall_policy,
+                clock=clock,
+                settings_=settings_,
             )
             dispatcher = RecordingDispatcher()
             app = create_app(

@@ -17,6 +17,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from tests.channels.slack.block_kit import MESSAGE_TEXT, block_errors, view_errors
+
 BOTS = {
     "xoxb-test": {"team_id": "T1", "team": "Acme", "user_id": "UBOT", "bot_id": "BBOT"},
     "xoxb-team2": {"team_id": "T2", "team": "Two", "user_id": "UBOT2", "bot_id": "BBOT2"},
@@ -32,6 +34,29 @@ class Call:
     token: str | None
     answer: dict[str, Any] = field(default_factory=dict)
     """What the fake answered."""
+    refused: list[str] = field(default_factory=list)
+    """Why the fake refused the call's blocks or text, as Slack would have."""
+
+
+def _refusal(method: str, params: dict[str, Any]) -> tuple[str, list[str]] | None:
+    """Slack's error for a message or modal it would not take, and why; ``None`` if fine."""
+    if method in {"chat.postMessage", "chat.update", "chat.postEphemeral"}:
+        text, blocks = params.get("text"), params.get("blocks")
+        if isinstance(blocks, str):
+            blocks = json.loads(blocks)
+        if not text and not blocks:
+            return "no_text", ["neither text nor blocks"]
+        if text and len(text) > MESSAGE_TEXT:
+            return "msg_too_long", [f"text: {len(text)} characters"]
+        errors = block_errors(blocks) if blocks is not None else []
+        return ("invalid_blocks", errors) if errors else None
+    if method == "views.open":
+        view = params.get("view")
+        if isinstance(view, str):
+            view = json.loads(view)
+        errors = view_errors(view or {})
+        return ("invalid_arguments", errors) if errors else None
+    return None
 
 
 @dataclass
@@ -130,6 +155,10 @@ class FakeSlack:
             )
         if method in self.errors:
             return await self._answered(call, {"ok": False, "error": self.errors[method]})
+        refused = _refusal(method, params)
+        if refused is not None:
+            call.refused = refused[1]
+            return await self._answered(call, {"ok": False, "error": refused[0]})
         return await self._answered(call, {"ok": True, **self._answer(method, params, token)})
 
     def _answer(self, method: str, params: dict[str, Any], token: str | None) -> dict[str, Any]:
