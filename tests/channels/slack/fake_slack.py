@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +37,18 @@ class Call:
     """What the fake answered."""
     refused: list[str] = field(default_factory=list)
     """Why the fake refused the call's blocks or text, as Slack would have."""
+
+
+def _valid_metadata(metadata: Any) -> bool:
+    """Slack's message metadata: an ``event_type`` name and an ``event_payload`` object."""
+    if not isinstance(metadata, dict) or set(metadata) - {"event_type", "event_payload"}:
+        return False
+    kind, payload = metadata.get("event_type"), metadata.get("event_payload")
+    return (
+        isinstance(kind, str)
+        and re.fullmatch(r"[a-zA-Z0-9_]{1,255}", kind) is not None
+        and isinstance(payload, dict)
+    )
 
 
 def _refusal(method: str, params: dict[str, Any]) -> tuple[str, list[str]] | None:
@@ -68,7 +81,11 @@ class FakeSlack:
     usergroups: list[dict[str, Any]] = field(default_factory=list)
     """usergroups.list's answer."""
     rate_limited: dict[str, float] = field(default_factory=dict)
-    """Methods to answer once with 429 and this Retry-After."""
+    """Methods to answer once with 429 and this Retry-After…"""
+    rate_limit_after: dict[str, int] = field(default_factory=dict)
+    """…after answering this many of its calls normally (0 by default)."""
+    messages: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
+    """Messages posted, by channel and thread (a thread's own message comes first)."""
     errors: dict[str, str] = field(default_factory=dict)
     """Methods to answer with ``ok: false`` and this error, every time."""
     delays: dict[str, float] = field(default_factory=dict)
@@ -147,7 +164,8 @@ class FakeSlack:
         self.calls.append(call)
         if method in self.delays:
             await asyncio.sleep(self.delays[method])  # Slack being slow, not a test waiting
-        if method in self.rate_limited:
+        earlier = len(self.of(method)) - 1
+        if method in self.rate_limited and earlier >= self.rate_limit_after.get(method, 0):
             wait = self.rate_limited.pop(method)
             answer = {"ok": False, "error": "ratelimited"}
             return await self._answered(
@@ -168,8 +186,9 @@ class FakeSlack:
                 return {"ok": False, "error": "invalid_auth"}
             return {"url": "https://acme.slack.com/", "user": "opsloop", **bot}
         if method == "chat.postMessage":
-            ts = self.next_ts()
-            return {"channel": params["channel"], "ts": ts, "message": {"ts": ts}}
+            return self._post(params)
+        if method == "conversations.replies":
+            return self._replies(params)
         if method == "chat.update":
             return {"channel": params["channel"], "ts": params["ts"]}
         if method == "chat.postEphemeral":
@@ -193,6 +212,41 @@ class FakeSlack:
         if method == "oauth.v2.access":
             return self.oauth_access
         return {"ok": False, "error": "unknown_method"}
+
+    def _post(self, params: dict[str, Any]) -> dict[str, Any]:
+        metadata = params.get("metadata")
+        if isinstance(metadata, str):
+            metadata = json.loads(metadata)
+        if metadata is not None and not _valid_metadata(metadata):
+            return {"ok": False, "error": "invalid_metadata_format"}
+        ts, channel = self.next_ts(), params["channel"]
+        message = {"type": "message", "ts": ts, "text": params.get("text", ""), "user": "UBOT"}
+        if metadata is not None:
+            message["metadata"] = metadata
+        thread = params.get("thread_ts")
+        if thread:
+            message["thread_ts"] = thread
+        self.messages.setdefault((channel, thread or ts), []).append(message)
+        return {"channel": channel, "ts": ts, "message": message}
+
+    def _replies(self, params: dict[str, Any]) -> dict[str, Any]:
+        """conversations.replies: a thread's messages, metadata only when asked for."""
+        thread = self.messages.get((params["channel"], params["ts"]))
+        if not thread:
+            return {"ok": False, "error": "thread_not_found"}
+        with_metadata = str(params.get("include_all_metadata", "")).lower() in {"1", "true"}
+        start = int(params.get("cursor") or 0)
+        limit = min(int(params.get("limit") or 1000), 1000)
+        page = thread[start : start + limit]
+        more = start + limit < len(thread)
+        shown = [
+            m if with_metadata else {k: v for k, v in m.items() if k != "metadata"} for m in page
+        ]
+        return {
+            "messages": shown,
+            "has_more": more,
+            "response_metadata": {"next_cursor": str(start + limit) if more else ""},
+        }
 
     async def _upload(self, request: web.Request) -> web.Response:
         body = await request.read()
