@@ -2,7 +2,15 @@
 
 The Bolt app runs with ``process_before_response``: the acknowledgement Slack waits for
 (3 seconds) leaves only once the event is stored and enqueued, so nothing acknowledged is
-ever lost, and a failure to store is a 500 that Slack retries. No model is called here.
+ever lost, and a failure to store is a 500 that Slack retries. No model is called here, and
+no Web API call sits between a request and its acknowledgement either: people's names and
+groups come from the directory's cache (waiting at most :data:`ACK_WAIT` for a first
+lookup), and what must call Slack (opening a modal, a private notice, the slash command's
+thread message) runs after the acknowledgement, in the background.
+
+A decision whose maker's user groups were never read (the directory's first lookup for the
+workspace is slow or failing) is not stored: the person is asked to click again, because
+storing it without their groups could refuse someone who may decide.
 """
 
 from __future__ import annotations
@@ -14,13 +22,15 @@ from typing import Any
 
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.async_context import AsyncBoltContext
-from slack_sdk.errors import SlackApiError
+from slack_bolt.context.respond.async_respond import AsyncRespond
+from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.app import check_text
-from bot.errors import UserFacingError
+from bot.errors import NotFoundError, UserFacingError
 from bot.events import ActionReceived, HumanDecision, Identity, MessageReceived
 from bot.plugins import ChannelContext
+from channels.slack._background import later
 from channels.slack._blocks import answer_modal, reject_modal
 from channels.slack._directory import Directory
 from channels.slack._inbound import (
@@ -36,11 +46,21 @@ from channels.slack._inbound import (
 from channels.slack._settings import SlackSettings
 from channels.slack._text import escape, plain_text
 
-__all__ = ["Listeners"]
+__all__ = ["ACK_WAIT", "TRY_AGAIN", "Listeners"]
 
 log = logging.getLogger(__name__)
 
 Body = dict[str, Any]
+
+ACK_WAIT = 0.02
+"""Seconds an acknowledgement may wait for a first lookup of a name or of user groups."""
+
+TRY_AGAIN = (
+    "opsloop is still reading this workspace's user groups, so it cannot tell yet whether "
+    "you may decide. Please try again in a few seconds."
+)
+"""What a decision maker is told when their groups are not known yet."""
+_TRY_AGAIN_SHORT = "Still reading your Slack user groups: please submit again in a few seconds."
 
 
 class Listeners:
@@ -92,7 +112,7 @@ class Listeners:
             ref = conversation(team, event["channel"], thread) if thread else None
             if ref is None or await self.channel().ops.store.thread_id_for(ref) is None:
                 return
-        sender = await self.directory.identity(client, team, user)
+        sender = await self.directory.identity(client, team, user, wait=ACK_WAIT)
         received = message_event(event, team=team, sender=sender, bot_user_id=context.bot_user_id)
         await self._accept(received, client, user)
 
@@ -109,8 +129,15 @@ class Listeners:
 
     # ------------------------------------------------------------ the slash command
 
-    async def command(self, ack: AsyncAck, command: Body, client: AsyncWebClient) -> None:
-        """``/ops …``: post the request in the channel, and work in that message's thread."""
+    async def command(
+        self, ack: AsyncAck, command: Body, client: AsyncWebClient, respond: AsyncRespond
+    ) -> None:
+        """``/ops …``: post the request in the channel, and work in that message's thread.
+
+        The thread needs a message to hang from, and posting it is a Web API call: it
+        happens after the acknowledgement, and so does storing the event (its thread is that
+        message). Anything that goes wrong there is told through the command's response URL.
+        """
         name = self.settings.command
         text = plain_text(command.get("text") or "")
         if not text:
@@ -121,28 +148,33 @@ class Listeners:
         except UserFacingError as exc:
             await ack(text=str(exc))
             return
+        await ack()
+        later(self._start_thread(command, text, client, respond))
+
+    async def _start_thread(
+        self, command: Body, text: str, client: AsyncWebClient, respond: AsyncRespond
+    ) -> None:
         user = command["user_id"]
-        sender = await self.directory.identity(
-            client, command["team_id"], user, name=command.get("user_name")
-        )
         try:
             posted = await client.chat_postMessage(
                 channel=command["channel_id"], text=f"<@{user}> asked: {escape(text)}"
             )
         except SlackApiError as exc:
             error = exc.response.get("error", "error")
-            await ack(
+            await respond(
                 text=f"opsloop cannot post here ({error}): invite it to the channel with "
-                "`/invite @opsloop`, or message it directly."
+                "`/invite @opsloop`, or message it directly.",
+                response_type="ephemeral",
             )
             return
+        sender = await self.directory.identity(
+            client, command["team_id"], user, name=command.get("user_name"), wait=ACK_WAIT
+        )
         try:
             event = command_event(command, sender=sender, thread_ts=posted["ts"])
             await self.channel().accept(event)
         except UserFacingError as exc:
-            await ack(text=str(exc))
-            return
-        await ack()
+            await respond(text=escape(str(exc)), response_type="ephemeral")
 
     # ------------------------------------------------------------ buttons
 
@@ -151,7 +183,9 @@ class Listeners:
     ) -> None:
         """Approve: the exact recorded call runs, if this person may decide."""
         await ack()
-        actor = await self._actor(body, client)
+        actor = await self._decider(body, client)
+        if actor is None:
+            return
         event = action_event(
             body, action, actor=actor, decision=HumanDecision.APPROVE, request_id=action["value"]
         )
@@ -161,27 +195,39 @@ class Listeners:
         """One of a question's suggested answers."""
         await ack()
         value = json.loads(action["value"])
-        actor = await self._actor(body, client)
+        actor = await self._decider(body, client)
+        if actor is None:
+            return
+        request_id = value["request"]
+        answer = value.get("answer")  # buttons posted before options went by index
+        if answer is None:
+            try:
+                request = await self.channel().ops.store.human_request(request_id)
+                answer = request.request.options[int(value["option"])]
+            except (NotFoundError, IndexError, KeyError, ValueError):
+                log.warning("option %r of request %s is unknown", value.get("option"), request_id)
+                return
         event = action_event(
             body,
             action,
             actor=actor,
             decision=HumanDecision.ANSWER,
-            request_id=value["request"],
-            comment=value["answer"],
+            request_id=request_id,
+            comment=answer,
         )
         await self._accept(event, client, actor.user_id)
 
     async def reject(self, ack: AsyncAck, body: Body, action: Body, client: AsyncWebClient) -> None:
         """Reject: ask for the reason in a modal; its submission is the decision."""
         await ack()
-        await self._open(client, body, reject_modal(view_meta(body, action["value"])))
+        later(self._open(client, body, reject_modal(view_meta(body, action["value"]))))
 
     async def answer(self, ack: AsyncAck, body: Body, action: Body, client: AsyncWebClient) -> None:
         """The "Answer…" button: take a free-text answer in a modal."""
         await ack()
         question = (body.get("message") or {}).get("text") or ""
-        await self._open(client, body, answer_modal(question, view_meta(body, action["value"])))
+        view = answer_modal(question, view_meta(body, action["value"]))
+        later(self._open(client, body, view))
 
     async def _open(self, client: AsyncWebClient, body: Body, view: Body) -> None:
         try:
@@ -189,7 +235,7 @@ class Listeners:
         except SlackApiError as exc:
             log.warning("views.open failed: %s", exc.response.get("error"))
             meta = json.loads(view["private_metadata"])
-            await self._tell(
+            await self._tell_now(
                 client, meta, body["user"]["id"], "The form did not open; please click again."
             )
 
@@ -216,6 +262,9 @@ class Listeners:
         if not event.comment:
             await ack(response_action="errors", errors={field: "Please write something."})
             return
+        if not actor.groups and not self.directory.groups_known(event.conversation.tenant):
+            await ack(response_action="errors", errors={field: _TRY_AGAIN_SHORT})
+            return
         try:
             await self.channel().accept(event)
         except UserFacingError as exc:
@@ -227,9 +276,19 @@ class Listeners:
 
     async def _actor(self, body: Body, client: AsyncWebClient) -> Identity:
         user = body["user"]
-        team = str((body.get("team") or {}).get("id") or user.get("team_id") or "")
+        team = _team_of(body)
         name = user.get("name") or user.get("username")
-        return await self.directory.identity(client, team, user["id"], name=name)
+        return await self.directory.identity(client, team, user["id"], name=name, wait=ACK_WAIT)
+
+    async def _decider(self, body: Body, client: AsyncWebClient) -> Identity | None:
+        """The clicking person, or ``None`` (told to try again) while groups are unknown."""
+        actor = await self._actor(body, client)
+        if actor.groups or self.directory.groups_known(_team_of(body)):
+            return actor
+        container = body.get("container") or {}
+        where = {"channel": container.get("channel_id", ""), "thread": container.get("thread_ts")}
+        later(self._tell_now(client, where, actor.user_id, TRY_AGAIN))
+        return None
 
     async def _accept(
         self, event: MessageReceived | ActionReceived, client: AsyncWebClient, user: str
@@ -238,9 +297,9 @@ class Listeners:
             await self.channel().accept(event)
         except UserFacingError as exc:
             where = {"channel": event.conversation.room, "thread": event.conversation.thread_key}
-            await self._tell(client, where, user, str(exc))
+            later(self._tell_now(client, where, user, str(exc)))
 
-    async def _tell(self, client: AsyncWebClient, where: Body, user: str, text: str) -> None:
+    async def _tell_now(self, client: AsyncWebClient, where: Body, user: str, text: str) -> None:
         try:
             await client.chat_postEphemeral(
                 channel=where["channel"],
@@ -248,5 +307,10 @@ class Listeners:
                 text=escape(text),
                 thread_ts=where.get("thread") or None,
             )
-        except SlackApiError as exc:
-            log.warning("could not tell %s: %s", user, exc.response.get("error"))
+        except SlackClientError as exc:
+            log.warning("could not tell %s: %s", user, exc)
+
+
+def _team_of(body: Body) -> str:
+    user = body.get("user") or {}
+    return str((body.get("team") or {}).get("id") or user.get("team_id") or "")

@@ -7,6 +7,12 @@
 - a notice: ``chat.postEphemeral``, seen only by the person it is for.
 
 A 429 from Slack becomes :class:`~bot.plugins.DeliveryRetryError` with its Retry-After.
+
+Every message opsloop posts carries Slack message ``metadata`` naming the outbox item and
+the piece (:data:`METADATA_TYPE`). A retried item (``attempts > 0``) first reads the
+thread's replies (``conversations.replies``) and skips each piece already there, so a
+reply cut short by a rate limit goes on where it stopped, and a request message whose
+reference was not recorded is found again (its reference recorded) instead of posted twice.
 """
 
 from __future__ import annotations
@@ -21,12 +27,19 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.outbound import DecisionNotice, OutboundReply, RequestPrompt, RequestResolved, split_text
 from bot.plugins import DeliveryContext, DeliveryRetryError
 from bot.store import OutboxItem, Store
-from channels.slack._blocks import request_blocks, request_text, resolved_blocks, resolved_text
+from channels.slack._blocks import (
+    MESSAGE_TEXT,
+    fit,
+    request_blocks,
+    request_text,
+    resolved_blocks,
+    resolved_text,
+)
 from channels.slack._settings import SlackSettings, load_slack_settings
 from channels.slack._text import escape
 from channels.slack._workspaces import Workspaces
 
-__all__ = ["PIECE_CHARS", "SNIPPET_AFTER", "SlackSender"]
+__all__ = ["METADATA_TYPE", "PIECE_CHARS", "SNIPPET_AFTER", "SlackSender"]
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +47,10 @@ PIECE_CHARS = 3500
 """A reply longer than this goes out in several messages…"""
 SNIPPET_AFTER = 3
 """…unless it needs more than this many: then it is uploaded as a text snippet."""
+
+METADATA_TYPE = "opsloop_outbound"
+"""The ``event_type`` of the metadata on each message opsloop posts."""
+_REPLY_PAGES = 20  # at most this many pages of 200 replies are read back on a retry
 
 _GONE = frozenset({"user_not_in_channel", "channel_not_found", "not_in_channel", "is_archived"})
 
@@ -64,13 +81,16 @@ class SlackSender:
         workspaces = self.workspaces
         token = await workspaces.token_for(message.conversation.tenant, context.store.db)
         client = AsyncWebClient(token=token, base_url=workspaces.settings.api_url)
+        public = context.settings.public_url
+        link = f"{public.rstrip('/')}/threads/{item.thread_id}" if public else None
+        poster = _Poster(client, item)
         try:
             if isinstance(message, OutboundReply):
-                await _reply(client, message)
+                await _reply(poster, message)
             elif isinstance(message, RequestPrompt):
-                await _request(client, message, context.store)
+                await _request(poster, message, context.store, link)
             elif isinstance(message, RequestResolved):
-                await _resolved(client, message, context.store)
+                await _resolved(poster, message, context.store, link)
             elif isinstance(message, DecisionNotice):
                 await _notice(client, message)
             else:  # pragma: no cover - the union is closed
@@ -80,6 +100,10 @@ class SlackSender:
                 retry_after = _retry_after(exc.response.headers)
                 raise DeliveryRetryError("Slack rate limit", retry_after=retry_after) from exc
             raise
+
+
+def _why(exc: SlackApiError) -> str:
+    return str(exc.response.get("error", exc))
 
 
 def _retry_after(headers: Mapping[str, Any]) -> float | None:
@@ -92,12 +116,74 @@ def _retry_after(headers: Mapping[str, Any]) -> float | None:
     return None
 
 
-async def _reply(client: AsyncWebClient, message: OutboundReply) -> None:
+class _Poster:
+    """Posts the pieces of one outbox item in its thread, each at most once."""
+
+    def __init__(self, client: AsyncWebClient, item: OutboxItem) -> None:
+        self.client = client
+        self.item = item
+        self._posted: dict[int, dict[str, Any]] | None = None if item.attempts else {}
+
+    async def posted(self, piece: int) -> dict[str, Any] | None:
+        """The message of ``piece`` if an earlier attempt posted it (read back once)."""
+        if self._posted is None:
+            self._posted = await self._read_back()
+        return self._posted.get(piece)
+
+    async def post(self, piece: int, **message: Any) -> dict[str, Any]:
+        """Post ``piece`` unless it is there already; the message either way."""
+        earlier = await self.posted(piece)
+        if earlier is not None:
+            return earlier
+        where = self.item.message.conversation
+        metadata = {
+            "event_type": METADATA_TYPE,
+            "event_payload": {"outbox": self.item.id, "piece": piece},
+        }
+        response = await self.client.chat_postMessage(
+            channel=where.room, thread_ts=where.thread_key, metadata=metadata, **message
+        )
+        return {"channel": response["channel"], "ts": response["ts"]}
+
+    async def _read_back(self) -> dict[int, dict[str, Any]]:
+        where = self.item.message.conversation
+        found: dict[int, dict[str, Any]] = {}
+        cursor = None
+        for _ in range(_REPLY_PAGES):
+            try:
+                page = await self.client.conversations_replies(
+                    channel=where.room,
+                    ts=where.thread_key,
+                    include_all_metadata=True,
+                    limit=200,
+                    cursor=cursor,
+                )
+            except SlackApiError as exc:
+                if exc.response.status_code == 429:
+                    raise
+                if exc.response.get("error") != "thread_not_found":  # else nothing is there
+                    log.warning("cannot read back thread %s: %s", where.thread_key, _why(exc))
+                return found
+            for reply in page.get("messages") or []:
+                meta = reply.get("metadata") or {}
+                payload = meta.get("event_payload") or {}
+                if (
+                    meta.get("event_type") == METADATA_TYPE
+                    and payload.get("outbox") == self.item.id
+                ):
+                    found[int(payload.get("piece", 0))] = {"channel": where.room, "ts": reply["ts"]}
+            cursor = (page.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                break
+        return found
+
+
+async def _reply(poster: _Poster, message: OutboundReply) -> None:
     where = message.conversation
     pieces = split_text(message.text, PIECE_CHARS)
     if len(pieces) > SNIPPET_AFTER:
         opening = escape(pieces[0][:300].rstrip())
-        await client.files_upload_v2(
+        await poster.client.files_upload_v2(
             channel=where.room,
             thread_ts=where.thread_key,
             content=message.text,
@@ -106,44 +192,33 @@ async def _reply(client: AsyncWebClient, message: OutboundReply) -> None:
             initial_comment=f"{opening}…\n_The answer is long: all of it is in the snippet._",
         )
         return
-    for piece in pieces:
-        await client.chat_postMessage(
-            channel=where.room,
-            thread_ts=where.thread_key,
-            text=escape(piece),
-            unfurl_links=False,
-            unfurl_media=False,
-        )
+    for index, piece in enumerate(pieces):
+        await poster.post(index, text=escape(piece), unfurl_links=False, unfurl_media=False)
 
 
-async def _request(client: AsyncWebClient, message: RequestPrompt, store: Store) -> None:
+async def _request(poster: _Poster, message: RequestPrompt, store: Store, link: str | None) -> None:
     request = message.request
     if (await store.human_request(request.request_id)).message_ref:
         return  # posted already: this is a redelivery after the post went through
-    where = message.conversation
-    posted = await client.chat_postMessage(
-        channel=where.room,
-        thread_ts=where.thread_key,
-        text=request_text(request),
-        blocks=request_blocks(request),
-    )
-    ref = {"team": where.tenant, "channel": posted["channel"], "ts": posted["ts"]}
+    posted = await poster.post(0, text=request_text(request), blocks=request_blocks(request, link))
+    ref = {"team": message.conversation.tenant, **posted}
     await store.set_message_ref(request.request_id, ref)
 
 
-async def _resolved(client: AsyncWebClient, message: RequestResolved, store: Store) -> None:
+async def _resolved(
+    poster: _Poster, message: RequestResolved, store: Store, link: str | None
+) -> None:
     stored = await store.human_request(message.request_id)
     outcome = resolved_text(message.decision, message.actor, stored.decided_at, message.comment)
     ref = stored.message_ref
     if not ref:  # the request message never went out (decided elsewhere first): say it here
-        where = message.conversation
-        await client.chat_postMessage(channel=where.room, thread_ts=where.thread_key, text=outcome)
+        await poster.post(0, text=fit(outcome, MESSAGE_TEXT, link))
         return
-    await client.chat_update(
+    await poster.client.chat_update(
         channel=ref["channel"],
         ts=ref["ts"],
-        text=outcome,
-        blocks=resolved_blocks(stored.request, outcome),
+        text=fit(outcome, MESSAGE_TEXT, link),
+        blocks=resolved_blocks(stored.request, outcome, link),
     )
 
 

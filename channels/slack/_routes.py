@@ -1,13 +1,17 @@
 """Slack's HTTP mode on the API app: ``POST /slack/events`` and the OAuth install routes.
 
 Bolt checks every request's signature (HMAC-SHA256 of ``v0:<timestamp>:<raw body>`` with the
-signing secret, the timestamp within five minutes) and answers 401 otherwise.
+signing secret, the timestamp within five minutes) and answers 401 otherwise. Before Bolt
+sees a request, :func:`malformed` turns away what would break its parsing: a timestamp that
+is not a plain number (401) and JSON nested deeper than :data:`MAX_NESTING` (400).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
+from urllib.parse import parse_qs
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
@@ -27,11 +31,53 @@ from channels.slack._workspaces import (
     oauth_settings,
 )
 
-__all__ = ["EVENTS_PATH", "add_routes"]
+__all__ = ["EVENTS_PATH", "MAX_NESTING", "add_routes", "malformed"]
 
 log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
+
+MAX_NESTING = 64
+"""Deepest JSON nesting accepted; Slack's own payloads stay far below it."""
+
+_TIMESTAMP = re.compile(rb"[0-9]{1,12}")  # ASCII digits only: str.isdigit() takes "²" too
+_JSON_TOKEN = re.compile(rb'"(?:[^"\\]++|\\.)*+"|[\[\]{}]', re.DOTALL)  # a string, or a bracket
+
+
+def _depth(raw: bytes) -> int:
+    """The deepest bracket nesting of a JSON text, brackets inside strings aside."""
+    depth = deepest = 0
+    for token in _JSON_TOKEN.finditer(raw):
+        char = token[0]
+        if char in (b"[", b"{"):
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > MAX_NESTING:
+                    break
+        elif char in (b"]", b"}"):
+            depth -= 1
+    return deepest
+
+
+def malformed(content_type: str, timestamp: str | None, body: bytes) -> JSONResponse | None:
+    """The error answer for a request Bolt must not see, or ``None`` to let it through."""
+    if timestamp is not None and not _TIMESTAMP.fullmatch(timestamp.encode("utf-8", "replace")):
+        return JSONResponse({"error": "invalid X-Slack-Request-Timestamp"}, status_code=401)
+    if content_type.startswith("application/x-www-form-urlencoded"):
+        try:
+            fields = parse_qs(body.decode(), max_num_fields=1000)
+        except (UnicodeDecodeError, ValueError):
+            return JSONResponse({"error": "not a Slack request: bad form data"}, status_code=400)
+        documents = [value.encode() for value in fields.get("payload", [])]
+    else:
+        documents = [body]
+    if any(_depth(document) > MAX_NESTING for document in documents):
+        return JSONResponse(
+            {"error": f"not a Slack request: JSON nested deeper than {MAX_NESTING}"},
+            status_code=400,
+        )
+    return None
 
 
 async def _handler(request: Request, settings: SlackSettings) -> AsyncSlackRequestHandler:
@@ -71,9 +117,16 @@ def add_routes(app: FastAPI, settings: SlackSettings) -> None:
         handler = await ready(request)
         if isinstance(handler, Response):
             return handler
+        body = await request.body()
+        headers = request.headers
+        refused = malformed(
+            headers.get("content-type", ""), headers.get("x-slack-request-timestamp"), body
+        )
+        if refused is not None:
+            return refused
         try:
             # Bolt parses the body before it checks the signature, and raises on bad JSON.
-            parsed = to_async_bolt_request(request, await request.body())
+            parsed = to_async_bolt_request(request, body)
         except ValueError:  # JSON or UTF-8 errors
             return JSONResponse({"error": "not a Slack request: bad JSON or form data"}, 400)
         return to_starlette_response(await handler.app.async_dispatch(parsed))

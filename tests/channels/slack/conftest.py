@@ -27,6 +27,7 @@ from bot.model.offline import OfflineModel
 from bot.policy import Policy
 from bot.store import Database, HumanRequest
 from channels.slack import SlackSender, SlackSettings, load_slack_settings, slack_plugin
+from channels.slack._background import settled
 from tests.channels.slack import payloads
 from tests.channels.slack.fake_slack import Call, FakeSlack
 from tests.fakes import RecordingDispatcher
@@ -52,6 +53,7 @@ async def fake_slack() -> AsyncIterator[FakeSlack]:
     )
     await fake.start()
     yield fake
+    await settled()  # what the channel does after acknowledging Slack ends first
     await fake.stop()
 
 
@@ -106,6 +108,7 @@ class SlackHarness:
         return await self.post(body, "application/json", headers=headers if retry else None)
 
     async def command(self, text: str, **kw: Any) -> httpx2.Response:
+        kw.setdefault("response_url", f"http://127.0.0.1:{self.fake.port}/respond/commands/T1")
         body = payloads.form_body(payloads.slash_command(text, **kw))
         return await self.post(body, "application/x-www-form-urlencoded")
 
@@ -156,9 +159,14 @@ async def make_slack(
             slack: SlackSettings = slack_settings,
             database: Database = sqlite_database,
             clock: Callable[[], datetime] | None = None,
+            settings_: Settings | None = None,
         ) -> SlackHarness:
             ops = await make_ops(
-                database, model or OfflineModel(), policy_=oncall_policy, clock=clock
+                database,
+                model or OfflineModel(),
+                policy_=oncall_policy,
+                clock=clock,
+                settings_=settings_,
             )
             dispatcher = RecordingDispatcher()
             app = create_app(

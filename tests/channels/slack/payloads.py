@@ -129,6 +129,7 @@ def slash_command(
     channel: str = CHANNEL,
     trigger_id: str = "13345224609.738474920.8088930838d88f008e0",
     command: str = "/ops",
+    response_url: str = "https://hooks.slack.com/commands/T1/1/xyz",
 ) -> dict[str, str]:
     """A slash command's form fields."""
     return {
@@ -143,7 +144,7 @@ def slash_command(
         "text": text,
         "api_app_id": "A1",
         "is_enterprise_install": "false",
-        "response_url": "https://hooks.slack.com/commands/T1/1/xyz",
+        "response_url": response_url,
         "trigger_id": trigger_id,
     }
 

@@ -132,7 +132,7 @@ async def test_reject_asks_why_in_a_modal_and_the_reason_reaches_the_agent(
     response = await slack.interact(click(prompt, "opsloop_reject", "U_ONCALL"))
     assert response.status_code == 200
     assert len(slack.dispatcher.of("process")) == 1  # opening the modal decides nothing
-    [opened] = slack.fake.of("views.open")
+    [opened] = await slack.fake.called("views.open")
     assert opened.params["trigger_id"] == "111.222.abc"
     view = opened.params["view"]
     assert view["callback_id"] == "opsloop_reject_reason"
@@ -211,7 +211,7 @@ async def test_a_question_takes_a_free_text_answer_in_a_modal(make_slack: MakeSl
     slack = await make_slack(ScriptedModel([QUESTION, Reply(text="Canary first, then.")]))
     request, prompt = await asked(slack, "<@UBOT> deploy checkout please")
     await slack.interact(click(prompt, "opsloop_answer", "U_DEV"))
-    [opened] = slack.fake.of("views.open")
+    [opened] = await slack.fake.called("views.open")
     view = opened.params["view"]
     assert view["callback_id"] == "opsloop_answer_text"
     assert "Which environment" in view["blocks"][0]["text"]["text"]
@@ -234,6 +234,6 @@ async def test_a_modal_that_cannot_open_is_explained(slack: SlackHarness) -> Non
     _, prompt = await asked(slack)
     slack.fake.errors["views.open"] = "expired_trigger_id"
     await slack.interact(click(prompt, "opsloop_reject", "U_ONCALL"))
-    [told] = slack.fake.of("chat.postEphemeral")
+    [told] = await slack.fake.called("chat.postEphemeral")
     assert (told.params["user"], told.params["thread_ts"]) == ("U_ONCALL", TOP_TS)
     assert "click again" in told.params["text"]

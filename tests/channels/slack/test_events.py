@@ -9,6 +9,7 @@ import pytest
 
 from bot.errors import StoreError
 from bot.events import ConversationRef, MessageReceived, UserMessage
+from channels.slack._background import settled
 from tests.channels.slack import payloads
 from tests.channels.slack.conftest import SlackHarness
 from tests.channels.slack.payloads import CHANNEL, TEAM, TOP_TS
@@ -184,7 +185,7 @@ async def test_an_empty_mention_is_explained_privately(slack: SlackHarness) -> N
     response = await slack.event(payloads.app_mention("<@UBOT>  "), event_id="Ev1")
     assert response.status_code == 200
     assert slack.dispatcher.calls == []
-    [told] = slack.fake.of("chat.postEphemeral")
+    [told] = await slack.fake.called("chat.postEphemeral")
     assert told.params["user"] == "U_DEV"
     assert told.params["thread_ts"] == TOP_TS
     assert "empty" in told.params["text"]
@@ -197,7 +198,8 @@ async def test_the_slash_command_starts_a_thread_under_its_own_message(
     assert response.status_code == 200
     assert response.text == ""  # a plain acknowledgement: the answer comes in the thread
 
-    [anchor] = slack.posted()
+    [anchor] = await slack.fake.called("chat.postMessage")
+    await settled()
     assert anchor.params["channel"] == CHANNEL
     assert "thread_ts" not in anchor.params
     assert anchor.params["text"] == "<@U_DEV> asked: deploy checkout 1.4.2 to production"
@@ -219,7 +221,10 @@ async def test_the_slash_command_explains_what_it_cannot_do(slack: SlackHarness)
     assert "limit" in too_long.text
     slack.fake.errors["chat.postMessage"] = "not_in_channel"
     not_member = await slack.command("what is running in staging?", trigger_id="t2")
-    assert "/invite @opsloop" in not_member.text
+    assert not_member.text == ""  # acknowledged at once; told once the post was refused
+    [told] = await slack.fake.called("respond")
+    assert "/invite @opsloop" in told.params["text"]
+    assert told.params["response_type"] == "ephemeral"
     assert slack.dispatcher.calls == []
 
 

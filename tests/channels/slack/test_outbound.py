@@ -8,6 +8,7 @@ import pytest
 from slack_sdk.errors import SlackApiError
 from sqlalchemy import update
 
+from bot.errors import StoreError
 from bot.events import ConversationRef, HumanDecision, HumanRequested, Identity, utcnow
 from bot.outbound import DecisionNotice, OutboundReply, RequestPrompt, RequestResolved
 from bot.plugins import DeliveryContext, DeliveryRetryError
@@ -21,13 +22,13 @@ from tests.channels.slack.payloads import CHANNEL, TEAM, TOP_TS
 WHERE = ConversationRef(channel="slack", tenant=TEAM, room=CHANNEL, thread_key=TOP_TS)
 
 
-async def send(slack: SlackHarness, message: object) -> None:
+async def send(slack: SlackHarness, message: object, *, attempts: int = 0) -> None:
     item = OutboxItem(
         id=1,
         thread_id="th_1",
         message=message,
         status="pending",
-        attempts=0,
+        attempts=attempts,
         next_attempt_at=utcnow(),
     )
     await slack.sender(
@@ -176,3 +177,56 @@ async def test_a_decision_on_a_request_never_posted_is_said_in_the_thread(
     [said] = slack.posted()
     assert said.params["thread_ts"] == TOP_TS
     assert said.params["text"].startswith(":white_check_mark: *Approved* by oncall-1 (cli)")
+
+
+async def test_a_reply_cut_short_by_a_rate_limit_goes_on_where_it_stopped(
+    slack: SlackHarness,
+) -> None:
+    """Regression: piece 2 got 429, and the retry posted piece 1 a second time."""
+    lines = [f"- service-{n:04d} 1.0.{n} in production: healthy" for n in range(120)]
+    slack.fake.rate_limited["chat.postMessage"] = 3
+    slack.fake.rate_limit_after["chat.postMessage"] = 1  # the first piece goes through
+    with pytest.raises(DeliveryRetryError):
+        await send(slack, reply("\n".join(lines)))
+    await send(slack, reply("\n".join(lines)), attempts=1)
+
+    posted = [c for c in slack.posted() if c.answer["ok"]]
+    assert [c.params["metadata"]["event_payload"] for c in posted] == [
+        {"outbox": 1, "piece": 0},
+        {"outbox": 1, "piece": 1},
+    ]
+    assert "\n".join(c.params["text"] for c in posted).splitlines() == lines
+    [read_back] = slack.fake.of("conversations.replies")
+    assert read_back.params["ts"] == TOP_TS
+
+
+async def test_a_request_whose_reference_was_not_recorded_is_not_posted_again(
+    slack: SlackHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression: the post went through, recording where failed, and the retry posted a
+    second message with live buttons."""
+    store = slack.ops.store
+    set_message_ref = store.set_message_ref
+    outage = {"on": True}
+
+    async def set_unless_down(request_id: str, ref: dict[str, str]) -> None:
+        if outage["on"]:
+            raise StoreError("cannot reach the database")
+        await set_message_ref(request_id, ref)
+
+    monkeypatch.setattr(store, "set_message_ref", set_unless_down)
+    await slack.event(
+        payloads.app_mention("<@UBOT> deploy checkout 1.4.2 to production"), event_id="E1"
+    )
+    assert await slack.work() is not None  # the delivery failed after posting: a retry
+    [prompt] = slack.posted()
+    [request] = await store.human_requests(status=None)
+    assert request.message_ref is None
+
+    outage["on"] = False
+    async with store.db.session() as session:
+        await session.execute(update(OutboxRow).values(next_attempt_at=utcnow()))
+    assert await slack.work() is None
+    assert slack.posted() == [prompt]  # found in the thread, not posted again
+    recorded = (await store.human_request(request.id)).message_ref
+    assert recorded == {"team": TEAM, "channel": CHANNEL, "ts": prompt.answer["ts"]}

@@ -22,6 +22,7 @@ from bot.plugins import ChannelContext
 from bot.policy import Policy
 from bot.store import Database
 from channels.slack import SocketModeGateway, load_slack_settings, slack_plugin
+from channels.slack._background import settled
 from tests.channels.slack import payloads
 from tests.channels.slack.fake_slack import FakeSlack
 from tests.fakes import RecordingDispatcher
@@ -97,7 +98,8 @@ async def test_a_click_and_a_command_come_through_the_socket(connected: Connecte
     assert "what is running in staging" in ack["payload"]["text"]
 
     await connected.send("slash_commands", payloads.slash_command("recent deploys of checkout"))
-    [anchor] = connected.fake.of("chat.postMessage")
+    [anchor] = await connected.fake.called("chat.postMessage")
+    await settled()
     click = payloads.block_actions(
         {"action_id": "opsloop_approve", "block_id": "b", "type": "button", "value": "hr_1"},
         user="U_ONCALL",
