@@ -8,6 +8,8 @@ the dispatcher that hands work to workers.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import cache
@@ -36,8 +38,31 @@ __all__ = [
     "Gateway",
     "Plugin",
     "Sender",
+    "enqueue",
     "load_plugins",
 ]
+
+log = logging.getLogger(__name__)
+
+ENQUEUE_SECONDS = 2.0
+"""How long an event loop waits for the broker to take a task before leaving it to the
+sweeper (the event is stored already, so nothing is lost)."""
+
+
+async def enqueue(send: Callable[[], None], *, what: str, seconds: float = ENQUEUE_SECONDS) -> bool:
+    """Hand stored work to the broker without blocking the event loop; ``False`` if it failed.
+
+    Broker calls block, and with the broker down they block for a while: run off the loop,
+    so other requests (and Discord's heartbeats) go on, and bounded, so a caller answers
+    in time. Failing is fine: the work is stored, and the sweeper enqueues it again.
+    """
+    try:
+        await asyncio.wait_for(asyncio.to_thread(send), seconds)
+    except Exception as exc:
+        reason = "timed out" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
+        log.warning("could not enqueue %s (%s); the sweeper will pick it up", what, reason)
+        return False
+    return True
 
 
 class Dispatcher(Protocol):
@@ -106,7 +131,8 @@ class ChannelContext:
         """
         item = await self.ops.ingest(event)
         if item is not None:
-            self.dispatcher.process(item.id)
+            dispatcher, item_id = self.dispatcher, item.id
+            await enqueue(lambda: dispatcher.process(item_id), what=f"inbox item {item_id}")
         return item
 
 

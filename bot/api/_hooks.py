@@ -23,6 +23,7 @@ from fastapi import APIRouter, HTTPException, Request
 
 from bot.app import Opsloop
 from bot.events import ConversationRef, Identity, TriggerFired
+from bot.plugins import enqueue
 
 __all__ = ["SKEW_SECONDS", "router", "sign"]
 
@@ -91,5 +92,6 @@ async def webhook(name: str, request: Request) -> dict[str, Any]:
     item = await ops.ingest(event)
     if item is None:
         return {"status": "duplicate"}
-    request.app.state.dispatcher.process(item.id)
+    dispatcher, item_id = request.app.state.dispatcher, item.id
+    await enqueue(lambda: dispatcher.process(item_id), what=f"inbox item {item_id}")
     return {"status": "accepted", "inbox_item": item.id}

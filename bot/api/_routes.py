@@ -5,11 +5,12 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from bot.api._auth import require_auth
-from bot.app import Opsloop
+from bot.api._idempotency import event_key, replayed
+from bot.app import Opsloop, check_text
 from bot.events import (
     ActionReceived,
     ConversationRef,
@@ -20,8 +21,8 @@ from bot.events import (
     event_adapter,
     new_id,
 )
-from bot.plugins import Dispatcher
-from bot.store import HumanRequest, Thread, ThreadSummary
+from bot.plugins import Dispatcher, enqueue
+from bot.store import HumanRequest, InboxItem, Thread, ThreadSummary
 
 __all__ = ["UserId", "router", "web_identity"]
 
@@ -112,22 +113,37 @@ async def _pending(ops: Opsloop, thread_id: str) -> list[HumanRequest]:
     return [r for r in await ops.store.human_requests() if r.thread_id == thread_id]
 
 
+async def _hand_on(request: Request, item: InboxItem) -> None:
+    if item.status == "pending":  # stored: if the broker is down, the sweeper has it
+        dispatcher = _dispatcher(request)
+        await enqueue(lambda: dispatcher.process(item.id), what=f"inbox item {item.id}")
+
+
 @router.post("/threads", status_code=201)
-async def launch(body: LaunchThread, request: Request) -> dict[str, Any]:
+async def launch(body: LaunchThread, request: Request, response: Response) -> dict[str, Any]:
     """Start a thread with a message; a worker takes it from here."""
     ops = _ops(request)
-    conversation = ConversationRef(channel="web", room="api", thread_key=uuid.uuid4().hex)
+    key = event_key(request, "launch")
+    thread_key = key.removeprefix("api:") if key else uuid.uuid4().hex
+    conversation = ConversationRef(channel="web", room="api", thread_key=thread_key)
     event = MessageReceived(
-        idempotency_key=f"web:{new_id('msg')}",
+        idempotency_key=key or f"web:{new_id('msg')}",
         conversation=conversation,
         sender=web_identity(body.user),
         text=body.text,
         agent=body.agent,
     )
     item = await ops.ingest(event)  # validates before anything is stored
-    assert item is not None, "a fresh key is never a duplicate"
+    if item is None:
+        text = check_text(body.text, limit=ops.runtime.settings.max_message_chars)
+        item = await replayed(
+            ops,
+            key,
+            response,
+            lambda e: (e.text, e.sender, e.agent) == (text, event.sender, event.agent),
+        )
     thread_id = await ops.store.open_thread(conversation, title=event.text[:120])
-    _dispatcher(request).process(item.id)
+    await _hand_on(request, item)
     return {"id": thread_id, "status": "accepted", "inbox_item": item.id}
 
 
@@ -151,19 +167,26 @@ async def get_thread(thread_id: str, request: Request) -> dict[str, Any]:
 
 
 @router.post("/threads/{thread_id}/messages", status_code=202)
-async def post_message(thread_id: str, body: PostMessage, request: Request) -> dict[str, Any]:
+async def post_message(
+    thread_id: str, body: PostMessage, request: Request, response: Response
+) -> dict[str, Any]:
     """Add a message to a thread; a worker takes it from here."""
     ops = _ops(request)
     thread = await ops.store.load_thread(thread_id)
+    key = event_key(request, f"message:{thread_id}")
     event = MessageReceived(
-        idempotency_key=f"web:{new_id('msg')}",
+        idempotency_key=key or f"web:{new_id('msg')}",
         conversation=thread.conversation,
         sender=web_identity(body.user),
         text=body.text,
     )
     item = await ops.ingest(event)
-    assert item is not None
-    _dispatcher(request).process(item.id)
+    if item is None:
+        text = check_text(body.text, limit=ops.runtime.settings.max_message_chars)
+        item = await replayed(
+            ops, key, response, lambda e: (e.text, e.sender) == (text, event.sender)
+        )
+    await _hand_on(request, item)
     return {"id": thread_id, "status": "accepted", "inbox_item": item.id}
 
 
@@ -179,7 +202,8 @@ async def resume(thread_id: str, body: PauseThread, request: Request) -> dict[st
     """Let a paused thread go on."""
     thread = await _ops(request).unpause(thread_id, web_identity(body.actor))
     if thread.status == ThreadStatus.RUNNING:
-        _dispatcher(request).resume(thread_id)
+        dispatcher = _dispatcher(request)
+        await enqueue(lambda: dispatcher.resume(thread_id), what=f"thread {thread_id}")
     return summary_json(thread)
 
 
@@ -199,13 +223,16 @@ async def list_requests(
 
 
 @router.post("/human-requests/{request_id}", status_code=202)
-async def decide(request_id: str, body: Decide, request: Request) -> dict[str, Any]:
+async def decide(
+    request_id: str, body: Decide, request: Request, response: Response
+) -> dict[str, Any]:
     """Approve, reject or answer a request. Accepted once; refusals are recorded."""
     ops = _ops(request)
     human = await ops.store.human_request(request_id)
     thread = await ops.store.load_thread(human.thread_id)
+    key = event_key(request, f"decide:{request_id}")
     event = ActionReceived(
-        idempotency_key=f"web:{new_id('act')}",
+        idempotency_key=key or f"web:{new_id('act')}",
         conversation=thread.conversation,
         actor=web_identity(body.actor),
         request_id=request_id,
@@ -213,8 +240,16 @@ async def decide(request_id: str, body: Decide, request: Request) -> dict[str, A
         comment=body.comment,
     )
     item = await ops.ingest(event)
-    assert item is not None
-    _dispatcher(request).process(item.id)
+    if item is None:
+        limit = ops.runtime.settings.max_message_chars
+        comment = check_text(body.comment, limit=limit) if body.comment is not None else None
+        item = await replayed(
+            ops,
+            key,
+            response,
+            lambda e: (e.actor, e.decision, e.comment) == (event.actor, event.decision, comment),
+        )
+    await _hand_on(request, item)
     return {"request_id": request_id, "thread_id": human.thread_id, "inbox_item": item.id}
 
 

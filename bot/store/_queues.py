@@ -74,6 +74,20 @@ class QueueStore:
             raise NotFoundError(f"no inbox item {item_id}")
         return _inbox(row)
 
+    async def inbox_item_by_key(self, idempotency_key: str) -> InboxItem:
+        """The inbox item stored under ``idempotency_key``.
+
+        Raises:
+            NotFoundError: there is none.
+        """
+        async with self.db.session() as session:
+            row = await session.scalar(
+                select(InboxRow).where(InboxRow.idempotency_key == idempotency_key)
+            )
+        if row is None:
+            raise NotFoundError(f"no inbox item with key {idempotency_key!r}")
+        return _inbox(row)
+
     async def finish_inbox(
         self, item_id: int, *, thread_id: str | None, error: str | None = None
     ) -> None:

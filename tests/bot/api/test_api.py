@@ -9,144 +9,18 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import httpx2
 import pytest
 
-from bot.api import create_app
 from bot.api._hooks import sign
-from bot.app import Opsloop
-from bot.config import Settings, load_settings
+from bot.config import load_settings
 from bot.errors import DecisionRefusedError
 from bot.events import CallTool, Reply, ThreadStatus
-from bot.model import Model, ScriptedModel
-from bot.model.offline import OfflineModel
-from bot.store import Database
-from tests.fakes import RecordingDispatcher
-
-TOKEN = "t" * 24
-SECRET = "s" * 20
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
-DEPLOY = CallTool(
-    tool="deploy",
-    arguments={"service": "checkout", "version": "1.4.2", "environment": "production"},
-)
-
-
-@dataclass
-class Api:
-    """A client of the app, the app's ``Opsloop`` and what was enqueued."""
-
-    client: httpx2.AsyncClient
-    ops: Opsloop
-    dispatcher: RecordingDispatcher
-
-    async def launch(self, text: str, user: str = "dev-1", **extra: Any) -> dict[str, Any]:
-        response = await self.client.post(
-            "/api/threads", json={"text": text, "user": user, **extra}
-        )
-        assert response.status_code == 201, response.text
-        body: dict[str, Any] = response.json()
-        return body
-
-    async def work(self, item_id: int) -> None:
-        """Do what a worker would do with the enqueued item."""
-        assert item_id in self.dispatcher.of("process"), "the API did not enqueue it"
-        await self.ops.process(item_id)
-
-    async def thread(self, thread_id: str) -> dict[str, Any]:
-        response = await self.client.get(f"/api/threads/{thread_id}")
-        assert response.status_code == 200, response.text
-        body: dict[str, Any] = response.json()
-        return body
-
-    async def decide(self, request_id: str, decision: str, actor: str, **extra: Any) -> int:
-        response = await self.client.post(
-            f"/api/human-requests/{request_id}",
-            json={"decision": decision, "actor": actor, **extra},
-        )
-        assert response.status_code == 202, response.text
-        item: int = response.json()["inbox_item"]
-        return item
-
-    async def paused_on_deploy(self, user: str = "dev-1") -> tuple[str, str]:
-        """A thread waiting for approval of a production deploy: (thread id, request id)."""
-        launched = await self.launch("deploy checkout 1.4.2 to production", user=user)
-        await self.work(launched["inbox_item"])
-        thread = await self.thread(launched["id"])
-        assert thread["status"] == "paused"
-        [pending] = thread["pending_requests"]
-        return launched["id"], pending["request_id"]
-
-
-MakeApi = Callable[..., Awaitable[Api]]
-
-
-def error_of(response: httpx2.Response, status: int) -> str:
-    """The response's error message, after checking it is ``status`` with a JSON error."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/json")
-    body = response.json()
-    assert isinstance(body, dict) and isinstance(body.get("error"), str), body
-    assert body["error"]
-    message: str = body["error"]
-    return message
-
-
-def kinds(thread: dict[str, Any]) -> list[str]:
-    return [e["kind"] for e in thread["events"]]
-
-
-@pytest.fixture
-def api_settings(tmp_path: Path) -> Settings:
-    return load_settings(
-        OPSLOOP_HOME=str(tmp_path),
-        OPSLOOP_API_TOKEN=TOKEN,
-        OPSLOOP_WEBHOOKS="deploys=" + SECRET,
-    )
-
-
-@pytest.fixture
-async def make_api(
-    database: Database, make_ops: Callable[..., Awaitable[Opsloop]], api_settings: Settings
-) -> AsyncIterator[MakeApi]:
-    """Start the app (lifespan and all) on ``database`` with a model; closed at teardown."""
-    async with AsyncExitStack() as stack:
-
-        async def make(
-            model: Model | None = None,
-            *,
-            settings: Settings = api_settings,
-            auth: bool = True,
-            raise_app_exceptions: bool = True,
-        ) -> Api:
-            ops = await make_ops(database, model or OfflineModel())
-            dispatcher = RecordingDispatcher()
-            app = create_app(settings, ops=ops, dispatcher=dispatcher)
-            await stack.enter_async_context(app.router.lifespan_context(app))
-            transport = httpx2.ASGITransport(app=app, raise_app_exceptions=raise_app_exceptions)
-            client = await stack.enter_async_context(
-                httpx2.AsyncClient(
-                    transport=transport,
-                    base_url="http://opsloop.test",
-                    headers=AUTH if auth else {},
-                )
-            )
-            return Api(client=client, ops=ops, dispatcher=dispatcher)
-
-        yield make
-
-
-@pytest.fixture
-async def api(make_api: MakeApi) -> Api:
-    """The app with the offline model."""
-    return await make_api()
-
+from bot.model import ScriptedModel
+from tests.bot.api.harness import DEPLOY, SECRET, TOKEN, Api, MakeApi, error_of, kinds
 
 # ---------------------------------------------------------------- auth
 
