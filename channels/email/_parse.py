@@ -15,9 +15,12 @@ from channels.email._text import html_to_text, strip_quotes
 __all__ = [
     "Attachment",
     "MalformedMailError",
+    "NotADecision",
     "ParsedMail",
+    "ReplyDecision",
     "message_ids",
     "parse_mail",
+    "read_decision",
     "subject_key",
 ]
 
@@ -172,3 +175,78 @@ def _is_attachment(part: EmailMessage) -> bool:
     if part.is_multipart():
         return False
     return part.is_attachment() or part.get_content_maintype() not in {"text", "message"}
+
+
+# ---------------------------------------------------------------- decisions by reply
+
+# The first line: the keyword alone (bold and a final "." or "!" allowed), or the keyword,
+# a colon and a comment. Nothing else decides.
+_STRICT = re.compile(r"^\**(approved?|reject(?:ed)?)\**\s*(?:[.!]|:\s*(.*?))?\s*$", re.IGNORECASE)
+_KEYWORD_FIRST = re.compile(r"^\W*(approv|reject)", re.IGNORECASE)
+_SHORT_ANSWER = re.compile(
+    r"^\W*(yes|no|ok|okay|lgtm|sure|go|deny|denied|declined?|\+1|-1)\W*$", re.IGNORECASE
+)
+_OTHER_WORD = re.compile(r"\breject(?:ed|s|ing)?\b", re.IGNORECASE)
+_HESITATION = re.compile(
+    r"^\W*(no|not|don'?t|do not|wait|hold|stop|cancel|never|later)\b", re.IGNORECASE
+)
+
+
+@dataclass(frozen=True)
+class ReplyDecision:
+    """A reply that decides: approve or reject, with the comment written with it."""
+
+    decision: str
+    """``approve`` or ``reject``."""
+    comment: str | None
+
+
+@dataclass(frozen=True)
+class NotADecision:
+    """A reply that looks like a decision but is not one in the documented form."""
+
+    why: str
+    """What is wrong with it, to tell the sender."""
+
+
+def read_decision(text: str) -> ReplyDecision | NotADecision | None:
+    """Read a reply (quotes and signature already cut) as a decision.
+
+    The rules (``docs/email.md``): the first non-empty line is exactly ``APPROVE`` or
+    ``REJECT`` (``APPROVED`` / ``REJECTED``, any case), alone or followed by ``:`` and a
+    comment; the lines after it are the comment too. A rejection needs a reason. An
+    approval whose comment asks a question, hesitates ("no", "wait", "not yet"…) or
+    mentions rejecting is not one. Anything else that looks like a decision — a first line
+    that starts with the keyword but goes on ("Approve? why on a Friday?"), a bare "yes"
+    or "ok", a keyword on a later line — is :class:`NotADecision`. Anything else is an
+    ordinary message (``None``).
+    """
+    lines = [line.strip() for line in text.splitlines()]
+    while lines and not lines[0]:
+        lines.pop(0)
+    if not lines:
+        return None
+    first, rest = lines[0], "\n".join(lines[1:]).strip()
+    strict = _STRICT.match(first)
+    if strict is None:
+        if _KEYWORD_FIRST.match(first):
+            return NotADecision(f"the first line {first[:80]!r} is not APPROVE or REJECT alone")
+        if _SHORT_ANSWER.match(first):
+            return NotADecision(f"{first[:20]!r} is not APPROVE or REJECT")
+        if any(_STRICT.match(line) or _KEYWORD_FIRST.match(line) for line in lines[1:]):
+            return NotADecision("APPROVE or REJECT must be the first line")
+        return None
+    decision = "approve" if strict[1].lower().startswith("approve") else "reject"
+    comment = "\n".join(x for x in (strict[2] or "", rest) if x).strip() or None
+    if decision == "reject":
+        return (
+            ReplyDecision(decision, comment)
+            if comment
+            else NotADecision("a rejection needs a reason")
+        )
+    if comment is not None:
+        if "?" in comment:
+            return NotADecision("an approval with a question in it is not an approval")
+        if _HESITATION.match(comment) or _OTHER_WORD.search(comment):
+            return NotADecision("the note after APPROVE hesitates or mentions rejecting")
+    return ReplyDecision(decision, comment)
