@@ -13,17 +13,30 @@ from email.utils import getaddresses
 from channels.email._text import html_to_text, strip_quotes
 
 __all__ = [
+    "MAX_MIME_DEPTH",
+    "MAX_MIME_PARTS",
     "Attachment",
     "MalformedMailError",
     "NotADecision",
     "ParsedMail",
     "ReplyDecision",
     "message_ids",
+    "mime_depth",
     "parse_mail",
     "read_decision",
     "subject_key",
 ]
 
+MAX_MIME_DEPTH = 50
+"""How deep MIME parts may nest; deeper mail is refused before the parser (which recurses)."""
+MAX_MIME_PARTS = 1000
+"""How many multipart and message parts a mail may have."""
+
+_CONTAINER = re.compile(
+    rb"^content-type:[ \t]*(?:(multipart)|message)/[^\r\n]*(?:\r?\n[ \t][^\r\n]*)*",
+    re.IGNORECASE | re.MULTILINE,
+)
+_BOUNDARY = re.compile(rb'boundary[ \t]*=[ \t]*(?:"([^"\r\n]{1,200})"|([^;\s]{1,200}))', re.I)
 _FATAL_DEFECTS = {"StartBoundaryNotFoundDefect", "MultipartInvariantViolationDefect"}
 _RE = re.compile(
     r"^\s*((re|fwd?|aw|wg|sv|vs|antw|tr|r)\s*(\[\d+\])?\s*:\s*|\[[^\]]{1,40}\]\s*)+", re.I
@@ -127,13 +140,53 @@ def headers_of(raw: bytes) -> EmailMessage:
     return parsed
 
 
+def mime_depth(raw: bytes) -> int:
+    """How deep the multipart and message parts of ``raw`` nest, read without parsing.
+
+    A multipart part spans from its header to its closing boundary; a message part to the
+    next boundary of the multipart part around it. The depth is the most spans open at
+    one point.
+
+    Raises:
+        MalformedMailError: the mail has more than :data:`MAX_MIME_PARTS` such parts.
+    """
+    found = list(_CONTAINER.finditer(raw))
+    if len(found) > MAX_MIME_PARTS:
+        raise MalformedMailError(f"more than {MAX_MIME_PARTS} MIME parts")
+    if len(found) <= MAX_MIME_DEPTH:
+        return len(found)  # the depth is at most the count: nothing more to know
+    spans: list[tuple[int, int, bytes]] = []  # start, end, boundary (b"" for messages)
+    for header in found:
+        start, end = header.start(), len(raw)
+        found_boundary = _BOUNDARY.search(header[0]) if header[1] else None
+        boundary = (found_boundary[1] or found_boundary[2]) if found_boundary else b""
+        if boundary:
+            close = raw.find(b"\n--" + boundary + b"--", header.end())
+            end = close if close >= 0 else end
+        else:  # a message part ends at the next boundary of the multipart around it
+            around = [(s, b) for s, e, b in spans if b and s < start < e]
+            if around:
+                delimiter = raw.find(b"\n--" + max(around)[1], header.end())
+                end = delimiter if delimiter >= 0 else end
+        spans.append((start, end, boundary))
+    edges = sorted([(s, 1) for s, _, _ in spans] + [(e, -1) for _, e, _ in spans])
+    depth = deepest = 0
+    for _, step in edges:
+        depth += step
+        deepest = max(deepest, depth)
+    return deepest
+
+
 def parse_mail(raw: bytes) -> ParsedMail:
     """Read one mail.
 
     Raises:
-        MalformedMailError: the MIME structure is broken, a charset is unknown or wrong,
-            or there is no sender or no text.
+        MalformedMailError: the MIME structure is broken or nested deeper than
+            :data:`MAX_MIME_DEPTH`, a charset is unknown or wrong, or there is no sender
+            or no text.
     """
+    if mime_depth(raw) > MAX_MIME_DEPTH:
+        raise MalformedMailError(f"MIME parts nested deeper than {MAX_MIME_DEPTH}")
     message = headers_of(raw)
     sender, name = _sender(message)
     fatal = sorted({type(d).__name__ for d in message.defects} & _FATAL_DEFECTS)
