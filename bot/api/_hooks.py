@@ -74,7 +74,7 @@ def _verify(request: Request, name: str, body: bytes) -> str:
         if not _DELIVERY.fullmatch(delivery):
             raise HTTPException(401, "a signed delivery needs a valid X-Opsloop-Delivery")
         expected = sign_delivery(secret, timestamp, delivery, body)
-        key = f"delivery:{delivery}"
+        key = f"id:{delivery}"
     else:
         expected = sign(secret, timestamp, body)
         key = "sha256:" + hashlib.sha256(timestamp.encode() + b"." + body).hexdigest()
