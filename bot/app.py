@@ -367,7 +367,12 @@ class Opsloop:
         if isinstance(event, MessageReceived):
             message = UserMessage(sender=event.sender, text=event.text)
         else:
-            message = UserMessage(sender=event.requested_by, text=event.text, source=event.source)
+            message = UserMessage(
+                sender=event.requested_by,
+                text=event.text,
+                source=event.source,
+                payload=event.payload or None,
+            )
         if thread.status == ThreadStatus.PAUSED:
             # The thread waits on a person; keep the message for the agent to read later.
             await self.store.append(

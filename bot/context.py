@@ -28,9 +28,11 @@ from bot.events import (
     UserMessage,
 )
 
-__all__ = ["Block", "compact", "estimate_tokens", "render_context", "render_event"]
+__all__ = ["PAYLOAD_CHARS", "Block", "compact", "estimate_tokens", "render_context", "render_event"]
 
 TRIMMED_OUTPUT_CHARS = 300
+PAYLOAD_CHARS = 2000
+"""The most of a trigger's payload shown to the model (the rest is cut, with a marker)."""
 
 
 @dataclass(frozen=True)
@@ -60,11 +62,23 @@ def _json(value: Any) -> str:
     return escape(text, quote=False)
 
 
+def _payload(message: UserMessage) -> str:
+    """A trigger's data, bounded and escaped, in a block the prompts say never to obey."""
+    if not message.payload:
+        return ""
+    text = json.dumps(message.payload, separators=(",", ":"), ensure_ascii=False, default=str)
+    cut = len(text) - PAYLOAD_CHARS
+    shown = escape(text[:PAYLOAD_CHARS], quote=False) + (f"…[{cut} chars cut]" if cut > 0 else "")
+    attrs = _attrs(**{"from": message.source, "trust": "untrusted data"})
+    return f"\n<trigger_payload{attrs}>{shown}</trigger_payload>"
+
+
 def render_event(event: Any, *, trim_output: bool = False) -> str | None:
     """One event as a tagged block, or ``None`` for events the model need not see."""
     if isinstance(event, UserMessage):
         who = event.source or event.sender.label
-        return f"<user_message{_attrs(**{'from': who})}>{escape(event.text)}</user_message>"
+        block = f"<user_message{_attrs(**{'from': who})}>{escape(event.text)}</user_message>"
+        return block + _payload(event)
     if isinstance(event, ToolCalled):
         attrs = _attrs(tool=event.tool, id=event.call_id, approved_by=event.approved_by)
         return f"<tool_call{attrs}>{_json(event.arguments)}</tool_call>"

@@ -237,6 +237,8 @@ class UserMessage(_ThreadEvent):
     """What they wrote."""
     source: str | None = None
     """For triggers: what fired (``webhook:deploys``); ``None`` for a person."""
+    payload: dict[str, JsonValue] | None = None
+    """For triggers: the trigger's own data, shown to the agent as data, never as orders."""
 
 
 class ModelCalled(_ThreadEvent):

@@ -4,11 +4,20 @@ The sender signs ``<timestamp>.<raw body>`` with HMAC-SHA256 and sends::
 
     X-Opsloop-Timestamp: 1732200000            (unix seconds; five minutes' leeway)
     X-Opsloop-Signature: sha256=<hex digest>
-    X-Opsloop-Delivery:  <unique id>            (optional; retries with it are dropped)
 
-The body is a JSON object with ``text`` (the request) and optionally ``agent``,
-``thread`` (a key to continue an earlier webhook thread) and anything else, which the agent
-sees as the trigger's payload.
+A request is identified by what the signature covers: the same timestamp and body again
+is a duplicate, whatever else the headers say, so a captured request cannot be replayed
+as new work. A sender that re-signs its retries with a fresh timestamp can sign a
+delivery id too, and retries carrying it are dropped::
+
+    X-Opsloop-Delivery:  <unique id>            (1-100 of A-Z a-z 0-9 . _ : -)
+    X-Opsloop-Signature: sha256-delivery=<hex digest of "<timestamp>.<delivery>.<body>">
+
+An unsigned ``X-Opsloop-Delivery`` is ignored: anyone who saw the request could change it.
+
+The body is a JSON object (nested at most :data:`MAX_NESTING` deep) with ``text`` (the
+request) and optionally ``agent``, ``thread`` (a key to continue an earlier webhook
+thread) and anything else, which the agent sees as the trigger's payload, marked as data.
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import time
 from typing import Any
 
@@ -25,9 +35,14 @@ from bot.app import Opsloop
 from bot.events import ConversationRef, Identity, TriggerFired
 from bot.plugins import enqueue
 
-__all__ = ["SKEW_SECONDS", "router", "sign"]
+__all__ = ["MAX_NESTING", "SKEW_SECONDS", "router", "sign", "sign_delivery"]
 
 SKEW_SECONDS = 300
+MAX_NESTING = 32
+"""How deep arrays and objects in a webhook body may nest."""
+
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
+_DELIVERY = re.compile(r"[A-Za-z0-9._:-]{1,100}")
 
 router = APIRouter(tags=["webhooks"])
 
@@ -38,31 +53,71 @@ def sign(secret: bytes, timestamp: str, body: bytes) -> str:
     return f"sha256={digest}"
 
 
-def _verify(request: Request, name: str, body: bytes) -> None:
+def sign_delivery(secret: bytes, timestamp: str, delivery: str, body: bytes) -> str:
+    """The signature header value that also covers the delivery id."""
+    signed = f"{timestamp}.{delivery}.".encode() + body
+    return f"sha256-delivery={hmac.new(secret, signed, hashlib.sha256).hexdigest()}"
+
+
+def _verify(request: Request, name: str, body: bytes) -> str:
+    """Check the signature; return the key that identifies this delivery."""
     secret = request.app.state.settings.webhook_secrets.get(name)
     if secret is None:
         raise HTTPException(404, f"no webhook {name!r}")
     timestamp = request.headers.get("x-opsloop-timestamp", "")
     signature = request.headers.get("x-opsloop-signature", "")
-    if not timestamp.isdigit() or not signature:
+    if not _TIMESTAMP.fullmatch(timestamp) or not signature:
         raise HTTPException(401, "missing X-Opsloop-Timestamp or X-Opsloop-Signature")
     if abs(time.time() - int(timestamp)) > SKEW_SECONDS:
         raise HTTPException(401, "stale timestamp: more than five minutes from our clock")
-    if not hmac.compare_digest(sign(secret, timestamp, body), signature):
+    if signature.startswith("sha256-delivery="):
+        delivery = request.headers.get("x-opsloop-delivery", "")
+        if not _DELIVERY.fullmatch(delivery):
+            raise HTTPException(401, "a signed delivery needs a valid X-Opsloop-Delivery")
+        expected = sign_delivery(secret, timestamp, delivery, body)
+        key = f"id:{delivery}"
+    else:
+        expected = sign(secret, timestamp, body)
+        key = "sha256:" + hashlib.sha256(timestamp.encode() + b"." + body).hexdigest()
+    if not hmac.compare_digest(expected.encode(), signature.encode()):
         raise HTTPException(401, "bad signature")
+    return key
+
+
+def _depth(value: Any) -> int:
+    """How deep arrays and objects nest in ``value`` (iterative: no recursion limit)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            if depth <= MAX_NESTING:
+                children = item.values() if isinstance(item, dict) else item
+                stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def _parse(body: bytes) -> dict[str, Any]:
+    too_deep = HTTPException(400, f"the body nests deeper than {MAX_NESTING} levels")
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise HTTPException(400, "the body is not JSON") from None
+    except RecursionError:  # the parser's own bound, far above ours
+        raise too_deep from None
+    if _depth(data) > MAX_NESTING:
+        raise too_deep
+    if not isinstance(data, dict) or not isinstance(data.get("text"), str):
+        raise HTTPException(400, 'the body must be a JSON object with a "text" string')
+    return data
 
 
 @router.post("/hooks/{name}", status_code=202)
 async def webhook(name: str, request: Request) -> dict[str, Any]:
     """Start (or continue) a thread from a signed webhook."""
     body = await request.body()
-    _verify(request, name, body)
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise HTTPException(400, "the body is not JSON") from None
-    if not isinstance(data, dict) or not isinstance(data.get("text"), str):
-        raise HTTPException(400, 'the body must be a JSON object with a "text" string')
+    delivery = _verify(request, name, body)
+    data = _parse(body)
     text = data.pop("text")
     agent = data.pop("agent", None)
     thread = data.pop("thread", None)
@@ -72,11 +127,6 @@ async def webhook(name: str, request: Request) -> dict[str, Any]:
         raise HTTPException(400, '"thread" must be a string')
     if thread is not None and len(thread) > 200:
         raise HTTPException(400, '"thread" must be at most 200 characters')
-    # Keys stay short whatever the sender sends: a long delivery id is hashed.
-    delivery = request.headers.get("x-opsloop-delivery") or ""
-    if not delivery or len(delivery) > 100:
-        seed = delivery.encode() or request.headers["x-opsloop-timestamp"].encode() + body
-        delivery = hashlib.sha256(seed).hexdigest()
     event = TriggerFired(
         idempotency_key=f"webhook:{name}:{delivery}",
         conversation=ConversationRef(

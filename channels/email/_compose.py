@@ -50,9 +50,10 @@ def approval_text(
     elif for_approver:
         if links:
             lines += [f"Approve: {links['approve']}", f"Reject:  {links['reject']}", ""]
-        lines.append(
-            "Or reply to this mail with APPROVE on the first line, or REJECT and your reason."
-        )
+        lines += [
+            "Or reply to this mail with APPROVE on the first line (a note may go on the",
+            "lines below it), or REJECT: <your reason>. Nothing else decides.",
+        ]
     else:
         lines.append("Waiting for: " + ", ".join(request.approvers))
     return "\n".join(lines)

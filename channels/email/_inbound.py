@@ -23,16 +23,57 @@ from bot.events import (
 )
 from bot.store import HumanRequest, Store
 from channels.email._auth import Verdict, automatic, verify_sender
-from channels.email._parse import MalformedMailError, ParsedMail, headers_of, parse_mail
+from channels.email._parse import (
+    MalformedMailError,
+    NotADecision,
+    ParsedMail,
+    ReplyDecision,
+    headers_of,
+    parse_mail,
+    read_decision,
+)
 from channels.email._settings import EmailSettings
 from channels.email._state import MailRecord, MailState
 
-__all__ = ["Inbound", "MailReader", "idempotency_key"]
+__all__ = ["Inbound", "MailReader", "Notice", "how_to_decide", "idempotency_key"]
 
 log = logging.getLogger(__name__)
 
-_DECISION = re.compile(r"^\s*\**(approved?|reject(?:ed)?)\b\**[\s:,.!-]*(.*)$", re.IGNORECASE)
 SUBJECT_WINDOW = timedelta(days=14)
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A mail to send straight back to the sender of a mail that decided nothing."""
+
+    to: str
+    """The sender's (authenticated) address."""
+    answering: ParsedMail
+    """The mail it answers, to thread under."""
+    text: str
+    """What to say."""
+
+
+def how_to_decide(reading: NotADecision, request: HumanRequest | None) -> str:
+    """The reply to a mail that looked like a decision but was not one."""
+    which = f"request {request.id}" if request is not None else "the request"
+    lines = [
+        f"Your reply did not decide {which}: {reading.why}.",
+        "",
+        "To decide, reply to the approval mail with one of these as the first line:",
+        "",
+        "  APPROVE",
+        "  REJECT: <your reason>",
+        "",
+        "A note to go with APPROVE goes on the lines below it. Nothing was decided;",
+    ]
+    if request is not None:
+        lines.append(
+            f"the request stays open until {request.request.expires_at:%Y-%m-%d %H:%M} UTC."
+        )
+    else:
+        lines.append("the request stays open.")
+    return "\n".join(lines)
 
 
 @dataclass(frozen=True)
@@ -45,6 +86,8 @@ class Inbound:
     """Why the mail was refused."""
     thread_id: str | None = None
     """The thread a refused mail was meant for, when known."""
+    notice: Notice | None = None
+    """A mail to send the sender about the refusal (only to authenticated senders)."""
 
 
 def idempotency_key(message_id: str) -> str:
@@ -194,29 +237,37 @@ class MailReader:
         if not pending:
             return None
         request = await self._addressed(mail, pending)
-        first = next((line for line in mail.body.splitlines() if line.strip()), "")
-        keyword = _DECISION.match(first)
-        if request is None or (keyword is None and request.request.type == "approval"):
+        reading = read_decision(mail.body)
+        if request is not None and request.request.type == "question":
+            if not isinstance(reading, ReplyDecision) or reading.decision != "reject":
+                reading = ReplyDecision("answer", mail.body.strip() or None)
+        if reading is None:
             return None
-        if keyword is not None:
-            word = keyword[1].lower()
-            decision = HumanDecision.APPROVE if word.startswith("approve") else HumanDecision.REJECT
-            comment = keyword[2].strip() or None
-        else:
-            decision, comment = HumanDecision.ANSWER, mail.body.strip()
+        ids = (mail.message_id, mail.sender)
         if not verdict.authenticated:
+            what = reading.decision if isinstance(reading, ReplyDecision) else "reply"
+            which = f"request {request.id}" if request is not None else "a request"
             why = (
-                f"{decision.value} of request {request.id} by {mail.sender} refused: "
+                f"{what} of {which} by {mail.sender} refused: "
                 f"the sender is not authenticated: {verdict.reason}"
             )
-            return self._refused((mail.message_id, mail.sender), why, conversation, thread_id)
+            return self._refused(ids, why, conversation, thread_id)
+        if request is None:
+            reading = NotADecision("it does not say which request: reply to its approval mail")
+        if isinstance(reading, NotADecision):
+            assert request is None or request.request.type == "approval"
+            why = f"not a decision: {reading.why}"
+            refused = self._refused(ids, why, conversation, thread_id)
+            notice = Notice(to=mail.sender, answering=mail, text=how_to_decide(reading, request))
+            return Inbound(refused.event, refused.refused, thread_id, notice)
+        assert request is not None  # a reading without a request became NotADecision
         event = ActionReceived(
             idempotency_key=idempotency_key(mail.message_id),
             conversation=conversation,
             actor=self._identity(mail, True),
             request_id=request.id,
-            decision=decision,
-            comment=comment,
+            decision=HumanDecision(reading.decision),
+            comment=reading.comment,
         )
         return Inbound(event=event)
 

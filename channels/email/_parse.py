@@ -13,14 +13,30 @@ from email.utils import getaddresses
 from channels.email._text import html_to_text, strip_quotes
 
 __all__ = [
+    "MAX_MIME_DEPTH",
+    "MAX_MIME_PARTS",
     "Attachment",
     "MalformedMailError",
+    "NotADecision",
     "ParsedMail",
+    "ReplyDecision",
     "message_ids",
+    "mime_depth",
     "parse_mail",
+    "read_decision",
     "subject_key",
 ]
 
+MAX_MIME_DEPTH = 50
+"""How deep MIME parts may nest; deeper mail is refused before the parser (which recurses)."""
+MAX_MIME_PARTS = 1000
+"""How many multipart and message parts a mail may have."""
+
+_CONTAINER = re.compile(
+    rb"^content-type:[ \t]*(?:(multipart)|message)/[^\r\n]*(?:\r?\n[ \t][^\r\n]*)*",
+    re.IGNORECASE | re.MULTILINE,
+)
+_BOUNDARY = re.compile(rb'boundary[ \t]*=[ \t]*(?:"([^"\r\n]{1,200})"|([^;\s]{1,200}))', re.I)
 _FATAL_DEFECTS = {"StartBoundaryNotFoundDefect", "MultipartInvariantViolationDefect"}
 _RE = re.compile(
     r"^\s*((re|fwd?|aw|wg|sv|vs|antw|tr|r)\s*(\[\d+\])?\s*:\s*|\[[^\]]{1,40}\]\s*)+", re.I
@@ -124,13 +140,53 @@ def headers_of(raw: bytes) -> EmailMessage:
     return parsed
 
 
+def mime_depth(raw: bytes) -> int:
+    """How deep the multipart and message parts of ``raw`` nest, read without parsing.
+
+    A multipart part spans from its header to its closing boundary; a message part to the
+    next boundary of the multipart part around it. The depth is the most spans open at
+    one point.
+
+    Raises:
+        MalformedMailError: the mail has more than :data:`MAX_MIME_PARTS` such parts.
+    """
+    found = list(_CONTAINER.finditer(raw))
+    if len(found) > MAX_MIME_PARTS:
+        raise MalformedMailError(f"more than {MAX_MIME_PARTS} MIME parts")
+    if len(found) <= MAX_MIME_DEPTH:
+        return len(found)  # the depth is at most the count: nothing more to know
+    spans: list[tuple[int, int, bytes]] = []  # start, end, boundary (b"" for messages)
+    for header in found:
+        start, end = header.start(), len(raw)
+        found_boundary = _BOUNDARY.search(header[0]) if header[1] else None
+        boundary = (found_boundary[1] or found_boundary[2]) if found_boundary else b""
+        if boundary:
+            close = raw.find(b"\n--" + boundary + b"--", header.end())
+            end = close if close >= 0 else end
+        else:  # a message part ends at the next boundary of the multipart around it
+            around = [(s, b) for s, e, b in spans if b and s < start < e]
+            if around:
+                delimiter = raw.find(b"\n--" + max(around)[1], header.end())
+                end = delimiter if delimiter >= 0 else end
+        spans.append((start, end, boundary))
+    edges = sorted([(s, 1) for s, _, _ in spans] + [(e, -1) for _, e, _ in spans])
+    depth = deepest = 0
+    for _, step in edges:
+        depth += step
+        deepest = max(deepest, depth)
+    return deepest
+
+
 def parse_mail(raw: bytes) -> ParsedMail:
     """Read one mail.
 
     Raises:
-        MalformedMailError: the MIME structure is broken, a charset is unknown or wrong,
-            or there is no sender or no text.
+        MalformedMailError: the MIME structure is broken or nested deeper than
+            :data:`MAX_MIME_DEPTH`, a charset is unknown or wrong, or there is no sender
+            or no text.
     """
+    if mime_depth(raw) > MAX_MIME_DEPTH:
+        raise MalformedMailError(f"MIME parts nested deeper than {MAX_MIME_DEPTH}")
     message = headers_of(raw)
     sender, name = _sender(message)
     fatal = sorted({type(d).__name__ for d in message.defects} & _FATAL_DEFECTS)
@@ -172,3 +228,78 @@ def _is_attachment(part: EmailMessage) -> bool:
     if part.is_multipart():
         return False
     return part.is_attachment() or part.get_content_maintype() not in {"text", "message"}
+
+
+# ---------------------------------------------------------------- decisions by reply
+
+# The first line: the keyword alone (bold and a final "." or "!" allowed), or the keyword,
+# a colon and a comment. Nothing else decides.
+_STRICT = re.compile(r"^\**(approved?|reject(?:ed)?)\**\s*(?:[.!]|:\s*(.*?))?\s*$", re.IGNORECASE)
+_KEYWORD_FIRST = re.compile(r"^\W*(approv|reject)", re.IGNORECASE)
+_SHORT_ANSWER = re.compile(
+    r"^\W*(yes|no|ok|okay|lgtm|sure|go|deny|denied|declined?|\+1|-1)\W*$", re.IGNORECASE
+)
+_OTHER_WORD = re.compile(r"\breject(?:ed|s|ing)?\b", re.IGNORECASE)
+_HESITATION = re.compile(
+    r"^\W*(no|not|don'?t|do not|wait|hold|stop|cancel|never|later)\b", re.IGNORECASE
+)
+
+
+@dataclass(frozen=True)
+class ReplyDecision:
+    """A reply that decides: approve or reject, with the comment written with it."""
+
+    decision: str
+    """``approve`` or ``reject``."""
+    comment: str | None
+
+
+@dataclass(frozen=True)
+class NotADecision:
+    """A reply that looks like a decision but is not one in the documented form."""
+
+    why: str
+    """What is wrong with it, to tell the sender."""
+
+
+def read_decision(text: str) -> ReplyDecision | NotADecision | None:
+    """Read a reply (quotes and signature already cut) as a decision.
+
+    The rules (``docs/email.md``): the first non-empty line is exactly ``APPROVE`` or
+    ``REJECT`` (``APPROVED`` / ``REJECTED``, any case), alone or followed by ``:`` and a
+    comment; the lines after it are the comment too. A rejection needs a reason. An
+    approval whose comment asks a question, hesitates ("no", "wait", "not yet"…) or
+    mentions rejecting is not one. Anything else that looks like a decision — a first line
+    that starts with the keyword but goes on ("Approve? why on a Friday?"), a bare "yes"
+    or "ok", a keyword on a later line — is :class:`NotADecision`. Anything else is an
+    ordinary message (``None``).
+    """
+    lines = [line.strip() for line in text.splitlines()]
+    while lines and not lines[0]:
+        lines.pop(0)
+    if not lines:
+        return None
+    first, rest = lines[0], "\n".join(lines[1:]).strip()
+    strict = _STRICT.match(first)
+    if strict is None:
+        if _KEYWORD_FIRST.match(first):
+            return NotADecision(f"the first line {first[:80]!r} is not APPROVE or REJECT alone")
+        if _SHORT_ANSWER.match(first):
+            return NotADecision(f"{first[:20]!r} is not APPROVE or REJECT")
+        if any(_STRICT.match(line) or _KEYWORD_FIRST.match(line) for line in lines[1:]):
+            return NotADecision("APPROVE or REJECT must be the first line")
+        return None
+    decision = "approve" if strict[1].lower().startswith("approve") else "reject"
+    comment = "\n".join(x for x in (strict[2] or "", rest) if x).strip() or None
+    if decision == "reject":
+        return (
+            ReplyDecision(decision, comment)
+            if comment
+            else NotADecision("a rejection needs a reason")
+        )
+    if comment is not None:
+        if "?" in comment:
+            return NotADecision("an approval with a question in it is not an approval")
+        if _HESITATION.match(comment) or _OTHER_WORD.search(comment):
+            return NotADecision("the note after APPROVE hesitates or mentions rejecting")
+    return ReplyDecision(decision, comment)

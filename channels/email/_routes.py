@@ -12,8 +12,10 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse
 
 from bot.errors import NotFoundError, UserFacingError
-from bot.events import ActionReceived, HumanDecision, Identity, utcnow
+from bot.events import ActionReceived, ConversationRef, HumanDecision, Identity, utcnow
+from bot.human import refusal_of
 from bot.plugins import ChannelContext
+from bot.policy import Policy
 from bot.store import HumanRequest
 from channels.email._inbound import idempotency_key
 from channels.email._links import LinkClaim, LinkError, read_link
@@ -22,6 +24,41 @@ from channels.email._settings import EmailSettings, link_key, load_email_setting
 from channels.email._state import SqlMailState
 
 __all__ = ["add_routes"]
+
+
+def action(
+    claim: LinkClaim, conversation: ConversationRef, reason: str | None = None
+) -> ActionReceived:
+    """The decision a link stands for, as the event the core records.
+
+    Without a ``reason`` a rejection is checked as if it had one (for the page shown
+    before the person writes it).
+    """
+    approve = claim.decision == "approve"
+    return ActionReceived(
+        idempotency_key=idempotency_key(f"link.{claim.token_id}"),
+        conversation=conversation,
+        actor=Identity(channel="email", user_id=claim.address, email=claim.address),
+        request_id=claim.request_id,
+        decision=HumanDecision.APPROVE if approve else HumanDecision.REJECT,
+        comment=reason or (None if approve else "(to be given)"),
+    )
+
+
+def refused_page(policy: Policy, human: HumanRequest, event: ActionReceived) -> HTMLResponse | None:
+    """The page that says why ``event`` would not count, as far as can be known now.
+
+    The core checks again when it records the decision (someone may decide meanwhile).
+    """
+    if human.status != "pending":
+        by = human.decided_by or "expiry"
+        return message_page("Already decided", f"This request was {human.status} by {by}.", 409)
+    if human.request.expires_at <= utcnow():
+        return message_page("Expired", f"Request {human.id} expired; nothing can decide it.", 409)
+    refusal = refusal_of(policy, human, event)
+    if refusal is not None:
+        return message_page("You may not decide this", f"{refusal}.", status=403)
+    return None
 
 
 def add_routes(app: FastAPI, settings: EmailSettings | None = None) -> None:
@@ -49,10 +86,10 @@ def add_routes(app: FastAPI, settings: EmailSettings | None = None) -> None:
             found, human = await claim(request, token)
         except LinkError as exc:
             return message_page("Link not valid", str(exc), status=400)
-        if human.status != "pending":
-            by = human.decided_by or "expiry"
-            return message_page("Already decided", f"This request was {human.status} by {by}.")
-        return confirm_page(found, human.request)
+        ops = request.app.state.ops
+        conversation = (await ops.store.load_thread(human.thread_id)).conversation
+        refused = refused_page(ops.runtime.policy, human, action(found, conversation))
+        return refused or confirm_page(found, human.request)
 
     @router.post("/email/decide/{token}")
     async def decide(request: Request, token: str) -> HTMLResponse:
@@ -65,31 +102,25 @@ def add_routes(app: FastAPI, settings: EmailSettings | None = None) -> None:
         reason = (form.get("reason") or [""])[0].strip()[:2000]
         if found.decision == "reject" and not reason:
             return message_page("A reason is needed", "Go back and say why you reject.", 400)
-        store = request.app.state.ops.store
-        state = SqlMailState(store.db)
+        ops = request.app.state.ops
+        conversation = (await ops.store.load_thread(human.thread_id)).conversation
+        event = action(found, conversation, reason or None)
+        refused = refused_page(ops.runtime.policy, human, event)  # before the link is used up
+        if refused is not None:
+            return refused
+        state = SqlMailState(ops.store.db)
         if not await state.use_link(found.token_id, found.request_id, found.address):
             return message_page("Link already used", "Each mail's links decide once.", 409)
-        decision = HumanDecision.APPROVE if found.decision == "approve" else HumanDecision.REJECT
-        event = ActionReceived(
-            idempotency_key=idempotency_key(f"link.{found.token_id}"),
-            conversation=(
-                await request.app.state.ops.store.load_thread(human.thread_id)
-            ).conversation,
-            actor=Identity(channel="email", user_id=found.address, email=found.address),
-            request_id=found.request_id,
-            decision=decision,
-            comment=reason or None,
-        )
         channel: ChannelContext = request.app.state.channel
         try:
             await channel.accept(event)
         except UserFacingError as exc:
             return message_page("Not recorded", str(exc), status=400)
-        verb = "approval" if decision == HumanDecision.APPROVE else "rejection"
+        verb = "approval" if event.decision == HumanDecision.APPROVE else "rejection"
         return message_page(
-            "Thank you",
-            f"Your {verb} of request {found.request_id} was recorded. "
-            "The outcome is mailed to the thread.",
+            "Sent for recording",
+            f"Your {verb} of request {found.request_id} was sent for recording. "
+            "You will get a mail saying whether it counted.",
         )
 
     app.include_router(router)

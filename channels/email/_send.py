@@ -17,10 +17,11 @@ from bot.plugins import DeliveryContext, DeliveryRetryError
 from bot.policy import Policy, load_policy
 from bot.store import OutboxItem
 from channels.email._compose import approval_text, build_mail, reply_subject
+from channels.email._inbound import Notice
 from channels.email._links import make_links
 from channels.email._parse import subject_key
 from channels.email._settings import EmailSettings, link_key
-from channels.email._state import MailRecord, SqlMailState
+from channels.email._state import MailRecord, MailState, SqlMailState
 
 __all__ = ["EmailSender", "approver_addresses"]
 
@@ -150,6 +151,40 @@ class EmailSender:
             text = approval_text(request, None, for_approver=not approvers)
             mails.append(_Mail(others or tuple(people), text, request_id=request.request_id))
         return [m for m in mails if m.to]
+
+    async def send_notice(
+        self, state: MailState, notice: Notice, *, room: str, thread_key: str
+    ) -> None:
+        """Answer one mail at once, threaded under it; a mail read again is not answered twice."""
+        mail = notice.answering
+        digest = hashlib.sha256(f"notice:{room}:{mail.message_id}".encode()).hexdigest()[:24]
+        message_id = f"opsloop.notice.{digest}@{self.settings.domain}"
+        if await state.record(message_id) is not None:
+            return
+        references = tuple(dict.fromkeys((*mail.references, *mail.in_reply_to, mail.message_id)))
+        subject = reply_subject(mail.subject)
+        built = build_mail(
+            sender=self.settings.address or "",
+            to=(notice.to,),
+            subject=subject,
+            text=notice.text,
+            message_id=message_id,
+            parent=mail.message_id,
+            references=references,
+        )
+        await self._send(built)
+        await state.remember(
+            MailRecord(
+                message_id=message_id,
+                room=room,
+                thread_key=thread_key,
+                direction="out",
+                correspondent=notice.to,
+                subject=subject,
+                subject_key=subject_key(subject),
+                refs=references,
+            )
+        )
 
     async def _approvers_mailed(self, context: DeliveryContext, request_id: str) -> list[str]:
         ref = (await context.store.human_request(request_id)).message_ref or {}

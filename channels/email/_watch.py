@@ -17,6 +17,7 @@ from bot.errors import UserFacingError
 from bot.plugins import ChannelContext
 from channels.email._imap import ImapMailbox
 from channels.email._inbound import Inbound, MailReader
+from channels.email._send import EmailSender
 from channels.email._settings import EmailSettings
 from channels.email._state import MailState, SqlMailState
 
@@ -37,13 +38,18 @@ class MailWatcher:
         *,
         state: MailState | None = None,
         connect: Callable[[EmailSettings], ImapMailbox] = ImapMailbox,
+        sender: EmailSender | None = None,
     ) -> None:
-        """Watch for ``context``; ``connect`` makes the IMAP connection (tests inject it)."""
+        """Watch for ``context``; ``connect`` makes the IMAP connection (tests inject it).
+
+        ``sender`` answers mail that decided nothing (default: SMTP from ``settings``).
+        """
         self.settings = settings
         self.context = context
         self.state = state or SqlMailState(context.ops.store.db)
         self.reader = MailReader(settings, context.ops.store, self.state)
         self.connect = connect
+        self.sender = sender or EmailSender(settings, policy=context.ops.runtime.policy)
         self.key = f"{settings.imap_user}@{settings.imap_host}/{settings.imap_mailbox}"
         self.last_uid = 0
         """The last UID handled (for tests and logs)."""
@@ -141,6 +147,31 @@ class MailWatcher:
         await self.context.ops.store.ingest(
             inbound.event, refused=inbound.refused, thread_id=inbound.thread_id
         )
+        if inbound.notice is not None:
+            await self._tell(inbound)
+
+    async def _tell(self, inbound: Inbound) -> None:
+        """Mail the sender why their mail decided nothing; trouble is logged, not retried.
+
+        The refusal is already recorded (the console and API show it); a mail server that
+        is down must not stop the mailbox being read.
+        """
+        assert inbound.notice is not None
+        conversation = inbound.event.conversation
+        try:
+            await self.sender.send_notice(
+                self.state,
+                inbound.notice,
+                room=conversation.room,
+                thread_key=conversation.thread_key,
+            )
+        except Exception as exc:
+            log.warning(
+                "email: could not tell %s why their mail decided nothing: %s: %s",
+                inbound.notice.to,
+                type(exc).__name__,
+                exc,
+            )
 
     async def _notify(self, **changes: int) -> None:
         async with self.changed:

@@ -620,25 +620,6 @@ async def test_signed_webhook_starts_a_thread_once(make_api: MakeApi) -> None:
     assert thread.status == ThreadStatus.WAITING
 
 
-async def test_a_redelivered_webhook_is_processed_once(api: Api) -> None:
-    body = json.dumps({"text": "what is running in staging?"}).encode()
-    first = await api.client.post(
-        "/hooks/deploys", content=body, headers=signed(body, delivery="d-1")
-    )
-    assert first.json()["status"] == "accepted"
-    # The sender retries: same delivery id, a fresh timestamp and signature.
-    again = await api.client.post(
-        "/hooks/deploys", content=body, headers=signed(body, at=time.time() + 1, delivery="d-1")
-    )
-    assert again.status_code == 202
-    assert again.json() == {"status": "duplicate"}
-    assert api.dispatcher.of("process") == [first.json()["inbox_item"]]
-    await api.work(first.json()["inbox_item"])
-    [thread] = await api.ops.store.list_threads()
-    loaded = await api.ops.store.load_thread(thread.id)
-    assert sum(e.kind == "user_message" for e in loaded.events) == 1
-
-
 async def test_an_identical_webhook_without_delivery_id_is_a_duplicate(api: Api) -> None:
     body = json.dumps({"text": "what is running in staging?"}).encode()
     headers = signed(body)
