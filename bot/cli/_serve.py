@@ -19,6 +19,7 @@ from typing import Annotated
 import typer
 
 from bot.cli._common import EXIT_CONFIG, console, fail, guarded
+from bot.cli._sessions import new_login_link
 from bot.config import Settings, load_settings
 from bot.errors import ConfigError
 from bot.plugins import ChannelContext, Gateway, load_plugins
@@ -144,6 +145,14 @@ def gateway() -> None:
     guarded(serve())
 
 
+async def _login_link(settings: Settings) -> str:
+    database = Database(settings.database)
+    try:
+        return await new_login_link(database, settings.console_url)
+    finally:
+        await database.dispose()
+
+
 def _wait_healthy(url: str, child: subprocess.Popen[bytes], timeout: float = 60) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and child.poll() is None:
@@ -216,9 +225,10 @@ def run_all(
             console.print("[red]the API did not come up; see the messages above[/]")
             code = 1
         else:
+            link = guarded(_login_link(settings))
             console.print(
-                f"\nopsloop is running. Open the console:\n\n    "
-                f"{settings.console_url}/login?token={token}\n\n"
+                f"\nopsloop is running. Open the console (the link works once, within 15 "
+                f"minutes; `opsloop sessions link` makes another):\n\n    {link}\n\n"
                 f"API: {settings.console_url}/docs · Ctrl-C stops everything."
             )
         while code == 0 and not stopping:
