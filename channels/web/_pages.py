@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qs
 
-from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict
@@ -114,11 +114,15 @@ async def logout(request: Request) -> Response:
     return _login_page(request, None, signed_out=True)
 
 
-@router.post("/console/as")
+async def _need_session(request: Request) -> None:
+    """401 without a console session, before the body is even read."""
+    if not await _signed_in(request):
+        raise HTTPException(401, "authentication required: log in")
+
+
+@router.post("/console/as", dependencies=[Depends(_need_session)])
 async def act_as(body: ActAs, request: Request) -> Response:
     """Choose the web user id the console acts as."""
-    if not await _signed_in(request):
-        return JSONResponse({"error": "authentication required: log in"}, status_code=401)
     request.session["user"] = body.user
     return JSONResponse(
         {"user": body.user, "principal": f"web:{body.user}", "roles": roles_of(request, body.user)}

@@ -20,12 +20,13 @@ import httpx2
 import pytest
 from sqlalchemy import text
 
-from bot.api import create_app
+from bot.api import _hooks, _routes, create_app
 from bot.app import Opsloop
 from bot.config import Settings, load_settings
 from bot.model.offline import OfflineModel
 from bot.store import ConsoleSessions, Database
 from channels import web
+from channels.web import _pages
 from channels.web._render import status_label
 from tests.fakes import RecordingDispatcher
 from workers.jobs import deliver_thread, process_item
@@ -294,6 +295,32 @@ async def test_the_api_docs_need_a_token_or_a_session(console: Console, path: st
         assert "/api/threads" in response.json()["paths"]
     else:
         assert "/openapi.json" in response.text
+
+
+OPEN_PATHS = {"/healthz", "/readyz", "/login", "/logout", "/static", "/hooks/{name}"}
+"""What the README says answers without a token (besides Slack's and email's own routes)."""
+
+
+async def test_everything_else_needs_a_token_or_a_session(console: Console) -> None:
+    """Every route of the app, unauthenticated: 401, or the console's redirect to sign in."""
+    app = console.client._transport.app  # type: ignore[attr-defined]
+    # The app's own routes, and those of the routers it includes.
+    routes = [*app.routes, *_routes.router.routes, *_hooks.router.routes, *_pages.router.routes]
+    checked = 0
+    for route in routes:
+        path = getattr(route, "path", "")
+        if path in OPEN_PATHS:
+            continue
+        url = re.sub(r"\{[^}]+\}", "x", path)
+        for method in sorted(getattr(route, "methods", None) or {"GET"}):
+            if method == "HEAD":
+                continue
+            response = await console.client.request(method, url, json={})
+            redirected = response.status_code == 303 and response.headers["location"] == "/login"
+            assert response.status_code == 401 or redirected, (method, path, response.status_code)
+            checked += 1
+    assert checked >= 15
+    assert console.dispatcher.calls == []
 
 
 async def test_pages_carry_strict_security_headers(console: Console) -> None:
