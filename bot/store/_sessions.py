@@ -159,17 +159,33 @@ class ConsoleSessions:
         return _session(row), secret
 
     async def check(self, secret: str) -> ConsoleSession | None:
-        """The active session whose secret is ``secret``, marked as seen; else ``None``."""
+        """The active session whose secret is ``secret``, marked as seen; else ``None``.
+
+        A read, on every authenticated request; the write of ``last_seen_at`` happens at most
+        once a minute per session.
+        """
         now = utcnow()
-        async with self.db.session() as session:
-            row = await session.scalar(
-                select(ConsoleSessionRow).where(ConsoleSessionRow.secret_hash == _digest(secret))
-            )
-            if row is None or not _session(row).active(now):
-                return None
-            if now - row.last_seen_at >= _TOUCH_EVERY:
-                row.last_seen_at = now
-            return _session(row)
+        table = ConsoleSessionRow.__table__
+        async with self.db.transaction(write=False) as connection:
+            row = (
+                await connection.execute(
+                    select(table).where(table.c.secret_hash == _digest(secret))
+                )
+            ).first()
+        if row is None:
+            return None
+        found = ConsoleSession.model_validate(row, from_attributes=True)
+        if not found.active(now):
+            return None
+        if now - found.last_seen_at >= _TOUCH_EVERY:
+            async with self.db.transaction() as connection:
+                await connection.execute(
+                    update(ConsoleSessionRow)
+                    .where(ConsoleSessionRow.id == found.id)
+                    .values(last_seen_at=now)
+                )
+            found = found.model_copy(update={"last_seen_at": now})
+        return found
 
     async def list_sessions(self, *, include_ended: bool = False) -> list[ConsoleSession]:
         """Sessions, newest first; only active ones unless ``include_ended``."""
