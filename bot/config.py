@@ -157,6 +157,14 @@ class Settings(BaseSettings):
             raise ValueError("must be a sqlite:// or postgresql:// URL")
         return value
 
+    @field_validator("bind")
+    @classmethod
+    def _port_in_range(cls, value: str) -> str:
+        port = int(value.rpartition(":")[2])
+        if not 1 <= port <= 65535:
+            raise ValueError(f"the port must be 1 to 65535, not {port}")
+        return value
+
     @field_validator("models")
     @classmethod
     def _chain_shape(cls, value: str) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import jsonschema
 import pytest
 import typer
 import yaml
@@ -29,9 +30,60 @@ ROOT = Path(__file__).resolve().parent.parent
 APP_SERVICES = ("migrate", "api", "worker", "beat")
 
 
-def compose() -> dict[str, Any]:
-    data: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text("utf-8"))
+COMPOSE_SCHEMA = ROOT / "tests" / "schemas" / "compose-spec.json"
+
+
+class ComposeLoader(yaml.SafeLoader):
+    """YAML read the way Docker Compose reads it (Go's yaml.v3), not PyYAML's lenient way.
+
+    A key repeated in one mapping is an error (PyYAML silently keeps the last one); keys
+    that come in through a ``<<`` merge may be overridden, as YAML allows. Booleans are
+    YAML 1.2's ``true``/``false`` only, so ``restart: no`` stays the string Compose sees.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, yaml.Node] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping",
+                    node.start_mark,
+                    f"mapping key {key!r} already defined at line {seen[key].start_mark.line + 1}",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node
+        return super().construct_mapping(node, deep=deep)
+
+
+ComposeLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+ComposeLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def load_compose(text: str) -> dict[str, Any]:
+    """Parse a compose file strictly and validate it against the Compose specification.
+
+    Raises:
+        yaml.YAMLError: the YAML is invalid or repeats a key.
+        jsonschema.ValidationError: the file is not a valid Compose file.
+    """
+    data = yaml.load(text, Loader=ComposeLoader)  # a SafeLoader subclass: no arbitrary objects
+    validator = jsonschema.Draft202012Validator(json.loads(COMPOSE_SCHEMA.read_text("utf-8")))
+    # Compose validates JSON: the round trip turns anything JSON has no type for into an error.
+    validator.validate(json.loads(json.dumps(data)))
+    assert isinstance(data, dict)
     return data
+
+
+def compose() -> dict[str, Any]:
+    return load_compose((ROOT / "docker-compose.yml").read_text("utf-8"))
 
 
 def services() -> dict[str, Any]:
@@ -310,3 +362,108 @@ def test_build_context_leaves_out_local_state_and_secrets() -> None:
     assert {".git", ".venv", ".env", "*.db", "**/__pycache__", ".pytest_cache"} <= ignored
     # Everything the build copies is left in.
     assert not {"bot", "pyproject.toml", "uv.lock", "README.md"} & ignored
+
+
+# ---------------------------------------------------------------- read as Compose reads it
+
+
+def test_compose_file_is_valid_for_compose() -> None:
+    """Regression: the file had two top-level ``services:`` and two ``volumes:`` keys.
+
+    Compose refuses such a file; PyYAML kept the second copy, which had no ``gateway``.
+    """
+    data = compose()
+    assert {"postgres", "redis", "migrate", "api", "worker", "beat", "gateway"} <= set(
+        data["services"]
+    )
+    assert set(data["volumes"]) == {"postgres-data", "redis-data", "opsloop-data"}
+
+
+def test_strict_loading_refuses_what_compose_refuses() -> None:
+    # A repeated key, at the top or deeper, is an error; a key merged in by `<<` is not.
+    with pytest.raises(yaml.YAMLError, match="'services' already defined at line 1"):
+        load_compose("services: {a: {image: x}}\nservices: {b: {image: x}}\n")
+    with pytest.raises(yaml.YAMLError, match="'image' already defined"):
+        load_compose("services:\n  a:\n    image: x\n    image: y\n")
+    merged = load_compose(
+        "x-base: &base {image: x, restart: always}\nservices: {a: {<<: *base, restart: no}}\n"
+    )
+    assert merged["services"]["a"] == {"image": "x", "restart": "no"}
+    # The schema: a volumes list where a mapping belongs, an unknown key, a wrong type.
+    for bad in (
+        "services: {a: {image: x}}\nvolumes:\n  - data:/data\n",
+        "services: {a: {image: x, comand: [opsloop]}}\n",
+        "services: {a: {image: x, restart: false}}\n",
+    ):
+        with pytest.raises(jsonschema.ValidationError):
+            load_compose(bad)
+
+
+def readme_section(title: str) -> str:
+    text = (ROOT / "README.md").read_text("utf-8")
+    start = text.index(f"\n## {title}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end != -1 else None]
+
+
+def compose_commands() -> dict[str, list[str]]:
+    """Every ``docker compose`` command the README or the compose file's header shows."""
+    found = {}
+    sources = {
+        "README": (ROOT / "README.md").read_text("utf-8"),
+        "docker-compose.yml": (ROOT / "docker-compose.yml").read_text("utf-8"),
+    }
+    for where, text in sources.items():
+        for line in text.splitlines():
+            line = line.lstrip("#").strip()
+            if line.startswith("docker compose "):
+                found[f"{where}: {line}"] = shlex.split(line, comments=True)[2:]
+    return found
+
+
+def test_readme_shows_compose_commands() -> None:
+    commands = compose_commands()
+    assert any(where.startswith("README") for where in commands)
+    assert any("--profile" in args for args in commands.values())
+
+
+@pytest.mark.parametrize("where", sorted(compose_commands()))
+def test_compose_command_names_real_services_and_profiles(where: str) -> None:
+    """Every profile, service and ``--scale`` a documented command names exists."""
+    found = services()
+    profiles = {p for service in found.values() for p in service.get("profiles", [])}
+    args = compose_commands()[where]
+    named: list[str] = []
+    while args and args[0].startswith("-"):  # global options come before the subcommand
+        option = args.pop(0)
+        if option == "--profile":
+            profile = args.pop(0)
+            assert profile in profiles, f"{where}: no profile {profile!r}"
+    assert args and args[0] in {"up", "down", "logs", "ps", "run", "exec", "restart", "pull"}
+    args = args[1:]
+    while args:
+        arg = args.pop(0)
+        if arg == "--scale":
+            named.append(args.pop(0).partition("=")[0])
+        elif not arg.startswith("-"):
+            named.append(arg)
+    for name in named:
+        assert name in found, f"{where}: no service {name!r}"
+        assert "profiles" not in found[name] or "--profile" in where, where
+
+
+def test_every_command_the_readme_runs_in_production_is_a_compose_service() -> None:
+    section = readme_section("Running in production")
+    named = set(re.findall(r"`(opsloop [a-z]+)`", section))
+    assert {"opsloop migrate", "opsloop api", "opsloop worker", "opsloop beat"} <= named
+    commands = {
+        " ".join(service["command"][:2]): name
+        for name, service in services().items()
+        if service.get("command", [""])[0] == "opsloop"
+    }
+    for command in named:
+        assert command in commands, f"the README names {command!r}; no service runs it"
+    # The services the README names in backticks are the ones that exist, with their profile.
+    assert "`gateway` service, in the profile of the same name" in section
+    assert services()["gateway"]["profiles"] == ["gateway"]
+    assert commands["opsloop gateway"] == "gateway"

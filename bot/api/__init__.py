@@ -8,15 +8,23 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 from sqlalchemy import text
 from starlette.exceptions import HTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
 from bot.api import _hooks, _routes
-from bot.api._auth import session_key, token_matches
+from bot.api._auth import (
+    SESSION_SECRET,
+    console_session,
+    require_auth,
+    session_key,
+    sessions_of,
+    token_matches,
+)
 from bot.api._limits import BodyLimit
 from bot.api._routes import UserId, web_identity
 from bot.app import Opsloop, ThreadBusyError
@@ -30,7 +38,16 @@ from bot.errors import (
 )
 from bot.plugins import ChannelContext, Dispatcher, Plugin, load_plugins
 
-__all__ = ["UserId", "create_app", "dispatcher_from_plugins", "token_matches", "web_identity"]
+__all__ = [
+    "SESSION_SECRET",
+    "UserId",
+    "console_session",
+    "create_app",
+    "dispatcher_from_plugins",
+    "sessions_of",
+    "token_matches",
+    "web_identity",
+]
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +91,10 @@ def create_app(
         summary="Launch, inspect, pause, resume and answer opsloop threads.",
         version="0.1.0",
         lifespan=lifespan,
+        # Served below behind the same authentication as the API itself.
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
     )
     app.state.settings = settings
     token = settings.api_token.get_secret_value() if settings.api_token else None
@@ -129,9 +150,27 @@ def create_app(
         error = {} if ready else {"error": "not ready"}
         return JSONResponse({"ready": ready, **checks, **error}, status_code=200 if ready else 503)
 
+    _add_docs(app)
     app.include_router(_routes.router)
     app.include_router(_hooks.router)
     for plugin in plugins:
         if plugin.routes is not None:
             plugin.routes(app)
     return app
+
+
+def _add_docs(app: FastAPI) -> None:
+    """The OpenAPI schema and the interactive docs: a token or a console session, like the API."""
+    authenticated = [Depends(require_auth)]
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=authenticated)
+    async def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False, dependencies=authenticated)
+    async def swagger() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{app.title} API")
+
+    @app.get("/redoc", include_in_schema=False, dependencies=authenticated)
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(openapi_url="/openapi.json", title=f"{app.title} API")

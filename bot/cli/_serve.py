@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -17,6 +19,7 @@ from typing import Annotated
 import typer
 
 from bot.cli._common import EXIT_CONFIG, console, fail, guarded
+from bot.cli._sessions import new_login_link
 from bot.config import Settings, load_settings
 from bot.errors import ConfigError
 from bot.plugins import ChannelContext, Gateway, load_plugins
@@ -49,11 +52,41 @@ def _check_schema(settings: Settings, *, auto_migrate: bool) -> None:
     guarded(check())
 
 
+def _listen(address: str) -> socket.socket:
+    """A socket listening on ``address`` (host:port), or one line and exit 2.
+
+    Bound here, before anything is started or printed, so a port already in use is told
+    at once (and never answered by whatever process holds it).
+    """
+    host, _, port = address.rpartition(":")
+    if not host or not re.fullmatch(r"[0-9]{1,5}", port) or not 1 <= int(port) <= 65535:
+        fail(f"cannot listen on {address!r}: it must be host:port, port 1 to 65535", EXIT_CONFIG)
+    try:
+        family, kind, proto, _, where = socket.getaddrinfo(
+            host, int(port), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        fail(f"cannot listen on {address}: {exc.strerror or exc}", EXIT_CONFIG)
+    try:
+        # As uvicorn does: a restart may reuse the port at once; a live listener still holds it.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(where)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        fail(f"cannot listen on {address}: {exc.strerror or exc}", EXIT_CONFIG)
+    return sock
+
+
 def api(
     bind: Annotated[
         str | None, typer.Option(help="host:port to listen on (default: $OPSLOOP_BIND).")
     ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    fd: Annotated[
+        int | None, typer.Option(hidden=True, help="Serve on this inherited listening socket.")
+    ] = None,
 ) -> None:
     """Serve the HTTP API, webhooks and the web console."""
     import uvicorn
@@ -63,18 +96,12 @@ def api(
     settings = _settings()
     if settings.api_token is None:
         fail("set OPSLOOP_API_TOKEN: the API refuses every request without a token", EXIT_CONFIG)
-    host, _, port = (bind or settings.bind).rpartition(":")
-    if not host or not port.isdigit():
-        fail(f"--bind must be host:port, not {bind!r}", EXIT_CONFIG)
+    sock = socket.socket(fileno=fd) if fd is not None else _listen(bind or settings.bind)
     _check_schema(settings, auto_migrate=settings.database.startswith("sqlite"))
-    uvicorn.run(
-        create_app(settings),
-        host=host,
-        port=int(port),
-        log_level=log_level,
-        proxy_headers=True,
-        server_header=False,
+    config = uvicorn.Config(
+        create_app(settings), log_level=log_level, proxy_headers=True, server_header=False
     )
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 def _gateways() -> list[tuple[str, Gateway]]:
@@ -121,6 +148,14 @@ def gateway() -> None:
     guarded(serve())
 
 
+async def _login_link(settings: Settings) -> str:
+    database = Database(settings.database)
+    try:
+        return await new_login_link(database, settings.console_url)
+    finally:
+        await database.dispose()
+
+
 def _wait_healthy(url: str, child: subprocess.Popen[bytes], timeout: float = 60) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and child.poll() is None:
@@ -141,6 +176,7 @@ def run_all(
     Ctrl-C stops it all. Without REDIS_URL the queue is an embedded one under OPSLOOP_HOME.
     """
     settings = _settings()
+    listening = _listen(settings.bind)
     _check_schema(settings, auto_migrate=True)
     token = (
         settings.api_token.get_secret_value() if settings.api_token else secrets.token_urlsafe(24)
@@ -152,7 +188,7 @@ def run_all(
     except ConfigError as exc:
         fail(str(exc), EXIT_CONFIG)
     commands = {
-        "api": [*me, "api", "--log-level", "warning"],
+        "api": [*me, "api", "--log-level", "warning", "--fd", str(listening.fileno())],
         "worker": [
             *me,
             "worker",
@@ -169,9 +205,15 @@ def run_all(
     # Each child in a session of its own: Ctrl-C reaches only this supervisor, which then
     # stops each child's main process the way it expects (celery's pool stops with it).
     children = {
-        name: subprocess.Popen(cmd, env=env, start_new_session=True)
+        name: subprocess.Popen(
+            cmd,
+            env=env,
+            start_new_session=True,
+            pass_fds=(listening.fileno(),) if name == "api" else (),
+        )
         for name, cmd in commands.items()
     }
+    listening.close()  # the API holds it now
     stopping = False
 
     def stop(signum: int, frame: FrameType | None) -> None:
@@ -186,9 +228,10 @@ def run_all(
             console.print("[red]the API did not come up; see the messages above[/]")
             code = 1
         else:
+            link = guarded(_login_link(settings))
             console.print(
-                f"\nopsloop is running. Open the console:\n\n    "
-                f"{settings.console_url}/login?token={token}\n\n"
+                f"\nopsloop is running. Open the console (the link works once, within 15 "
+                f"minutes; `opsloop sessions link` makes another):\n\n    {link}\n\n"
                 f"API: {settings.console_url}/docs · Ctrl-C stops everything."
             )
         while code == 0 and not stopping:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
+from urllib.parse import parse_qs
 
-from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict
 
-from bot.api import UserId, token_matches
+from bot.api import SESSION_SECRET, UserId, console_session, sessions_of, token_matches
 from bot.app import Opsloop
 from bot.errors import NotFoundError
 from bot.events import HumanRequested, HumanResponded, ModelCalled, ThreadStatus
@@ -29,8 +30,8 @@ class ActAs(BaseModel):
     """A web user id; policy names the person ``web:<user>``."""
 
 
-def _signed_in(request: Request) -> bool:
-    return request.session.get("authenticated") is True
+async def _signed_in(request: Request) -> bool:
+    return await console_session(request) is not None
 
 
 def _to_login() -> RedirectResponse:
@@ -42,38 +43,86 @@ def _ops(request: Request) -> Opsloop:
     return ops
 
 
-@router.get("/login")
-async def login(request: Request, token: str | None = None) -> Response:
-    """Start a console session with the API token (the link ``opsloop run`` prints)."""
-    if token is None and _signed_in(request):
-        return RedirectResponse("/", status_code=303)
-    request.session.clear()  # a fresh session either way: nothing carried over from before
-    if token is not None and token_matches(request, token):
-        request.session["authenticated"] = True
-        return RedirectResponse("/", status_code=303)
+LoginProblem = Literal["code", "token", "token-in-link"]
+
+
+async def _end_session(request: Request) -> None:
+    """Revoke the session this cookie names, if any, and forget it."""
+    secret = request.session.get(SESSION_SECRET)
+    if isinstance(secret, str) and secret:
+        await sessions_of(request).revoke_secret(secret)
+    request.session.clear()
+    request.state.console_session = None
+
+
+async def _start_session(request: Request, method: str) -> Response:
+    await _end_session(request)  # a fresh session: nothing carried over from before
+    session, secret = await sessions_of(request).start(method=method)
+    request.session[SESSION_SECRET] = secret
+    request.state.console_session = session
+    return RedirectResponse("/", status_code=303)
+
+
+def _login_page(
+    request: Request, problem: LoginProblem | None, *, signed_out: bool = False
+) -> Response:
     configured = request.app.state.settings.api_token is not None
     return page(
         request,
         "login.html",
-        status=401,
-        offered=token is not None,
+        status=401 if problem is not None or not configured else 200,
+        problem=problem,
         configured=configured,
-        signed_out=False,
+        signed_out=signed_out,
     )
+
+
+@router.get("/login")
+async def login(request: Request, code: str | None = None, token: str | None = None) -> Response:
+    """The sign-in page; ``?code=`` spends a one-time login code (the link ``opsloop run`` prints).
+
+    An API token in the address is refused: it would stay in browser history and proxy logs.
+    """
+    if code is None and token is None and await _signed_in(request):
+        return RedirectResponse("/", status_code=303)
+    configured = request.app.state.settings.api_token is not None
+    if code and configured and await sessions_of(request).use_login_code(code):
+        return await _start_session(request, "login-code")
+    if code is not None or token is not None:
+        await _end_session(request)
+    problem: LoginProblem | None = (
+        "token-in-link" if token is not None else "code" if code is not None else None
+    )
+    return _login_page(request, problem)
+
+
+@router.post("/login")
+async def login_with_token(request: Request) -> Response:
+    """Sign in with the API token, posted from the sign-in form."""
+    form = parse_qs((await request.body()).decode("utf-8", "replace"), max_num_fields=10)
+    offered = (form.get("token") or [""])[0].strip()
+    if offered and token_matches(request, offered):
+        return await _start_session(request, "api-token")
+    await _end_session(request)
+    return _login_page(request, "token")
 
 
 @router.get("/logout")
 async def logout(request: Request) -> Response:
-    """End the console session."""
-    request.session.clear()
-    return page(request, "login.html", signed_out=True, offered=False, configured=True)
+    """End the console session: revoked in the database, so its cookie is worthless."""
+    await _end_session(request)
+    return _login_page(request, None, signed_out=True)
 
 
-@router.post("/console/as")
+async def _need_session(request: Request) -> None:
+    """401 without a console session, before the body is even read."""
+    if not await _signed_in(request):
+        raise HTTPException(401, "authentication required: log in")
+
+
+@router.post("/console/as", dependencies=[Depends(_need_session)])
 async def act_as(body: ActAs, request: Request) -> Response:
     """Choose the web user id the console acts as."""
-    if not _signed_in(request):
-        return JSONResponse({"error": "authentication required: log in"}, status_code=401)
     request.session["user"] = body.user
     return JSONResponse(
         {"user": body.user, "principal": f"web:{body.user}", "roles": roles_of(request, body.user)}
@@ -83,7 +132,7 @@ async def act_as(body: ActAs, request: Request) -> Response:
 @router.get("/")
 async def chat(request: Request) -> Response:
     """The chat: one thread at a time, like a chat-app thread."""
-    if not _signed_in(request):
+    if not await _signed_in(request):
         return _to_login()
     policy = _ops(request).runtime.policy
     data = {"user": console_user(request), "roles": policy.roles}
@@ -97,7 +146,7 @@ async def threads(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> Response:
     """Every thread, most recently active first."""
-    if not _signed_in(request):
+    if not await _signed_in(request):
         return _to_login()
     ops = _ops(request)
     found = await ops.store.list_threads(limit=limit, status=status)
@@ -118,7 +167,7 @@ async def threads(
 @router.get("/threads/{thread_id}")
 async def timeline(thread_id: str, request: Request) -> Response:
     """One thread's whole event log, with what each model call cost."""
-    if not _signed_in(request):
+    if not await _signed_in(request):
         return _to_login()
     ops = _ops(request)
     try:

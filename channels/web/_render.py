@@ -162,7 +162,7 @@ def page(request: Request, template: str, *, status: int = 200, **context: Any) 
         user=user,
         user_roles=roles_of(request, user) if ops else [],
         known_users=known,
-        signed_in=request.session.get("authenticated") is True,
+        signed_in=getattr(request.state, "console_session", None) is not None,
         console_url=request.app.state.settings.console_url,
         **context,
     )

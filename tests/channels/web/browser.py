@@ -83,6 +83,14 @@ def console_page(base_url: str) -> Iterator[Watched]:
     assert watched.problems == []
 
 
+def sign_in_with_token(page: Page, base_url: str, token: str) -> None:
+    """Sign in through the form, the API token pasted in (it never goes in an address)."""
+    page.goto(f"{base_url}/login")
+    page.get_by_placeholder("API token").fill(token)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page).to_have_url(f"{base_url}/")
+
+
 def act_as(page: Page, user: str) -> None:
     """Switch whom the console acts as, and wait until the header says so."""
     page.fill("#acting-user", user)

@@ -11,18 +11,22 @@ import json
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx2
 import pytest
+from sqlalchemy import text
 
-from bot.api import create_app
+from bot.api import _hooks, _routes, create_app
 from bot.app import Opsloop
 from bot.config import Settings, load_settings
 from bot.model.offline import OfflineModel
-from bot.store import Database
+from bot.store import ConsoleSessions, Database
 from channels import web
+from channels.web import _pages
 from channels.web._render import status_label
 from tests.fakes import RecordingDispatcher
 from workers.jobs import deliver_thread, process_item
@@ -38,9 +42,19 @@ class Console:
     dispatcher: RecordingDispatcher
 
     async def login(self) -> None:
-        response = await self.client.get("/login", params={"token": TOKEN})
+        """Through a one-time link, as ``opsloop run`` prints it."""
+        code = await ConsoleSessions(self.ops.store.db).new_login_code()
+        response = await self.client.get("/login", params={"code": code})
         assert response.status_code == 303, response.text
         assert response.headers["location"] == "/"
+
+    async def post_token(self, token: str) -> httpx2.Response:
+        """The sign-in form, with the API token pasted in."""
+        return await self.client.post(
+            "/login",
+            content=urlencode({"token": token}),
+            headers={"content-type": "application/x-www-form-urlencoded"},
+        )
 
     async def act_as(self, user: str) -> httpx2.Response:
         return await self.client.post("/console/as", json={"user": user})
@@ -141,24 +155,37 @@ async def test_the_login_link_starts_a_session_and_lands_on_the_chat(console: Co
     assert "Sign out" in response.text
 
 
-@pytest.mark.parametrize("query", ["?token=wrong-token", "?token=", ""])
-async def test_a_wrong_or_missing_token_gets_401_and_no_session(
-    console: Console, query: str
-) -> None:
+@pytest.mark.parametrize("query", ["?code=spent-or-made-up", "?code=", ""])
+async def test_a_wrong_or_missing_code_starts_no_session(console: Console, query: str) -> None:
     response = await console.client.get(f"/login{query}")
-    assert response.status_code == 401
+    assert response.status_code == (401 if query else 200)  # the bare form is no failure
     assert "text/html" in response.headers["content-type"]
-    assert "missing token" in response.text.lower()
-    assert "opsloop run" in response.text  # tells people where the link comes from
-    assert 'action="/login"' in response.text  # and offers a form to paste the token
+    said = "expired or was already used" if "code=" in query else "not signed in"
+    assert said in response.text
+    assert "opsloop sessions link" in response.text  # tells people where links come from
+    assert 'method="post" action="/login"' in response.text  # and offers the token form
     assert (await console.client.get("/")).status_code == 303
+
+
+async def test_a_wrong_token_in_the_form_gets_401_and_no_session(console: Console) -> None:
+    response = await console.post_token("wrong-token")
+    assert response.status_code == 401
+    assert "Invalid token" in response.text
+    assert (await console.client.get("/")).status_code == 303
+    response = await console.post_token(TOKEN)
+    assert response.status_code == 303
+    assert (await console.client.get("/")).status_code == 200
 
 
 async def test_login_says_so_when_the_server_has_no_token(
     make_console: MakeConsole, tmp_path: Path
 ) -> None:
     console = await make_console(load_settings(OPSLOOP_HOME=str(tmp_path)))
-    response = await console.client.get("/login", params={"token": "anything"})
+    response = await console.post_token("anything")
+    assert response.status_code == 401
+    assert "No API token is configured" in response.text
+    code = await ConsoleSessions(console.ops.store.db).new_login_code()
+    response = await console.client.get("/login", params={"code": code})
     assert response.status_code == 401
     assert "No API token is configured" in response.text
 
@@ -182,7 +209,7 @@ async def test_a_failed_login_ends_a_session_and_a_bare_one_keeps_it(console: Co
     response = await console.client.get("/login")
     assert response.status_code == 303  # signed in already: straight to the chat
     assert response.headers["location"] == "/"
-    assert (await console.client.get("/login", params={"token": "wrong"})).status_code == 401
+    assert (await console.post_token("wrong")).status_code == 401
     assert (await console.client.get("/")).status_code == 303
 
 
@@ -193,6 +220,107 @@ async def test_logout_ends_the_session(console: Console) -> None:
     assert "You are signed out" in response.text
     assert (await console.client.get("/threads")).status_code == 303
     assert (await console.client.get("/api/threads")).status_code == 401
+
+
+async def test_an_api_token_in_the_address_signs_nobody_in(console: Console) -> None:
+    """Regression: ``GET /login?token=`` took the API token in the URL.
+
+    The token then stayed in browser history and proxy logs; it is refused there now.
+    """
+    response = await console.client.get("/login", params={"token": TOKEN})
+    assert response.status_code == 401
+    assert "not accepted in a link" in response.text
+    assert (await console.client.get("/")).status_code == 303
+    assert (await console.client.get("/api/threads")).status_code == 401
+
+
+async def test_a_login_link_works_once_and_only_while_fresh(console: Console) -> None:
+    sessions = ConsoleSessions(console.ops.store.db)
+    code = await sessions.new_login_code()
+    first = await console.client.get("/login", params={"code": code})
+    assert first.status_code == 303
+    console.client.cookies.clear()
+    again = await console.client.get("/login", params={"code": code})
+    assert again.status_code == 401
+    assert "expired or was already used" in again.text
+    stale = await sessions.new_login_code(ttl=timedelta(seconds=-1))
+    assert (await console.client.get("/login", params={"code": stale})).status_code == 401
+    # Only hashes are kept: a copy of the database signs nobody in.
+    async with console.ops.store.db.transaction(write=False) as connection:
+        stored = (await connection.execute(text("SELECT * FROM console_login_codes"))).all()
+        stored += (await connection.execute(text("SELECT * FROM console_sessions"))).all()
+    assert len(stored) == 3
+    assert not any(code in str(value) for row in stored for value in row)
+
+
+async def test_signing_out_revokes_the_session_so_a_copied_cookie_is_refused(
+    console: Console,
+) -> None:
+    """Regression: signing out only cleared the browser's cookie; a copy of it still worked."""
+    await console.login()
+    copied = console.client.cookies["session"]
+    assert (await console.client.get("/logout")).status_code == 200
+    replay = {"cookie": f"session={copied}"}
+    assert (await console.client.get("/api/threads", headers=replay)).status_code == 401
+    assert (await console.client.get("/threads", headers=replay)).status_code == 303
+    [ended] = await ConsoleSessions(console.ops.store.db).list_sessions(include_ended=True)
+    assert ended.revoked_at is not None and ended.method == "login-code"
+
+
+async def test_a_revoked_session_is_refused_at_once(console: Console) -> None:
+    """Regression: a console session could only be ended by rotating the API token."""
+    await console.login()
+    assert (await console.client.get("/api/threads")).status_code == 200
+    sessions = ConsoleSessions(console.ops.store.db)
+    [active] = await sessions.list_sessions()
+    assert await sessions.revoke(active.id)
+    assert (await console.client.get("/api/threads")).status_code == 401
+    assert (await console.client.get("/")).status_code == 303
+    assert await sessions.list_sessions() == []
+    assert not await sessions.revoke(active.id)  # once
+
+
+@pytest.mark.parametrize("path", ["/openapi.json", "/docs", "/redoc"])
+async def test_the_api_docs_need_a_token_or_a_session(console: Console, path: str) -> None:
+    """Regression: the OpenAPI schema and the interactive docs answered without a token."""
+    response = await console.client.get(path)
+    assert response.status_code == 401
+    assert response.json()["error"].startswith("authentication required")
+    bearer = {"authorization": f"Bearer {TOKEN}"}
+    assert (await console.client.get(path, headers=bearer)).status_code == 200
+    await console.login()
+    response = await console.client.get(path)
+    assert response.status_code == 200
+    if path == "/openapi.json":
+        assert "/api/threads" in response.json()["paths"]
+    else:
+        assert "/openapi.json" in response.text
+
+
+OPEN_PATHS = {"/healthz", "/readyz", "/login", "/logout", "/static", "/hooks/{name}"}
+"""What the README says answers without a token (besides Slack's and email's own routes)."""
+
+
+async def test_everything_else_needs_a_token_or_a_session(console: Console) -> None:
+    """Every route of the app, unauthenticated: 401, or the console's redirect to sign in."""
+    app = console.client._transport.app  # type: ignore[attr-defined]
+    # The app's own routes, and those of the routers it includes.
+    routes = [*app.routes, *_routes.router.routes, *_hooks.router.routes, *_pages.router.routes]
+    checked = 0
+    for route in routes:
+        path = getattr(route, "path", "")
+        if path in OPEN_PATHS:
+            continue
+        url = re.sub(r"\{[^}]+\}", "x", path)
+        for method in sorted(getattr(route, "methods", None) or {"GET"}):
+            if method == "HEAD":
+                continue
+            response = await console.client.request(method, url, json={})
+            redirected = response.status_code == 303 and response.headers["location"] == "/login"
+            assert response.status_code == 401 or redirected, (method, path, response.status_code)
+            checked += 1
+    assert checked >= 15
+    assert console.dispatcher.calls == []
 
 
 async def test_pages_carry_strict_security_headers(console: Console) -> None:

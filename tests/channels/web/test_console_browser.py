@@ -66,7 +66,7 @@ def _wait_for_link(process: subprocess.Popen[bytes], url: str, log: Path) -> str
     while time.monotonic() < deadline:
         if process.poll() is not None:
             pytest.fail(f"opsloop run exited with {process.returncode}:\n{log.read_text()}")
-        found = re.search(r"http://\S+/login\?token=\S+", log.read_text(errors="replace"))
+        found = re.search(r"http://\S+/login\?code=\S+", log.read_text(errors="replace"))
         try:
             with urllib.request.urlopen(f"{url}/healthz", timeout=1) as response:
                 if response.status == 200 and found:
@@ -115,7 +115,7 @@ def test_a_person_chats_approves_rejects_and_audits_in_a_browser(
 
 
 def run_the_story(page: Page, url: str, link: str, shots: Path) -> None:
-    # Sign in through the printed link; the token leaves the address bar.
+    # Sign in through the printed one-time link; the code leaves the address bar.
     page.goto(link)
     expect(page).to_have_url(f"{url}/")
     expect(page.locator("#acting-user")).to_have_value("operator")

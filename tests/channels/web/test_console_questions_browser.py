@@ -27,7 +27,14 @@ from bot.config import Settings, load_settings
 from bot.events import CallTool, HumanResponded, Reply, Usage, UserMessage
 from bot.model import FunctionModel, ModelRequest, ModelResponse
 from channels import web
-from tests.channels.web.browser import act_as, ask, console_page, need_chromium, screenshots
+from tests.channels.web.browser import (
+    act_as,
+    ask,
+    console_page,
+    need_chromium,
+    screenshots,
+    sign_in_with_token,
+)
 from workers.jobs import deliver_thread, process_item
 
 TOKEN = "question-browser-token-0123456789"
@@ -116,7 +123,7 @@ def test_a_question_card_is_answered_with_an_option_then_with_text(
     shots = screenshots(tmp_path)
     with console_page(console_url) as watched:
         page = watched.page
-        page.goto(f"{console_url}/login?token={TOKEN}")
+        sign_in_with_token(page, console_url, TOKEN)
         act_as(page, "dev-1")
 
         ask(page, "restart search please")

@@ -1,0 +1,84 @@
+"""``opsloop run`` and ``opsloop api`` as a user starts them, when they cannot serve."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bot.config import load_settings
+from bot.errors import ConfigError
+
+
+@pytest.fixture
+def held_port() -> Iterator[int]:
+    """A port some other process is already listening on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock.getsockname()[1]
+
+
+def opsloop(home: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("OPSLOOP_", "ANTHROPIC_", "OPENAI_", "SLACK_", "DISCORD_", "IMAP_"))
+        and k not in {"DATABASE_URL", "REDIS_URL"}
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "bot.cli", *args],
+        env={**clean, "OPSLOOP_HOME": str(home), **env},
+        cwd=home,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_a_port_out_of_range_is_a_bad_setting(tmp_path: Path) -> None:
+    """Regression: ``OPSLOOP_BIND=127.0.0.1:99999`` passed validation, then died in a traceback."""
+    with pytest.raises(ConfigError, match="OPSLOOP_BIND: the port must be 1 to 65535, not 99999"):
+        load_settings(OPSLOOP_HOME=str(tmp_path), OPSLOOP_BIND="127.0.0.1:99999")
+    with pytest.raises(ConfigError, match="OPSLOOP_BIND"):
+        load_settings(OPSLOOP_HOME=str(tmp_path), OPSLOOP_BIND="127.0.0.1:0")
+    assert load_settings(OPSLOOP_HOME=str(tmp_path), OPSLOOP_BIND="0.0.0.0:65535")
+
+    result = opsloop(tmp_path, "run", OPSLOOP_BIND="127.0.0.1:99999")
+    assert result.returncode == 2, result
+    assert "OPSLOOP_BIND: the port must be 1 to 65535" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_run_on_a_port_in_use_says_so_in_one_line_before_any_link(
+    tmp_path: Path, held_port: int
+) -> None:
+    """Regression: a port in use printed a login link for the other process, then "exit 3"."""
+    result = opsloop(tmp_path, "run", OPSLOOP_BIND=f"127.0.0.1:{held_port}")
+    assert result.returncode == 2, result
+    assert result.stderr.strip().splitlines() == [
+        f"error: cannot listen on 127.0.0.1:{held_port}: Address already in use"
+    ]
+    assert "login" not in result.stdout and "running" not in result.stdout
+
+
+def test_api_on_a_port_in_use_says_so_in_one_line(tmp_path: Path, held_port: int) -> None:
+    """Regression: ``opsloop api`` on a port in use died with uvicorn's error after start-up."""
+    result = opsloop(
+        tmp_path, "api", "--bind", f"127.0.0.1:{held_port}", OPSLOOP_API_TOKEN="t" * 32
+    )
+    assert result.returncode == 2, result
+    assert result.stderr.strip().splitlines() == [
+        f"error: cannot listen on 127.0.0.1:{held_port}: Address already in use"
+    ]
+    for bad in ("127.0.0.1:99999", "127.0.0.1:8²", "nohost"):
+        result = opsloop(tmp_path, "api", "--bind", bad, OPSLOOP_API_TOKEN="t" * 32)
+        assert result.returncode == 2, (bad, result)
+        assert "must be host:port, port 1 to 65535" in result.stderr
+        assert "Traceback" not in result.stderr
