@@ -235,6 +235,9 @@ def _is_attachment(part: EmailMessage) -> bool:
 # The first line: the keyword alone (bold and a final "." or "!" allowed), or the keyword,
 # a colon and a comment. Nothing else decides.
 _STRICT = re.compile(r"^\**(approved?|reject(?:ed)?)\**\s*(?:[.!]|:\s*(.*?))?\s*$", re.IGNORECASE)
+_REJECT_SPACED = re.compile(r"^\**reject\**\s+(\w.*?)\s*$", re.IGNORECASE)
+"""``REJECT <reason>``: the form documented first, kept for rejections (the safe direction)."""
+_APPROVE_WORD = re.compile(r"\bapprov", re.IGNORECASE)
 _KEYWORD_FIRST = re.compile(r"^\W*(approv|reject)", re.IGNORECASE)
 _SHORT_ANSWER = re.compile(
     r"^\W*(yes|no|ok|okay|lgtm|sure|go|deny|denied|declined?|\+1|-1)\W*$", re.IGNORECASE
@@ -267,7 +270,9 @@ def read_decision(text: str) -> ReplyDecision | NotADecision | None:
 
     The rules (``docs/email.md``): the first non-empty line is exactly ``APPROVE`` or
     ``REJECT`` (``APPROVED`` / ``REJECTED``, any case), alone or followed by ``:`` and a
-    comment; the lines after it are the comment too. A rejection needs a reason. An
+    comment; the lines after it are the comment too. ``REJECT <reason>`` (a space, no
+    colon) also rejects, unless the reason asks, hesitates or mentions approving. A
+    rejection needs a reason. An
     approval whose comment asks a question, hesitates ("no", "wait", "not yet"…) or
     mentions rejecting is not one. Anything else that looks like a decision — a first line
     that starts with the keyword but goes on ("Approve? why on a Friday?"), a bare "yes"
@@ -281,6 +286,12 @@ def read_decision(text: str) -> ReplyDecision | NotADecision | None:
         return None
     first, rest = lines[0], "\n".join(lines[1:]).strip()
     strict = _STRICT.match(first)
+    spaced = _REJECT_SPACED.match(first) if strict is None else None
+    if spaced is not None and not (
+        "?" in first or _HESITATION.match(spaced[1]) or _APPROVE_WORD.search(first)
+    ):
+        comment = "\n".join(x for x in (spaced[1], rest) if x).strip()
+        return ReplyDecision("reject", comment)
     if strict is None:
         if _KEYWORD_FIRST.match(first):
             return NotADecision(f"the first line {first[:80]!r} is not APPROVE or REJECT alone")

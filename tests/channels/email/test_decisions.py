@@ -32,6 +32,8 @@ from tests.channels.email.harness import bare, human_mail, links_in, text_of
         ("REJECT: freeze until Monday", "reject", "freeze until Monday"),
         ("rejected\nfreeze until Monday", "reject", "freeze until Monday"),
         ("REJECT: I won't approve this on a Friday", "reject", "I won't approve this on a Friday"),
+        ("reject freeze until monday", "reject", "freeze until monday"),
+        ("REJECT change freeze\nuntil Monday", "reject", "change freeze\nuntil Monday"),
     ],
 )
 def test_a_decision_is_the_keyword_alone_or_with_a_colon(text, decision, comment):
@@ -51,7 +53,9 @@ def test_a_decision_is_the_keyword_alone_or_with_a_colon(text, decision, comment
         "APPROVE: why on a Friday?",
         "APPROVE\nwait for the freeze",
         "REJECT",
-        "reject freeze until monday",
+        "Reject? no, approve it",
+        "reject - no wait, approve",
+        "reject not yet",
         "yes",
         "LGTM!",
         "ok",
