@@ -78,8 +78,15 @@ def broker_settings(settings: Settings) -> dict[str, Any]:
 
 
 def _beat_schedule(settings: Settings) -> dict[str, Any]:
+    every = settings.sweep_interval
     schedule: dict[str, Any] = {
-        "sweep": {"task": "opsloop.sweep", "schedule": timedelta(seconds=settings.sweep_interval)}
+        # A sweep not started within its interval is dropped: after a broker outage the
+        # sweeps queued meanwhile would otherwise run back to back.
+        "sweep": {
+            "task": "opsloop.sweep",
+            "schedule": timedelta(seconds=every),
+            "options": {"expires": every},
+        }
     }
     for item in load_policy(settings.policy_file).schedules:
         timer: Any
@@ -195,13 +202,13 @@ def deliver(self: Any, thread_id: str) -> None:
 def sweep() -> dict[str, int]:
     """Expire requests, re-enqueue lost work, retry stuck deliveries."""
 
-    async def job() -> dict[str, int]:
+    async def job() -> dict[str, int] | None:
         return await jobs.sweep(await _ops(), _dispatcher())
 
-    counts: dict[str, int] = _run(job())
-    if any(counts.values()):
+    counts: dict[str, int] | None = _run(job())
+    if counts and any(counts.values()):
         log.info("sweep: %s", counts)
-    return counts
+    return counts or {}
 
 
 @celery_app.task(name="opsloop.trigger", bind=True)

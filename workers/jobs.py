@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 from collections.abc import Mapping
@@ -105,8 +106,33 @@ async def _retry_or_fail(
         await ops.store.mark_outbound(item_id, sent=False, error=error, retry_at=retry_at)
 
 
-async def sweep(ops: Opsloop, dispatcher: Dispatcher) -> dict[str, int]:
-    """Close the gaps a broker or a dead worker leaves. Returns counts, for the log.
+SWEEP_LOCK = "sweep"
+SWEEP_BATCH = 200
+"""Lost items enqueued again per sweep at most: after an outage a backlog drains over a few
+sweeps instead of landing on the workers all at once."""
+
+
+async def sweep(ops: Opsloop, dispatcher: Dispatcher) -> dict[str, int] | None:
+    """Close the gaps a broker or a dead worker leaves, one sweep at a time.
+
+    Returns counts for the log, or ``None`` when another sweep is running (after a broker
+    outage, sweeps queued meanwhile arrive together: only one of them works).
+    """
+    settings = ops.runtime.settings
+    # A little jitter, so sweeps released together do not race for the lock in step.
+    await asyncio.sleep(random.uniform(0, min(0.5, settings.sweep_interval / 10)))
+    hold = max(60.0, settings.sweep_interval * 4)
+    if not await ops.store.try_lock(SWEEP_LOCK, ops.owner, hold):
+        log.info("another sweep is running; skipping this one")
+        return None
+    try:
+        return await _sweep(ops, dispatcher)
+    finally:
+        await ops.store.unlock(SWEEP_LOCK, ops.owner)
+
+
+async def _sweep(ops: Opsloop, dispatcher: Dispatcher) -> dict[str, int]:
+    """One sweep's work.
 
     - pending human requests past their expiry are resolved as rejected;
     - inbox items stored but not finished within the grace period are enqueued again;
@@ -116,7 +142,7 @@ async def sweep(ops: Opsloop, dispatcher: Dispatcher) -> dict[str, int]:
     settings = ops.runtime.settings
     cutoff = utcnow() - timedelta(seconds=settings.sweep_grace)
     expired = await ops.expire_requests()
-    stale = await ops.store.stale_inbox(cutoff)
+    stale = (await ops.store.stale_inbox(cutoff))[:SWEEP_BATCH]
     for item_id in stale:
         dispatcher.process(item_id)
     orphans = await ops.store.orphaned_threads(cutoff)

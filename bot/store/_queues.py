@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from bot.errors import NotFoundError
@@ -13,7 +13,7 @@ from bot.events import event_adapter, utcnow
 from bot.outbound import outbound_adapter
 from bot.store._database import Database
 from bot.store._records import InboxItem, OutboxItem
-from bot.store._tables import InboxRow, OutboxRow
+from bot.store._tables import InboxRow, LockRow, OutboxRow
 
 __all__ = ["QueueStore", "dump_event"]
 
@@ -136,6 +136,35 @@ class QueueStore:
                         .order_by(InboxRow.id)
                     )
                 ).all()
+            )
+
+    # ------------------------------------------------------------ locks
+
+    async def try_lock(self, name: str, owner: str, ttl: float) -> bool:
+        """Take the named lock for ``ttl`` seconds; ``False`` while someone else holds it."""
+        now = utcnow()
+        until = now + timedelta(seconds=ttl)
+        try:
+            async with self.db.session() as session:
+                taken = await session.execute(
+                    update(LockRow)
+                    .where(LockRow.name == name, or_(LockRow.until < now, LockRow.owner == owner))
+                    .values(owner=owner, until=until)
+                )
+                if taken.rowcount == 1:  # type: ignore[attr-defined]
+                    return True
+                if await session.get(LockRow, name) is not None:
+                    return False
+                session.add(LockRow(name=name, owner=owner, until=until))
+        except IntegrityError:  # another process made the row first: theirs
+            return False
+        return True
+
+    async def unlock(self, name: str, owner: str) -> None:
+        """Give the named lock back (only if ``owner`` still holds it)."""
+        async with self.db.session() as session:
+            await session.execute(
+                delete(LockRow).where(LockRow.name == name, LockRow.owner == owner)
             )
 
     # ------------------------------------------------------------ outbox

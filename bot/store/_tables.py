@@ -171,6 +171,16 @@ class HumanRequestRow(Base):
     """Where the channel posted the request (to edit it after the decision)."""
 
 
+class LockRow(Base):
+    """A named lock across processes (one sweep at a time), lapsing if its holder dies."""
+
+    __tablename__ = "locks"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(64))
+    until: Mapped[datetime]
+
+
 class ServiceRow(Base):
     """Demo inventory: one service in one environment."""
 

@@ -290,8 +290,8 @@ def read_decision(text: str) -> ReplyDecision | NotADecision | None:
     if spaced is not None and not (
         "?" in first or _HESITATION.match(spaced[1]) or _APPROVE_WORD.search(first)
     ):
-        comment = "\n".join(x for x in (spaced[1], rest) if x).strip()
-        return ReplyDecision("reject", comment)
+        reason = "\n".join(x for x in (spaced[1], rest) if x).strip()
+        return ReplyDecision("reject", reason)
     if strict is None:
         if _KEYWORD_FIRST.match(first):
             return NotADecision(f"the first line {first[:80]!r} is not APPROVE or REJECT alone")

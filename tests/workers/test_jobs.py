@@ -105,6 +105,7 @@ async def test_sweep_requeues_lost_work_and_resumes_orphans(sqlite_database, mak
     )
     dispatcher = RecordingDispatcher()
     counts = await jobs.sweep(ops, dispatcher)
+    assert counts is not None
     assert ("process", item.id) in dispatcher.calls
     assert ("resume", orphan) in dispatcher.calls
     assert counts["requeued"] == 1 and counts["resumed"] == 1
@@ -147,3 +148,34 @@ async def test_a_schedule_fires_once_per_slot(sqlite_database, make_ops):
     assert dispatcher.calls == [("process", first), ("process", later)]
     item = await ops.store.inbox_item(first)
     assert item.event.source == "schedule:morning"
+
+
+async def test_a_sweep_steps_aside_while_another_runs(database, make_ops):
+    """Regression: after a broker outage, the sweeps queued meanwhile all ran at once,
+    each re-enqueueing the same backlog. Now one runs; the others step aside."""
+    ops = await make_ops(database, OfflineModel())
+    await ops.ingest(
+        MessageReceived(
+            idempotency_key="lost",
+            conversation=SLACK,
+            sender=Identity(channel="slack", user_id="U1"),
+            text="status of checkout in production",
+            received_at=utcnow() - timedelta(hours=1),
+        )
+    )
+    dispatcher = RecordingDispatcher()
+    assert await ops.store.try_lock(jobs.SWEEP_LOCK, "another-worker", 60)
+    assert await jobs.sweep(ops, dispatcher) is None
+    assert dispatcher.calls == []
+    await ops.store.unlock(jobs.SWEEP_LOCK, "another-worker")
+    counts = await jobs.sweep(ops, dispatcher)
+    assert counts is not None and counts["requeued"] == 1
+    # Released after it ran: the next sweep may take it.
+    assert await ops.store.try_lock(jobs.SWEEP_LOCK, "another-worker", 60)
+
+
+def test_a_sweep_not_started_within_its_interval_is_dropped(settings):
+    from workers.celery_app import broker_settings
+
+    sweep = broker_settings(settings)["beat_schedule"]["sweep"]
+    assert sweep["options"]["expires"] == settings.sweep_interval
