@@ -10,9 +10,9 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from bot.errors import ConfigError
 from bot.events import Identity
@@ -117,7 +117,6 @@ class Policy(_Strict):
     """Approval rules, first match wins."""
     schedules: tuple[Schedule, ...] = ()
     """Scheduled triggers."""
-    _people_index: dict[str, str] = PrivateAttr(default_factory=dict)
 
     def person_of(self, principal: str) -> str:
         """The person a principal belongs to: their name, or the principal itself if unnamed."""
@@ -129,13 +128,21 @@ class Policy(_Strict):
         return set(known.principals) if known else {person}
 
     def _person_by_principal(self) -> dict[str, str]:
-        return self._people_index
+        # Built each time (people are few): a cached index would go stale on model_copy.
+        return {p: name for name, who in self.people.items() for p in who.principals}
 
-    def model_post_init(self, context: Any, /) -> None:
-        """Index people by principal once."""
-        self._people_index = {
-            principal: name for name, who in self.people.items() for principal in who.principals
-        }
+    def principals_named(self, approvers: Iterable[str]) -> list[str]:
+        """Every principal that ``approvers`` (roles, people, principals) names, in order.
+
+        Platform groups are left out: their members are known only to the platform.
+        """
+        found: list[str] = []
+        for who in approvers:
+            members = self.roles.get(who[5:], ()) if who.startswith("role:") else (who,)
+            for member in members:
+                if "-group:" not in member:
+                    found += sorted(self.principals_of(member))
+        return list(dict.fromkeys(found))
 
     def known_principals(self) -> set[str]:
         """Every principal the policy names, directly in a role or as one of a person's."""

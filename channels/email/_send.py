@@ -32,11 +32,8 @@ _DONE = {"approve": "approved", "reject": "rejected", "answer": "answered"}
 
 def approver_addresses(policy: Policy, approvers: Sequence[str]) -> list[str]:
     """The email addresses of ``approvers`` (principals and roles), in policy order."""
-    found: list[str] = []
-    for who in approvers:
-        members = policy.roles.get(who[5:], ()) if who.startswith("role:") else (who,)
-        found += [m[6:].lower() for m in members if m.startswith("email:")]
-    return list(dict.fromkeys(found))
+    named = policy.principals_named(approvers)
+    return list(dict.fromkeys(p[6:].lower() for p in named if p.startswith("email:")))
 
 
 @dataclass(frozen=True)

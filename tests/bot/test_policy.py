@@ -317,3 +317,74 @@ def test_default_approvers_need_an_oncall_role(tmp_path):
 
     with pytest.raises(ConfigError, match=r"undefined roles: \['oncall'\]"):
         load_policy(path)
+
+
+# ---------------------------------------------------------------- people
+
+
+def test_a_person_holds_their_roles_through_every_principal(policy):
+    for principal in ("cli:oncall-1", "web:oncall-1"):
+        who = Identity(channel=principal.split(":")[0], user_id="oncall-1")
+        assert policy.person_of(who.principal) == "oncall-1"
+        assert policy.roles_of(who) == {"oncall"}
+        assert policy.may_decide(who, ["role:oncall"]) is True
+    assert policy.person_of("slack:U999") == "slack:U999"  # unnamed: the principal alone
+    assert policy.principals_named(["role:oncall"]) == [
+        "cli:oncall-1",
+        "web:oncall-1",
+        "cli:oncall-2",
+        "web:oncall-2",
+    ]
+
+
+def test_the_least_privileged_requester_decides_requester_roles():
+    policy = Policy.model_validate(
+        {
+            "version": 1,
+            "people": {"ann": {"principals": ["web:ann"]}, "bob": {"principals": ["web:bob"]}},
+            "roles": {"oncall": ["ann"]},
+            "rules": [
+                {"requester_roles": ["oncall"], "tiers": ["write"], "approval": "none"},
+            ],
+        }
+    )
+    ann, bob = Identity(channel="web", user_id="ann"), Identity(channel="web", user_id="bob")
+    alone = policy.rule_for(
+        tool="deploy", tier="write", environment=None, channel="web", requester=ann
+    )
+    together = policy.rule_for(
+        tool="deploy",
+        tier="write",
+        environment=None,
+        channel="web",
+        requester=ann,
+        requesters=[ann, bob],
+    )
+    assert alone.approval == "none"
+    assert together.approval == "required"
+
+
+@pytest.mark.parametrize(
+    ("people", "roles", "error"),
+    [
+        (
+            {"a": {"principals": ["web:x"]}, "b": {"principals": ["web:x"]}},
+            {},
+            "belongs to both",
+        ),
+        ({}, {"oncall": ["nobody"]}, "not in \\[people\\]"),
+        ({"a": {"principals": ["role:oncall"]}}, {}, "not a principal"),
+        ({"a": {"principals": []}}, {}, "at least 1"),
+    ],
+)
+def test_people_mistakes_stop_loading(tmp_path, people, roles, error):
+    import json
+
+    lines = ["version = 1", "[roles]"]
+    lines += [f"{name} = {json.dumps(members)}" for name, members in roles.items()]
+    for name, person in people.items():
+        lines += [f"[people.{name}]", f"principals = {json.dumps(person['principals'])}"]
+    path = tmp_path / "policy.toml"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ConfigError, match=error):
+        load_policy(path)

@@ -9,6 +9,7 @@ import pytest
 from bot.config import load_settings
 from bot.errors import ConfigError
 from bot.events import HumanRequested, utcnow
+from bot.policy import Person
 from channels.email import EmailSettings, gateway, plugin
 from channels.email._compose import approval_text, build_mail, reply_subject
 from channels.email._links import LinkError, make_links, read_link
@@ -127,3 +128,13 @@ def test_the_plugin_offers_a_gateway_only_with_imap_settings(monkeypatch):
     assert callable(gateway())
     load_email_settings.cache_clear()
     assert plugin.settings is EmailSettings and "email" in plugin.senders
+
+
+def test_approvers_are_found_through_the_people_a_role_names(policy):
+    """A role that names a person reaches them at the address among their principals."""
+    people = dict(policy.people) | {
+        "ann": Person(principals=("web:ann", "email:Ann@Example.com")),
+    }
+    roles = dict(policy.roles) | {"oncall": ("ann", "slack-group:S1")}
+    policy = policy.model_copy(update={"people": people, "roles": roles})
+    assert approver_addresses(policy, ("role:oncall",)) == ["ann@example.com"]
