@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from bot.config import Settings
 from bot.errors import ConfigError, NotFoundError
 from bot.model import ToolSpec
 from bot.prompts import Prompt, PromptLibrary
@@ -22,6 +23,7 @@ __all__ = [
     "AgentRegistry",
     "Router",
     "check_prompts",
+    "check_startup",
     "load_registry",
     "system_prompt",
 ]
@@ -142,3 +144,15 @@ def check_prompts(registry: AgentRegistry, prompts: PromptLibrary) -> None:
     """
     for agent in registry.agents:
         system_prompt(agent, prompts)
+
+
+def check_startup(settings: Settings) -> None:
+    """What must hold before a process serves: policy, agents and every agent's prompt.
+
+    Raises:
+        ConfigError: one of them is missing or invalid; the process must not start.
+    """
+    from bot.policy import load_policy
+
+    load_policy(settings.policy_file)
+    check_prompts(load_registry(settings.agents), PromptLibrary(settings.prompts_dir))

@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from bot.agent import AgentRegistry, check_prompts, load_registry
+from bot.agent import AgentRegistry, check_prompts, check_startup, load_registry
 from bot.config import Settings
 from bot.errors import (
     BadInputError,
@@ -30,7 +30,6 @@ from bot.events import (
     ActionReceived,
     AgentReply,
     DecisionRefused,
-    ErrorRaised,
     HumanDecision,
     Identity,
     MessageReceived,
@@ -39,6 +38,13 @@ from bot.events import (
     TriggerFired,
     UserMessage,
     new_id,
+)
+from bot.failures import (
+    AttemptsExhaustedError,
+    gave_up,
+    internal_errors_in_a_row,
+    item_failed,
+    record_failure,
 )
 from bot.human import DECISION_STATUS, decision_events, refusal_of
 from bot.model import Model
@@ -55,27 +61,6 @@ log = logging.getLogger(__name__)
 
 class ThreadBusyError(OpsloopError):
     """Another worker holds the thread's lease; try the event again shortly."""
-
-
-class AttemptsExhaustedError(OpsloopError):
-    """An inbound event failed on every try allowed; it is given up (its reason says why)."""
-
-
-def _internal_errors_in_a_row(thread: Thread) -> int:
-    count = 0
-    for event in reversed(thread.events):
-        if isinstance(event, ErrorRaised) and event.source == "internal":
-            count += 1
-        elif not isinstance(event, StatusChanged):
-            break
-    return count
-
-
-def _gave_up(thread: Thread) -> str | None:
-    last = thread.events[-1] if thread.events else None
-    if thread.status == ThreadStatus.FAILED and isinstance(last, StatusChanged) and last.reason:
-        return last.reason
-    return None
 
 
 @dataclass(frozen=True)
@@ -109,16 +94,6 @@ def check_text(text: str, *, limit: int) -> str:
     if len(text) > limit:
         raise BadInputError(f"the message is {len(text):,} characters long; the limit is {limit:,}")
     return text
-
-
-def check_startup(settings: Settings) -> None:
-    """What must hold before a process serves: policy, agents and every agent's prompt.
-
-    Raises:
-        ConfigError: one of them is missing or invalid; the process must not start.
-    """
-    load_policy(settings.policy_file)
-    check_prompts(load_registry(settings.agents), PromptLibrary(settings.prompts_dir))
 
 
 class Opsloop:
@@ -218,7 +193,7 @@ class Opsloop:
             await self.store.finish_inbox(item_id, thread_id=None, error=str(exc))
             raise
         except Exception as exc:
-            await self._item_failed(item_id, None, attempt, exc)
+            await item_failed(self.store, self._limit, item_id, None, attempt, exc)
             raise
         async with self.lease(thread_id):
             current = await self.store.load_thread(thread_id)
@@ -239,10 +214,12 @@ class Opsloop:
             except Exception as exc:
                 if getattr(exc, "refused_item", None) == item_id:
                     raise  # refused while applying it: recorded, and the person told
-                if not await self._failed(thread_id, item_id, attempt, exc):
+                if not await record_failure(
+                    self.store, self._limit, thread_id, item_id, attempt, exc
+                ):
                     raise
                 thread = await self.store.load_thread(thread_id)
-        await self.store.finish_inbox(item_id, thread_id=thread_id, error=_gave_up(thread))
+        await self.store.finish_inbox(item_id, thread_id=thread_id, error=gave_up(thread))
         return Outcome(item=item, thread=thread, first_new_seq=before + 1)
 
     async def _apply(self, thread_id: str, event: Any, item_id: int) -> None:
@@ -264,70 +241,12 @@ class Opsloop:
             except (ThreadBusyError, ConcurrentStepError):
                 raise
             except Exception as exc:
-                tries = _internal_errors_in_a_row(await self.store.load_thread(thread_id)) + 1
-                if not await self._failed(thread_id, None, tries, exc):
+                tries = internal_errors_in_a_row(await self.store.load_thread(thread_id)) + 1
+                if not await record_failure(self.store, self._limit, thread_id, None, tries, exc):
                     raise
                 return await self.store.load_thread(thread_id)
 
     # ------------------------------------------------------------ failures
-
-    async def _failed(
-        self, thread_id: str, item_id: int | None, attempt: int, exc: Exception
-    ) -> bool:
-        """Record a failed try on the thread; past the last try, give up and tell the person.
-
-        Returns:
-            Whether processing gave up (the thread is failed and the person was told).
-        """
-        limit = self.runtime.settings.max_attempts
-        reason = (
-            str(exc) if isinstance(exc, AttemptsExhaustedError) else f"{type(exc).__name__}: {exc}"
-        )[:500]
-        if not isinstance(exc, AttemptsExhaustedError):
-            log.error(
-                "processing thread %s failed (try %s of %s)",
-                thread_id,
-                attempt,
-                limit,
-                exc_info=exc,
-            )
-        if item_id is not None:
-            await self.store.note_inbox_error(item_id, reason)
-        thread = await self.store.load_thread(thread_id)
-        events: list[Any] = []
-        if not isinstance(exc, AttemptsExhaustedError):
-            message = f"processing failed (try {attempt} of {limit}): {reason}"
-            events.append(ErrorRaised(source="internal", message=message))
-        given_up = attempt >= limit or isinstance(exc, AttemptsExhaustedError)
-        if given_up:
-            text = (
-                f"Something went wrong on my side, and I stopped after {min(attempt, limit)} "
-                f"tries: {reason}. Nothing more will be done with this request; "
-                "an operator can see the details in the console."
-            )
-            events += [
-                AgentReply(text=text, agent=thread.agent or "opsloop"),
-                StatusChanged(status=ThreadStatus.FAILED, reason=f"gave up: {reason}"[:300]),
-            ]
-        await self.store.append(
-            thread_id,
-            expected_seq=thread.last_seq,
-            events=events,
-            outbound=outbound_for(thread.conversation, events),
-        )
-        return given_up
-
-    async def _item_failed(
-        self, item_id: int, thread_id: str | None, attempt: int, exc: Exception
-    ) -> None:
-        reason = f"{type(exc).__name__}: {exc}"[:500]
-        log.error("inbox item %s failed (try %s)", item_id, attempt, exc_info=exc)
-        if attempt >= self.runtime.settings.max_attempts:
-            await self.store.finish_inbox(
-                item_id, thread_id=thread_id, error=f"gave up after {attempt} tries: {reason}"
-            )
-        else:
-            await self.store.note_inbox_error(item_id, reason)
 
     @asynccontextmanager
     async def lease(self, thread_id: str) -> AsyncIterator[None]:
@@ -354,6 +273,10 @@ class Opsloop:
             with suppress(asyncio.CancelledError):
                 await renewing
             await self.store.release_lease(thread_id, self.owner)
+
+    @property
+    def _limit(self) -> int:
+        return self.runtime.settings.max_attempts
 
     async def _thread_for(self, event: Any) -> str:
         if isinstance(event, ActionReceived):
