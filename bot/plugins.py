@@ -66,7 +66,11 @@ async def enqueue(send: Callable[[], None], *, what: str, seconds: float = ENQUE
 
 
 class Dispatcher(Protocol):
-    """Hands work to workers. Every method only enqueues; none waits for the work."""
+    """Hands work to workers. Every method only enqueues; none waits for the work.
+
+    The methods block (a broker call): async code calls them through :func:`enqueue`, on
+    a thread of its own, so an implementation must not need the caller's event loop.
+    """
 
     def process(self, item_id: int) -> None:
         """Process one inbox item."""

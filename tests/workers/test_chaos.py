@@ -67,6 +67,7 @@ from bot.store import HumanRequest, InboxItem, Thread
 from bot.store._tables import Base
 from tests.conftest import need_service
 from tests.fakes import action_event, message_event
+from tests.workers.processes import stop_processes
 from workers.celery_app import broker_settings
 from workers.dispatch import CeleryDispatcher
 
@@ -231,17 +232,7 @@ class Processes:
         return False
 
     def stop_all(self) -> None:
-        for process in self.started:
-            if process.poll() is None:
-                process.terminate()  # warm shutdown: the main process stops its pool
-        for process in self.started:
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(5)
-        for log in self.log_files:
-            log.close()
+        stop_processes(self.started, self.log_files)
 
 
 IN_FLIGHT = text(

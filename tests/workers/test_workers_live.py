@@ -26,6 +26,7 @@ from bot.store._tables import Base
 from tests.conftest import need_service
 from tests.fakes import action_event as action
 from tests.fakes import message_event
+from tests.workers.processes import stop_processes
 from workers.celery_app import celery_app, configure
 from workers.dispatch import CeleryDispatcher
 
@@ -91,17 +92,7 @@ class Workers:
         process.wait(10)
 
     def stop_all(self) -> None:
-        for process in self.running:
-            if process.poll() is None:
-                process.terminate()  # the main process stops its pool itself (warm shutdown)
-        for process in self.running:
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(5)
-        for log in self.log_files:
-            log.close()
+        stop_processes(self.running, self.log_files)
 
 
 @pytest.fixture

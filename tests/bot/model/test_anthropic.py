@@ -11,6 +11,7 @@ import pytest
 from bot.errors import ModelError, ModelUnavailableError
 from bot.events import CallTool, Reply, Usage
 from bot.model import AnthropicModel, ModelRequest, ToolSpec
+from tests.bot.model.garbled import GARBLED
 
 KEY = "sk-ant-test-0123456789abcdef"
 
@@ -289,26 +290,6 @@ async def test_bad_request_explains_itself_without_the_key(make_model):
     message = str(caught.value)
     assert message.startswith("anthropic rejected the request (HTTP 400): max_tokens: too large")
     assert KEY not in message
-
-
-GARBLED = [
-    pytest.param(
-        lambda r: httpx2.Response(
-            200,
-            text="<html><body>Gateway login</body></html>",
-            headers={"content-type": "text/html"},
-        ),
-        id="html",
-    ),
-    pytest.param(
-        lambda r: httpx2.Response(
-            200, text='{"id": "x", "choices": [', headers={"content-type": "application/json"}
-        ),
-        id="truncated-json",
-    ),
-    pytest.param(lambda r: httpx2.Response(200, json=[1, 2, 3]), id="json-not-an-object"),
-    pytest.param(lambda r: httpx2.Response(200, json={"unexpected": True}), id="wrong-shape"),
-]
 
 
 @pytest.mark.parametrize("respond", GARBLED)

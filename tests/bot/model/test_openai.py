@@ -11,6 +11,7 @@ import pytest
 from bot.errors import ModelError, ModelUnavailableError, NoDecisionError
 from bot.events import CallTool, Reply, Usage
 from bot.model import ModelRequest, OpenAIModel, ToolSpec
+from tests.bot.model.garbled import GARBLED
 
 KEY = "sk-proj-test-0123456789abcdef"
 
@@ -328,26 +329,6 @@ async def test_unknown_model_says_so(make_model):
         "openai rejected the request (HTTP 404): The model `gpt-4.1-mini` does not exist "
         "or you do not have access to it."
     )
-
-
-GARBLED = [
-    pytest.param(
-        lambda r: httpx2.Response(
-            200,
-            text="<html><body>Gateway login</body></html>",
-            headers={"content-type": "text/html"},
-        ),
-        id="html",
-    ),
-    pytest.param(
-        lambda r: httpx2.Response(
-            200, text='{"id": "x", "choices": [', headers={"content-type": "application/json"}
-        ),
-        id="truncated-json",
-    ),
-    pytest.param(lambda r: httpx2.Response(200, json=[1, 2, 3]), id="json-not-an-object"),
-    pytest.param(lambda r: httpx2.Response(200, json={"unexpected": True}), id="wrong-shape"),
-]
 
 
 @pytest.mark.parametrize("respond", GARBLED)

@@ -58,15 +58,20 @@ def asks_then_answers(request: ModelRequest) -> ModelResponse:
 
 @dataclass
 class InlineDispatcher:
-    """Runs what the API enqueues as tasks on the server's loop, like a worker would."""
+    """Runs what the API enqueues as tasks on the server's loop, like a worker would.
+
+    The API enqueues from a thread (off its event loop), so work is handed to the loop
+    thread-safely.
+    """
 
     ops: Opsloop
-    running: set[asyncio.Task[Any]] = field(default_factory=set)
+    loop: asyncio.AbstractEventLoop
+    running: set[Any] = field(default_factory=set)
 
     def _spawn(self, job: Coroutine[Any, Any, Any]) -> None:
-        task = asyncio.get_running_loop().create_task(job)
-        self.running.add(task)
-        task.add_done_callback(self.running.discard)
+        future = asyncio.run_coroutine_threadsafe(job, self.loop)
+        self.running.add(future)
+        future.add_done_callback(self.running.discard)
 
     def process(self, item_id: int) -> None:
         self._spawn(process_item(self.ops, self, item_id))
@@ -85,7 +90,12 @@ def _serve(settings: Settings, listening: socket.socket, box: dict[str, Any]) ->
     async def main() -> None:
         model = FunctionModel(asks_then_answers)
         ops = await Opsloop.from_settings(settings, models={"default": model})
-        app = create_app(settings, ops=ops, dispatcher=InlineDispatcher(ops), plugins=(web.plugin,))
+        app = create_app(
+            settings,
+            ops=ops,
+            dispatcher=InlineDispatcher(ops, asyncio.get_running_loop()),
+            plugins=(web.plugin,),
+        )
         server = box["server"] = uvicorn.Server(
             uvicorn.Config(app, log_level="warning", ws="none", lifespan="on")
         )
