@@ -185,7 +185,6 @@ class Opsloop:
         item = await self.store.inbox_item(item_id)
         if item.status in {"done", "failed"}:
             return None
-        attempt = await self.store.begin_attempt(item_id)
         event = item.event
         try:
             thread_id = item.thread_id or await self._thread_for(event)
@@ -193,9 +192,12 @@ class Opsloop:
             await self.store.finish_inbox(item_id, thread_id=None, error=str(exc))
             raise
         except Exception as exc:
+            attempt = await self.store.begin_attempt(item_id)
             await item_failed(self.store, self._limit, item_id, None, attempt, exc)
             raise
         async with self.lease(thread_id):
+            # Counted once the lease is held: waiting for a busy thread is not a try.
+            attempt = await self.store.begin_attempt(item_id)
             current = await self.store.load_thread(thread_id)
             before = current.last_seq
             try:

@@ -20,6 +20,7 @@ from bot.api import _hooks, _routes
 from bot.api._auth import (
     SESSION_SECRET,
     console_session,
+    key_id,
     require_auth,
     session_key,
     sessions_of,
@@ -37,6 +38,7 @@ from bot.errors import (
     UserFacingError,
 )
 from bot.plugins import ChannelContext, Dispatcher, Plugin, load_plugins
+from bot.store import ConsoleSessions
 
 __all__ = [
     "SESSION_SECRET",
@@ -80,6 +82,8 @@ def create_app(
         app.state.ops = ops or await Opsloop.from_settings(settings)
         app.state.dispatcher = dispatcher or dispatcher_from_plugins(settings, plugins)
         app.state.channel = ChannelContext(ops=app.state.ops, dispatcher=app.state.dispatcher)
+        # Sessions signed in under another key (the token changed) can never verify again.
+        await ConsoleSessions(app.state.ops.store.db).revoke_other_keys(app.state.session_key_id)
         try:
             yield
         finally:
@@ -98,9 +102,11 @@ def create_app(
     )
     app.state.settings = settings
     token = settings.api_token.get_secret_value() if settings.api_token else None
+    cookie_key = session_key(token)
+    app.state.session_key_id = key_id(cookie_key)
     app.add_middleware(
         SessionMiddleware,
-        secret_key=session_key(token),
+        secret_key=cookie_key,
         same_site="strict",
         https_only=settings.console_url.startswith("https://"),
     )

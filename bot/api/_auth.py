@@ -19,6 +19,7 @@ from bot.store import ConsoleSession, ConsoleSessions
 __all__ = [
     "SESSION_SECRET",
     "console_session",
+    "key_id",
     "require_auth",
     "session_key",
     "sessions_of",
@@ -38,6 +39,11 @@ def token_matches(request: Request, offered: str) -> bool:
     """Whether ``offered`` is the configured token (compared in constant time)."""
     token = _token(request)
     return token is not None and hmac.compare_digest(offered.encode(), token.encode())
+
+
+def key_id(key: str) -> str:
+    """A short, non-secret name for a cookie-signing key, kept with the sessions it signs."""
+    return hashlib.sha256(f"key id:{key}".encode()).hexdigest()[:16]
 
 
 def session_key(token: str | None) -> str:

@@ -12,7 +12,7 @@ import secrets
 from datetime import datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import ColumnElement, Index, String, select, update
+from sqlalchemy import ColumnElement, Index, String, and_, or_, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
 from bot.events import new_id, utcnow
@@ -50,6 +50,8 @@ class ConsoleSessionRow(Base):
     secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
     user_name: Mapped[str | None] = mapped_column(String(255))
     method: Mapped[str] = mapped_column(String(40))
+    key_id: Mapped[str | None] = mapped_column(String(16))
+    """Which cookie-signing key signed it in: a session under another key is dead."""
     created_at: Mapped[datetime]
     last_seen_at: Mapped[datetime]
     expires_at: Mapped[datetime]
@@ -139,7 +141,12 @@ class ConsoleSessions:
         return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
     async def start(
-        self, *, method: str, user_name: str | None = None, ttl: timedelta = SESSION_TTL
+        self,
+        *,
+        method: str,
+        user_name: str | None = None,
+        key_id: str | None = None,
+        ttl: timedelta = SESSION_TTL,
     ) -> tuple[ConsoleSession, str]:
         """Start a session; returns it and the secret for the cookie (shown only here)."""
         secret = secrets.token_urlsafe(32)
@@ -149,6 +156,7 @@ class ConsoleSessions:
             secret_hash=_digest(secret),
             user_name=user_name,
             method=method,
+            key_id=key_id,
             created_at=now,
             last_seen_at=now,
             expires_at=now + ttl,
@@ -209,6 +217,14 @@ class ConsoleSessions:
     async def revoke_all(self) -> int:
         """Revoke every active session; how many there were."""
         return await self._revoke(ConsoleSessionRow.expires_at > utcnow())
+
+    async def revoke_other_keys(self, key_id: str) -> int:
+        """Revoke sessions signed in under another cookie key (the API token changed).
+
+        Their cookies no longer verify anyway; this makes the list say so.
+        """
+        other = or_(ConsoleSessionRow.key_id.is_(None), ConsoleSessionRow.key_id != key_id)
+        return await self._revoke(and_(other, ConsoleSessionRow.expires_at > utcnow()))
 
     async def _revoke(self, which: ColumnElement[bool]) -> int:
         async with self.db.session() as session:

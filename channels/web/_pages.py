@@ -57,7 +57,9 @@ async def _end_session(request: Request) -> None:
 
 async def _start_session(request: Request, method: str) -> Response:
     await _end_session(request)  # a fresh session: nothing carried over from before
-    session, secret = await sessions_of(request).start(method=method)
+    session, secret = await sessions_of(request).start(
+        method=method, key_id=request.app.state.session_key_id
+    )
     request.session[SESSION_SECRET] = secret
     request.state.console_session = session
     return RedirectResponse("/", status_code=303)
@@ -88,8 +90,8 @@ async def login(request: Request, code: str | None = None, token: str | None = N
     configured = request.app.state.settings.api_token is not None
     if code and configured and await sessions_of(request).use_login_code(code):
         return await _start_session(request, "login-code")
-    if code is not None or token is not None:
-        await _end_session(request)
+    # A used or bad link leaves a signed-in browser signed in: opening the start-up link
+    # again must not sign its owner out.
     problem: LoginProblem | None = (
         "token-in-link" if token is not None else "code" if code is not None else None
     )

@@ -173,3 +173,29 @@ async def test_work_finished_by_a_try_that_died_before_its_bookkeeping_is_done(
     outcome = await ops.process(item.id)
     assert outcome is not None and outcome.thread.status == ThreadStatus.WAITING
     assert (await ops.store.inbox_item(item.id)).status == "done"
+
+
+async def test_waiting_for_a_busy_thread_is_not_a_try(
+    sqlite_database: Database, make_ops, settings: Settings
+) -> None:
+    """Regression: a try was counted before the thread's lease was taken, so an event
+    queued behind a long step could use up its tries just waiting, and be given up."""
+    from bot.app import ThreadBusyError
+    from bot.events import Reply
+
+    capped = settings.model_copy(update={"max_attempts": 1})
+    ops = await make_ops(
+        sqlite_database, FunctionModel(lambda _: Reply(text="hi")), settings_=capped
+    )
+    first = await ops.submit(message_event("hello", sender=DEV, thread="t1"))
+    item = await ops.ingest(message_event("and again", sender=DEV, thread="t1"))
+    assert item is not None
+    assert await ops.store.acquire_lease(first.thread.id, "a-long-step", 60)
+    for _ in range(3):
+        with pytest.raises(ThreadBusyError):
+            await ops.process(item.id)
+    await ops.store.release_lease(first.thread.id, "a-long-step")
+    outcome = await ops.process(item.id)
+    assert outcome is not None and outcome.thread.status == ThreadStatus.WAITING
+    stored = await ops.store.inbox_item(item.id)
+    assert (stored.status, stored.attempts) == ("done", 1)

@@ -388,3 +388,23 @@ def test_people_mistakes_stop_loading(tmp_path, people, roles, error):
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(ConfigError, match=error):
         load_policy(path)
+
+
+def test_the_readme_policy_example_loads_and_does_what_the_readme_says(tmp_path):
+    """The README's policy example is a valid policy with the behaviour the text promises."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Policy", 1)[1]
+    example = section.split("```toml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "policy.toml"
+    path.write_text(example)
+    policy = load_policy(path)
+    dev = Identity(channel="discord", user_id="80351110224678912")
+    assert policy.person_of(dev.principal) == "dev-1"
+    staging = policy.rule_for(
+        tool="restart", tier="write", environment="staging", channel="discord", requester=dev
+    )
+    production = policy.rule_for(
+        tool="restart", tier="write", environment="production", channel="discord", requester=dev
+    )
+    assert (staging.approval, production.approval) == ("none", "required")
+    assert policy.may_decide(Identity(channel="slack", user_id="U024BE7LH"), ["role:oncall"])

@@ -58,3 +58,16 @@ async def test_last_seen_is_written_at_most_once_a_minute(database: Database) ->
     assert seen is not None and seen.last_seen_at > earlier + timedelta(minutes=4)
     [listed] = await sessions.list_sessions()
     assert listed.last_seen_at == seen.last_seen_at
+
+
+async def test_sessions_under_another_cookie_key_are_revoked(database: Database) -> None:
+    """Regression: after the API token changed, every old session was signed out (its
+    cookie no longer verified) but `opsloop sessions list` still called it active."""
+    sessions = ConsoleSessions(database)
+    old, _ = await sessions.start(method="login-code", key_id="old-key")
+    unknown, _ = await sessions.start(method="login-code")  # from before keys were kept
+    current, _ = await sessions.start(method="api-token", key_id="new-key")
+    assert await sessions.revoke_other_keys("new-key") == 2
+    active = {s.id for s in await sessions.list_sessions()}
+    assert active == {current.id}
+    assert old.id not in active and unknown.id not in active

@@ -239,6 +239,10 @@ async def test_a_login_link_works_once_and_only_while_fresh(console: Console) ->
     code = await sessions.new_login_code()
     first = await console.client.get("/login", params={"code": code})
     assert first.status_code == 303
+    # Opening the used link again in the same browser does not sign it out.
+    reopened = await console.client.get("/login", params={"code": code})
+    assert reopened.status_code == 401
+    assert (await console.client.get("/api/threads")).status_code == 200
     console.client.cookies.clear()
     again = await console.client.get("/login", params={"code": code})
     assert again.status_code == 401
