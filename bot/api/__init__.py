@@ -26,7 +26,7 @@ from bot.api._auth import (
     sessions_of,
     token_matches,
 )
-from bot.api._limits import BodyLimit
+from bot.api._limits import BodyLimit, is_timestamp, json_depth
 from bot.api._routes import UserId, web_identity
 from bot.app import Opsloop, ThreadBusyError
 from bot.config import Settings
@@ -46,6 +46,8 @@ __all__ = [
     "console_session",
     "create_app",
     "dispatcher_from_plugins",
+    "is_timestamp",
+    "json_depth",
     "sessions_of",
     "token_matches",
     "web_identity",

@@ -31,6 +31,7 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 
+from bot.api._limits import is_timestamp, json_depth
 from bot.app import Opsloop
 from bot.events import ConversationRef, Identity, TriggerFired
 from bot.plugins import enqueue
@@ -41,7 +42,6 @@ SKEW_SECONDS = 300
 MAX_NESTING = 32
 """How deep arrays and objects in a webhook body may nest."""
 
-_TIMESTAMP = re.compile(r"[0-9]{1,12}")
 _DELIVERY = re.compile(r"[A-Za-z0-9._:-]{1,100}")
 
 router = APIRouter(tags=["webhooks"])
@@ -66,7 +66,7 @@ def _verify(request: Request, name: str, body: bytes) -> str:
         raise HTTPException(404, f"no webhook {name!r}")
     timestamp = request.headers.get("x-opsloop-timestamp", "")
     signature = request.headers.get("x-opsloop-signature", "")
-    if not _TIMESTAMP.fullmatch(timestamp) or not signature:
+    if not is_timestamp(timestamp) or not signature:
         raise HTTPException(401, "missing X-Opsloop-Timestamp or X-Opsloop-Signature")
     if abs(time.time() - int(timestamp)) > SKEW_SECONDS:
         raise HTTPException(401, "stale timestamp: more than five minutes from our clock")
@@ -84,29 +84,13 @@ def _verify(request: Request, name: str, body: bytes) -> str:
     return key
 
 
-def _depth(value: Any) -> int:
-    """How deep arrays and objects nest in ``value`` (iterative: no recursion limit)."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict | list):
-            deepest = max(deepest, depth)
-            if depth <= MAX_NESTING:
-                children = item.values() if isinstance(item, dict) else item
-                stack.extend((child, depth + 1) for child in children)
-    return deepest
-
-
 def _parse(body: bytes) -> dict[str, Any]:
-    too_deep = HTTPException(400, f"the body nests deeper than {MAX_NESTING} levels")
+    if json_depth(body, stop_past=MAX_NESTING) > MAX_NESTING:
+        raise HTTPException(400, f"the body nests deeper than {MAX_NESTING} levels")
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise HTTPException(400, "the body is not JSON") from None
-    except RecursionError:  # the parser's own bound, far above ours
-        raise too_deep from None
-    if _depth(data) > MAX_NESTING:
-        raise too_deep
     if not isinstance(data, dict) or not isinstance(data.get("text"), str):
         raise HTTPException(400, 'the body must be a JSON object with a "text" string')
     return data

@@ -9,7 +9,6 @@ is not a plain number (401) and JSON nested deeper than :data:`MAX_NESTING` (400
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -21,6 +20,7 @@ from slack_bolt.adapter.starlette.async_handler import (
     to_starlette_response,
 )
 
+from bot.api import is_timestamp, json_depth
 from bot.errors import ConfigError
 from channels.slack._app import build_app
 from channels.slack._settings import SlackSettings
@@ -40,29 +40,10 @@ EVENTS_PATH = "/slack/events"
 MAX_NESTING = 64
 """Deepest JSON nesting accepted; Slack's own payloads stay far below it."""
 
-_TIMESTAMP = re.compile(rb"[0-9]{1,12}")  # ASCII digits only: str.isdigit() takes "²" too
-_JSON_TOKEN = re.compile(rb'"(?:[^"\\]++|\\.)*+"|[\[\]{}]', re.DOTALL)  # a string, or a bracket
-
-
-def _depth(raw: bytes) -> int:
-    """The deepest bracket nesting of a JSON text, brackets inside strings aside."""
-    depth = deepest = 0
-    for token in _JSON_TOKEN.finditer(raw):
-        char = token[0]
-        if char in (b"[", b"{"):
-            depth += 1
-            if depth > deepest:
-                deepest = depth
-                if deepest > MAX_NESTING:
-                    break
-        elif char in (b"]", b"}"):
-            depth -= 1
-    return deepest
-
 
 def malformed(content_type: str, timestamp: str | None, body: bytes) -> JSONResponse | None:
     """The error answer for a request Bolt must not see, or ``None`` to let it through."""
-    if timestamp is not None and not _TIMESTAMP.fullmatch(timestamp.encode("utf-8", "replace")):
+    if timestamp is not None and not is_timestamp(timestamp):
         return JSONResponse({"error": "invalid X-Slack-Request-Timestamp"}, status_code=401)
     if content_type.startswith("application/x-www-form-urlencoded"):
         try:
@@ -72,7 +53,7 @@ def malformed(content_type: str, timestamp: str | None, body: bytes) -> JSONResp
         documents = [value.encode() for value in fields.get("payload", [])]
     else:
         documents = [body]
-    if any(_depth(document) > MAX_NESTING for document in documents):
+    if any(json_depth(d, stop_past=MAX_NESTING) > MAX_NESTING for d in documents):
         return JSONResponse(
             {"error": f"not a Slack request: JSON nested deeper than {MAX_NESTING}"},
             status_code=400,
