@@ -146,11 +146,12 @@ class Opsloop:
 
     # ------------------------------------------------------------ fast path
 
-    async def ingest(self, event: Any) -> InboxItem | None:
-        """Validate and store an inbound event; ``None`` for a duplicate. No model calls.
+    def checked(self, event: Any) -> Any:
+        """``event`` as it would be stored: text trimmed and checked, its agent known.
 
         Raises:
-            BadInputError: the event cannot be accepted; nothing was stored.
+            BadInputError: the event cannot be accepted.
+            NotFoundError: it names an unknown agent.
         """
         limit = self.runtime.settings.max_message_chars
         if isinstance(event, MessageReceived | TriggerFired):
@@ -159,7 +160,15 @@ class Opsloop:
                 self.runtime.agents.get(event.agent)
         elif isinstance(event, ActionReceived) and event.comment is not None:
             event = event.model_copy(update={"comment": check_text(event.comment, limit=limit)})
-        return await self.store.ingest(event)
+        return event
+
+    async def ingest(self, event: Any) -> InboxItem | None:
+        """Validate and store an inbound event; ``None`` for a duplicate. No model calls.
+
+        Raises:
+            BadInputError: the event cannot be accepted; nothing was stored.
+        """
+        return await self.store.ingest(self.checked(event))
 
     async def submit(self, event: Any) -> Outcome:
         """Ingest and process at once (the CLI's path). A duplicate raises ``BadInputError``."""
@@ -200,6 +209,7 @@ class Opsloop:
             attempt = await self.store.begin_attempt(item_id)
             current = await self.store.load_thread(thread_id)
             before = current.last_seq
+            refused = False
             try:
                 # A try past the last, with work left to do: earlier tries died unrecorded.
                 # (If they finished the work and only the bookkeeping was lost, it is done.)
@@ -209,14 +219,17 @@ class Opsloop:
                         item.error or "the worker stopped while processing it (killed or crashed)"
                     )
                 if item.status == "pending":
-                    await self._apply(thread_id, event, item_id)
+                    try:
+                        await self._apply(thread_id, event, item_id)
+                    except UserFacingError as exc:  # refused: recorded, the person is told
+                        refused = True
+                        await self.store.finish_inbox(item_id, thread_id=thread_id, error=str(exc))
+                        raise
                 thread = await advance(self.store, thread_id, self.runtime)
             except (ThreadBusyError, ConcurrentStepError):
                 raise  # the lease lapsed, or another worker moved on: nothing is broken here
             except Exception as exc:
-                if getattr(exc, "refused_item", None) == item_id:
-                    raise  # refused while applying it: recorded, and the person told
-                if not await record_failure(
+                if refused or not await record_failure(
                     self.store, self._limit, thread_id, item_id, attempt, exc
                 ):
                     raise
@@ -225,15 +238,10 @@ class Opsloop:
         return Outcome(item=item, thread=thread, first_new_seq=before + 1)
 
     async def _apply(self, thread_id: str, event: Any, item_id: int) -> None:
-        try:
-            if isinstance(event, ActionReceived):
-                await self._apply_action(thread_id, event, item_id)
-            else:
-                await self._apply_message(thread_id, event, item_id)
-        except UserFacingError as exc:  # refused: the item fails with why; the person is told
-            await self.store.finish_inbox(item_id, thread_id=thread_id, error=str(exc))
-            exc.refused_item = item_id  # type: ignore[attr-defined]
-            raise
+        if isinstance(event, ActionReceived):
+            await self._apply_action(thread_id, event, item_id)
+        else:
+            await self._apply_message(thread_id, event, item_id)
 
     async def resume(self, thread_id: str) -> Thread:
         """Drive a thread left running (its worker died mid-step) to its next stop."""
@@ -247,8 +255,6 @@ class Opsloop:
                 if not await record_failure(self.store, self._limit, thread_id, None, tries, exc):
                     raise
                 return await self.store.load_thread(thread_id)
-
-    # ------------------------------------------------------------ failures
 
     @asynccontextmanager
     async def lease(self, thread_id: str) -> AsyncIterator[None]:

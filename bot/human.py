@@ -41,9 +41,9 @@ def refusal_of(policy: Policy, request: HumanRequest, event: ActionReceived) -> 
         return f"{event.actor.principal} may not decide request {request.id} (allowed: {who})"
     if request.request.four_eyes and event.decision == HumanDecision.APPROVE:
         person = policy.person_of(event.actor.principal)
-        asked_by = set(request.request.requesters)
-        if request.request.requested_by:  # requests recorded before people were tracked
-            asked_by.add(policy.person_of(request.request.requested_by))
+        asked = request.request
+        # Requests recorded before people were tracked name only who spoke last.
+        asked_by = set(asked.requesters) or {policy.person_of(asked.requested_by or "")}
         if person in asked_by:
             return (
                 f"four-eyes rule: {event.actor.principal} may not approve their own request"

@@ -39,6 +39,7 @@ __all__ = [
     "Plugin",
     "Sender",
     "enqueue",
+    "enqueue_item",
     "load_plugins",
 ]
 
@@ -63,6 +64,11 @@ async def enqueue(send: Callable[[], None], *, what: str, seconds: float = ENQUE
         log.warning("could not enqueue %s (%s); the sweeper will pick it up", what, reason)
         return False
     return True
+
+
+async def enqueue_item(dispatcher: Dispatcher, item_id: int) -> bool:
+    """Hand a stored inbox item to the workers (see :func:`enqueue`)."""
+    return await enqueue(lambda: dispatcher.process(item_id), what=f"inbox item {item_id}")
 
 
 class Dispatcher(Protocol):
@@ -135,8 +141,7 @@ class ChannelContext:
         """
         item = await self.ops.ingest(event)
         if item is not None:
-            dispatcher, item_id = self.dispatcher, item.id
-            await enqueue(lambda: dispatcher.process(item_id), what=f"inbox item {item_id}")
+            await enqueue_item(self.dispatcher, item.id)
         return item
 
 

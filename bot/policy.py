@@ -231,6 +231,8 @@ def load_policy(path: Path | None = None) -> Policy:
         raise ConfigError(f"policy file {path}: rules name undefined roles: {sorted(unknown)}")
     owners: dict[str, str] = {}
     for name, person in policy.people.items():
+        if ":" in name:  # a person's name must never read as a principal or a role
+            raise ConfigError(f"policy file {path}: person {name!r}: a name has no ':'")
         for principal in person.principals:
             if owners.setdefault(principal, name) != name:
                 raise ConfigError(

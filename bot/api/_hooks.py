@@ -34,7 +34,7 @@ from fastapi import APIRouter, HTTPException, Request
 from bot.api._limits import is_timestamp, json_depth
 from bot.app import Opsloop
 from bot.events import ConversationRef, Identity, TriggerFired
-from bot.plugins import enqueue
+from bot.plugins import enqueue_item
 
 __all__ = ["MAX_NESTING", "SKEW_SECONDS", "router", "sign", "sign_delivery"]
 
@@ -126,6 +126,5 @@ async def webhook(name: str, request: Request) -> dict[str, Any]:
     item = await ops.ingest(event)
     if item is None:
         return {"status": "duplicate"}
-    dispatcher, item_id = request.app.state.dispatcher, item.id
-    await enqueue(lambda: dispatcher.process(item_id), what=f"inbox item {item_id}")
+    await enqueue_item(request.app.state.dispatcher, item.id)
     return {"status": "accepted", "inbox_item": item.id}

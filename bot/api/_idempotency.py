@@ -9,7 +9,6 @@ different body is refused with 409: it is a client bug, not a retry.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 from typing import Any
 
 from fastapi import HTTPException, Request, Response
@@ -17,7 +16,7 @@ from fastapi import HTTPException, Request, Response
 from bot.app import Opsloop
 from bot.store import InboxItem
 
-__all__ = ["HEADER", "event_key", "replayed"]
+__all__ = ["HEADER", "accept", "event_key"]
 
 HEADER = "Idempotency-Key"
 
@@ -37,18 +36,25 @@ def event_key(request: Request, scope: str) -> str | None:
     return "api:" + hashlib.sha256(f"{scope}\n{raw}".encode()).hexdigest()[:48]
 
 
-async def replayed(
-    ops: Opsloop, key: str | None, response: Response, same: Callable[[Any], bool]
-) -> InboxItem:
-    """The item a repeated request stored first; 409 when the request differs from it.
+async def accept(ops: Opsloop, event: Any, response: Response) -> InboxItem:
+    """Store ``event``; a repeat of an earlier request gets the item that one stored.
+
+    A repeat is the same event as stored (text trimmed the same way), but for when it
+    arrived.
 
     Raises:
-        HTTPException: 409 (no key: a duplicate we cannot answer; or a different request).
+        HTTPException: 409 when the key was used for a different request.
     """
-    if key is None:  # pragma: no cover - fresh keys are never duplicates
-        raise HTTPException(409, "this request was received already")
-    item = await ops.store.inbox_item_by_key(key)
-    if not same(item.event):
+    item = await ops.ingest(event)
+    if item is not None:
+        return item
+    item = await ops.store.inbox_item_by_key(event.idempotency_key)
+    if _comparable(item.event) != _comparable(ops.checked(event)):
         raise HTTPException(409, f"this {HEADER} was used for a different request")
     response.headers["Idempotent-Replayed"] = "true"
     return item
+
+
+def _comparable(event: Any) -> dict[str, Any]:
+    dumped: dict[str, Any] = event.model_dump(mode="json", exclude={"received_at"})
+    return dumped

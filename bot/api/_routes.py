@@ -9,8 +9,8 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from bot.api._auth import require_auth
-from bot.api._idempotency import event_key, replayed
-from bot.app import Opsloop, check_text
+from bot.api._idempotency import accept, event_key
+from bot.app import Opsloop
 from bot.events import (
     ActionReceived,
     ConversationRef,
@@ -21,7 +21,7 @@ from bot.events import (
     event_adapter,
     new_id,
 )
-from bot.plugins import Dispatcher, enqueue
+from bot.plugins import Dispatcher, enqueue, enqueue_item
 from bot.store import HumanRequest, InboxItem, Thread, ThreadSummary
 
 __all__ = ["UserId", "router", "web_identity"]
@@ -115,8 +115,7 @@ async def _pending(ops: Opsloop, thread_id: str) -> list[HumanRequest]:
 
 async def _hand_on(request: Request, item: InboxItem) -> None:
     if item.status == "pending":  # stored: if the broker is down, the sweeper has it
-        dispatcher = _dispatcher(request)
-        await enqueue(lambda: dispatcher.process(item.id), what=f"inbox item {item.id}")
+        await enqueue_item(_dispatcher(request), item.id)
 
 
 @router.post("/threads", status_code=201)
@@ -133,15 +132,7 @@ async def launch(body: LaunchThread, request: Request, response: Response) -> di
         text=body.text,
         agent=body.agent,
     )
-    item = await ops.ingest(event)  # validates before anything is stored
-    if item is None:
-        text = check_text(body.text, limit=ops.runtime.settings.max_message_chars)
-        item = await replayed(
-            ops,
-            key,
-            response,
-            lambda e: (e.text, e.sender, e.agent) == (text, event.sender, event.agent),
-        )
+    item = await accept(ops, event, response)  # validates before anything is stored
     thread_id = await ops.store.open_thread(conversation, title=event.text[:120])
     await _hand_on(request, item)
     return {"id": thread_id, "status": "accepted", "inbox_item": item.id}
@@ -180,12 +171,7 @@ async def post_message(
         sender=web_identity(body.user),
         text=body.text,
     )
-    item = await ops.ingest(event)
-    if item is None:
-        text = check_text(body.text, limit=ops.runtime.settings.max_message_chars)
-        item = await replayed(
-            ops, key, response, lambda e: (e.text, e.sender) == (text, event.sender)
-        )
+    item = await accept(ops, event, response)
     await _hand_on(request, item)
     return {"id": thread_id, "status": "accepted", "inbox_item": item.id}
 
@@ -239,16 +225,7 @@ async def decide(
         decision=HumanDecision(body.decision),
         comment=body.comment,
     )
-    item = await ops.ingest(event)
-    if item is None:
-        limit = ops.runtime.settings.max_message_chars
-        comment = check_text(body.comment, limit=limit) if body.comment is not None else None
-        item = await replayed(
-            ops,
-            key,
-            response,
-            lambda e: (e.actor, e.decision, e.comment) == (event.actor, event.decision, comment),
-        )
+    item = await accept(ops, event, response)
     await _hand_on(request, item)
     return {"request_id": request_id, "thread_id": human.thread_id, "inbox_item": item.id}
 

@@ -375,6 +375,7 @@ def test_the_least_privileged_requester_decides_requester_roles():
         ({}, {"oncall": ["nobody"]}, "not in \\[people\\]"),
         ({"a": {"principals": ["role:oncall"]}}, {}, "not a principal"),
         ({"a": {"principals": []}}, {}, "at least 1"),
+        ({'"slack:U1"': {"principals": ["web:x"]}}, {}, "a name has no ':'"),
     ],
 )
 def test_people_mistakes_stop_loading(tmp_path, people, roles, error):
