@@ -73,20 +73,8 @@ class EmailSender:
         for index, mail in enumerate(mails):
             message_id = _message_id(item, index, mail.to, self.settings.domain)
             sent.append((message_id, mail.to))
-            if await state.record(message_id) is not None:
-                continue  # sent by an earlier attempt
-            built = build_mail(
-                sender=self.settings.address or "",
-                to=mail.to,
-                cc=mail.cc,
-                subject=subject,
-                text=mail.text,
-                message_id=message_id,
-                parent=parent.message_id if parent else root,
-                references=references,
-            )
-            await self._send(built)
-            await state.remember(
+            await self._send_once(
+                state,
                 MailRecord(
                     message_id=message_id,
                     room=room,
@@ -97,7 +85,11 @@ class EmailSender:
                     subject_key=subject_key(subject),
                     refs=tuple(references),
                     request_id=mail.request_id,
-                )
+                ),
+                to=mail.to,
+                cc=mail.cc,
+                text=mail.text,
+                parent=parent.message_id if parent else root,
             )
         if isinstance(message, RequestPrompt) and sent:
             ref = {"email": [{"message_id": m, "to": list(to)} for m, to in sent]}
@@ -156,21 +148,10 @@ class EmailSender:
         mail = notice.answering
         digest = hashlib.sha256(f"notice:{room}:{mail.message_id}".encode()).hexdigest()[:24]
         message_id = f"opsloop.notice.{digest}@{self.settings.domain}"
-        if await state.record(message_id) is not None:
-            return
         references = tuple(dict.fromkeys((*mail.references, *mail.in_reply_to, mail.message_id)))
         subject = reply_subject(mail.subject)
-        built = build_mail(
-            sender=self.settings.address or "",
-            to=(notice.to,),
-            subject=subject,
-            text=notice.text,
-            message_id=message_id,
-            parent=mail.message_id,
-            references=references,
-        )
-        await self._send(built)
-        await state.remember(
+        await self._send_once(
+            state,
             MailRecord(
                 message_id=message_id,
                 room=room,
@@ -180,8 +161,37 @@ class EmailSender:
                 subject=subject,
                 subject_key=subject_key(subject),
                 refs=references,
-            )
+            ),
+            to=(notice.to,),
+            text=notice.text,
+            parent=mail.message_id,
         )
+
+    async def _send_once(
+        self,
+        state: MailState,
+        record: MailRecord,
+        *,
+        to: tuple[str, ...],
+        text: str,
+        parent: str,
+        cc: tuple[str, ...] = (),
+    ) -> None:
+        """Send the mail ``record`` describes unless an earlier attempt did, and remember it."""
+        if await state.record(record.message_id) is not None:
+            return  # sent by an earlier attempt
+        built = build_mail(
+            sender=self.settings.address or "",
+            to=to,
+            cc=cc,
+            subject=record.subject,
+            text=text,
+            message_id=record.message_id,
+            parent=parent,
+            references=record.refs,
+        )
+        await self._send(built)
+        await state.remember(record)
 
     async def _approvers_mailed(self, context: DeliveryContext, request_id: str) -> list[str]:
         ref = (await context.store.human_request(request_id)).message_ref or {}
