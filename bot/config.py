@@ -228,6 +228,16 @@ class Settings(BaseSettings):
         """Where the console is reached."""
         return (self.public_url or f"http://{self.bind}").rstrip("/")
 
+    def thread_page(self, thread_id: str) -> str | None:
+        """The thread's page in the console, for links in chat messages.
+
+        ``None`` without a public URL: a link to this machine's loopback address means
+        nothing to anyone else.
+        """
+        if not self.public_url:
+            return None
+        return f"{self.public_url.rstrip('/')}/threads/{thread_id}"
+
     @cached_property
     def prices(self) -> dict[str, Price]:
         """The price table: defaults overlaid with ``OPSLOOP_PRICES``."""

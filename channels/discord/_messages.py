@@ -142,16 +142,17 @@ def clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def message_pieces(text: str, limit: int = MESSAGE_LIMIT, *, more_at: str) -> list[str]:
+def message_pieces(text: str, limit: int = MESSAGE_LIMIT, *, more_at: str | None) -> list[str]:
     """``text`` as at most :data:`MAX_PIECES` messages of at most ``limit`` characters.
 
     What does not fit is cut, and the last message says so, with a link to ``more_at``
-    (the thread's page in the console), where the whole text is.
+    (the thread's page in the console, when there is a public one), where the whole text is.
     """
     pieces = split_text(text, limit)
     if len(pieces) <= MAX_PIECES:
         return pieces
-    note = clip(f"\n… cut here, too long for Discord; all of it: <{more_at}>", limit // 2)
+    where = f"all of it: <{more_at}>" if more_at else "all of it is in the console"
+    note = clip(f"\n… cut here, too long for Discord; {where}", limit // 2)
     last = split_text(pieces[MAX_PIECES - 1], limit - len(note))[0]
     return [*pieces[: MAX_PIECES - 1], last + note]
 

@@ -138,7 +138,7 @@ class _Delivery:
         self.item = item
         self.store = context.store
         self.conversation = item.message.conversation
-        self.console = f"{context.settings.console_url}/threads/{item.thread_id}"
+        self.console = context.settings.thread_page(item.thread_id)
 
     def pieces(self, text: str, limit: int = MESSAGE_LIMIT) -> list[str]:
         return message_pieces(text, limit, more_at=self.console)

@@ -81,8 +81,7 @@ class SlackSender:
         workspaces = self.workspaces
         token = await workspaces.token_for(message.conversation.tenant, context.store.db)
         client = AsyncWebClient(token=token, base_url=workspaces.settings.api_url)
-        public = context.settings.public_url
-        link = f"{public.rstrip('/')}/threads/{item.thread_id}" if public else None
+        link = context.settings.thread_page(item.thread_id)
         poster = _Poster(client, item)
         try:
             if isinstance(message, OutboundReply):
@@ -138,7 +137,12 @@ class _Poster:
         where = self.item.message.conversation
         metadata = {
             "event_type": METADATA_TYPE,
-            "event_payload": {"outbox": self.item.id, "piece": piece},
+            # The thread too: outbox ids repeat between databases sharing a workspace.
+            "event_payload": {
+                "outbox": self.item.id,
+                "thread": self.item.thread_id,
+                "piece": piece,
+            },
         }
         response = await self.client.chat_postMessage(
             channel=where.room, thread_ts=where.thread_key, metadata=metadata, **message
@@ -170,6 +174,7 @@ class _Poster:
                 if (
                     meta.get("event_type") == METADATA_TYPE
                     and payload.get("outbox") == self.item.id
+                    and payload.get("thread") == self.item.thread_id
                 ):
                     found[int(payload.get("piece", 0))] = {"channel": where.room, "ts": reply["ts"]}
             cursor = (page.get("response_metadata") or {}).get("next_cursor")

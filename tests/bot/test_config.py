@@ -283,3 +283,13 @@ def test_home_that_does_not_exist(monkeypatch, tmp_path):
 
     assert "OPSLOOP_HOME:" in problem()
     assert not (tmp_path / "missing").exists()
+
+
+def test_a_thread_page_is_linked_only_at_a_public_url(tmp_path):
+    """Chat messages link the console only where others can reach it."""
+    local = load_settings(OPSLOOP_HOME=str(tmp_path))
+    public = load_settings(
+        OPSLOOP_HOME=str(tmp_path), OPSLOOP_PUBLIC_URL="https://ops.example.com/"
+    )
+    assert local.thread_page("th_1") is None
+    assert public.thread_page("th_1") == "https://ops.example.com/threads/th_1"

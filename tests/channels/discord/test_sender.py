@@ -224,6 +224,10 @@ async def test_a_text_too_long_for_five_messages_is_cut_with_a_link_to_the_conso
     fake: FakeDiscord, ops: Opsloop, sender: DiscordSender
 ) -> None:
     """Regression: a long answer was posted in as many messages as it took (here 12)."""
+    import dataclasses
+
+    public = ops.runtime.settings.model_copy(update={"public_url": "https://ops.example.com"})
+    ops.runtime = dataclasses.replace(ops.runtime, settings=public)
     request, where = asked_in(fake, CHANNEL_ID, "show me the log", thread_name="log")
     text = "\n".join(f"{n:04} checkout: " + "z" * 80 for n in range(250))
     thread_id = await queue(ops, where, *reply(where, text))
@@ -232,8 +236,7 @@ async def test_a_text_too_long_for_five_messages_is_cut_with_a_link_to_the_conso
 
     posted = [m["content"] for m in fake.posted_in(request)]
     assert len(posted) == 5 and all(len(p) <= 2000 for p in posted)
-    console = ops.runtime.settings.console_url
-    assert posted[-1].endswith(f"<{console}/threads/{thread_id}>")
+    assert posted[-1].endswith(f"<https://ops.example.com/threads/{thread_id}>")
     assert posted[0].startswith("0000 checkout:")
 
 

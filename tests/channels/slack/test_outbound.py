@@ -192,8 +192,8 @@ async def test_a_reply_cut_short_by_a_rate_limit_goes_on_where_it_stopped(
 
     posted = [c for c in slack.posted() if c.answer["ok"]]
     assert [c.params["metadata"]["event_payload"] for c in posted] == [
-        {"outbox": 1, "piece": 0},
-        {"outbox": 1, "piece": 1},
+        {"outbox": 1, "thread": "th_1", "piece": 0},
+        {"outbox": 1, "thread": "th_1", "piece": 1},
     ]
     assert "\n".join(c.params["text"] for c in posted).splitlines() == lines
     [read_back] = slack.fake.of("conversations.replies")
