@@ -179,3 +179,14 @@ def test_a_sweep_not_started_within_its_interval_is_dropped(settings):
 
     sweep = broker_settings(settings)["beat_schedule"]["sweep"]
     assert sweep["options"]["expires"] == settings.sweep_interval
+
+
+async def test_a_sweep_lock_whose_holder_died_lapses(database, make_ops):
+    """A worker killed mid-sweep leaves the lock taken; it lapses, and sweeping goes on."""
+    ops = await make_ops(database, OfflineModel())
+    assert await ops.store.try_lock(jobs.SWEEP_LOCK, "killed-worker", -1)  # lapsed already
+    assert await ops.store.try_lock(jobs.SWEEP_LOCK, "someone", 60)  # taken over
+    await ops.store.unlock(jobs.SWEEP_LOCK, "someone")
+    assert await ops.store.try_lock(jobs.SWEEP_LOCK, "killed-worker", -1)
+    counts = await jobs.sweep(ops, RecordingDispatcher())
+    assert counts is not None
