@@ -13,26 +13,17 @@ from pathlib import Path
 from pydantic import JsonValue
 
 from agents import INSPECTOR
+from agents import tools as agent_tools
 from agents.router import keyword_router
 from agents.tools import DeployArgs
 from bot.agent import Agent, AgentRegistry
-from bot.inventory import Inventory
 from bot.tools import ToolContext, tool
 
 
 @tool(tier="write")
 async def deploy(ctx: ToolContext, args: DeployArgs) -> JsonValue:
     """Deploy a version of a service to an environment (blocks after acting, for tests)."""
-    inventory = ctx.resource("inventory", Inventory)  # type: ignore[type-abstract]
-    done = await inventory.change(
-        "deploy",
-        args.service,
-        args.environment,
-        version=args.version,
-        idempotency_key=ctx.idempotency_key,
-        requested_by=ctx.requested_by.principal if ctx.requested_by else None,
-        approved_by=ctx.approved_by,
-    )
+    done = await agent_tools.deploy.run(ctx, args)  # the shipped tool, timed differently
     block = Path(os.environ.get("OPSLOOP_TEST_BLOCK_FILE", "/nonexistent"))
     while await asyncio.to_thread(block.exists):  # noqa: ASYNC110 - another process removes it
         await asyncio.sleep(0.05)

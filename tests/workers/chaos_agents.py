@@ -20,10 +20,10 @@ from typing import Any
 
 from pydantic import JsonValue
 
+from agents import tools as agent_tools
 from agents.tools import DeployArgs
 from bot.agent import Agent, AgentRegistry
 from bot.events import CallTool, ErrorRaised, Reply, ToolReturned, UserMessage
-from bot.inventory import Inventory
 from bot.model import FunctionModel, ModelRequest
 from bot.tools import ToolContext, tool
 
@@ -36,17 +36,8 @@ DEPLOY_REQUEST = re.compile(r"\bdeploy ([a-z0-9-]+) ([0-9][0-9a-z.+-]*) to ([a-z
 @tool(tier="write")
 async def deploy(ctx: ToolContext, args: DeployArgs) -> JsonValue:
     """Deploy a version of a service to an environment."""
-    inventory = ctx.resource("inventory", Inventory)  # type: ignore[type-abstract]
     await asyncio.sleep(DEPLOY_SECONDS)
-    done = await inventory.change(
-        "deploy",
-        args.service,
-        args.environment,
-        version=args.version,
-        idempotency_key=ctx.idempotency_key,
-        requested_by=ctx.requested_by.principal if ctx.requested_by else None,
-        approved_by=ctx.approved_by,
-    )
+    done = await agent_tools.deploy.run(ctx, args)  # the shipped tool, timed differently
     await asyncio.sleep(DEPLOY_SECONDS)
     return done
 
