@@ -121,7 +121,9 @@ async def sweep(ops: Opsloop, dispatcher: Dispatcher) -> dict[str, int] | None:
     settings = ops.runtime.settings
     # A little jitter, so sweeps released together do not race for the lock in step.
     await asyncio.sleep(random.uniform(0, min(0.5, settings.sweep_interval / 10)))
-    hold = max(60.0, settings.sweep_interval * 4)
+    # Lapses soon if its holder is killed: sweeps are idempotent, so two overlapping after
+    # a slow one is harmless, while a dead holder must not stop sweeping for long.
+    hold = settings.sweep_interval * 2
     if not await ops.store.try_lock(SWEEP_LOCK, ops.owner, hold):
         log.info("another sweep is running; skipping this one")
         return None
