@@ -5,7 +5,9 @@ test's own (so it can be restarted without disturbing anyone). People ask for pr
 deploys, on-call approves or rejects, the platform delivers clicks twice, a second approver
 clicks too late, someone not allowed to decide clicks, and requesters write follow-ups —
 while a background thread SIGKILLs a random worker every second or two (starting a
-replacement) and restarts Redis twice, losing every queued task. Then the chaos stops, the
+replacement) and restarts Redis twice, losing every queued task. A worker that exits by
+itself (Celery's worker can stop with "Unrecoverable error" when Redis goes away under it)
+is started again, as Compose's restart policy does in production. Then the chaos stops, the
 sweeper finishes what was left, and the whole is checked:
 
 - every accepted inbox item is done, or failed with its reason recorded and shown;
@@ -210,6 +212,20 @@ class Processes:
         with self.lock:
             self.workers.append(Worker(*self._spawn("worker", ["worker", "--concurrency=2"])))
 
+    def replace_exited(self) -> int:
+        """Start a new worker for each that exited on its own; how many.
+
+        As a supervisor would (Compose's ``restart: unless-stopped``): Celery's worker can
+        exit with "Unrecoverable error" when Redis goes away under it.
+        """
+        with self.lock:
+            gone = [w for w in self.workers if w.process.poll() is not None]
+            for worker in gone:
+                self.workers.remove(worker)
+        for _ in gone:
+            self.start_worker()
+        return len(gone)
+
     def start_beat(self) -> None:
         self._spawn("beat", ["beat"])
 
@@ -270,6 +286,8 @@ class Chaos(threading.Thread):
         self.halt = threading.Event()
         self.kills: Counter[str] = Counter()
         self.redis_restarts = 0
+        self.exited = 0
+        """Workers that exited on their own (and were started again)."""
         self.targeted: set[str] = set()
         self.error: BaseException | None = None
 
@@ -278,6 +296,7 @@ class Chaos(threading.Thread):
         restarts = list(REDIS_RESTARTS_AT)
         try:
             while not self._wait_watching(self.rng.uniform(1.0, 2.0)):
+                self.exited += self.processes.replace_exited()
                 if restarts and time.monotonic() - began >= restarts[0]:
                     restarts.pop(0)
                     self.server.halt()
@@ -705,6 +724,7 @@ async def test_chaos_ends_with_every_event_answered_once_and_every_change_run_on
     calm = loop.time()
     try:
         while loop.time() - calm < SETTLE_WITHIN:
+            chaos.exited += processes.replace_exited()  # the supervisor goes on
             if await settled(ops, people):
                 break
             await asyncio.sleep(0.2)
@@ -716,6 +736,7 @@ async def test_chaos_ends_with_every_event_answered_once_and_every_change_run_on
 
     summary = (
         f"chaos: SIGKILLed {dict(chaos.kills)}, {chaos.redis_restarts} Redis restarts, "
+        f"{chaos.exited} workers exited on their own and were restarted, "
         f"{len(people.accepted)} events accepted, {len(people.enqueue_failures)} enqueues "
         f"failed (left to the sweeper), {len(people.seen)} requests seen, "
         f"{len(chaos.targeted)} approved calls seen running, "
