@@ -25,8 +25,8 @@ __all__ = ["DM_CHANNELS", "escalate_requests", "escalation_event", "places_for"]
 
 log = logging.getLogger(__name__)
 
-DM_CHANNELS = frozenset({"slack", "email"})
-"""Channels whose principals can be asked directly (a Slack DM, a mail)."""
+DM_CHANNELS = frozenset({"slack"})
+"""Channels whose principals can be asked directly (a Slack DM); others see the console."""
 
 
 def places_for(policy: Policy, step: str) -> list[str]:

@@ -282,6 +282,7 @@ def _decide_call(
     if rule.approval == "required":
         return [
             HumanRequested(
+                at=now,  # escalation steps count from here, on the same clock as expiry
                 request_id=new_id("hr"),
                 type="approval",
                 tool=tool.name,
