@@ -303,10 +303,10 @@ def load_policy(path: Path | None = None) -> Policy:
     named |= {role for rule in policy.rules for role in rule.requester_roles}
     steps = {step for rule in policy.rules for step in rule.escalate_to}
     named |= {s.removeprefix("role:") for s in steps if s.startswith("role:")}
-    _check_escalation(path, policy, steps)
     unknown = named - set(policy.roles)
     if unknown:
         raise ConfigError(f"policy file {path}: rules name undefined roles: {sorted(unknown)}")
+    _check_escalation(path, policy, steps)
     owners: dict[str, str] = {}
     for name, person in policy.people.items():
         if ":" in name:  # a person's name must never read as a principal or a role
