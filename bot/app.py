@@ -46,7 +46,7 @@ from bot.failures import (
     item_failed,
     record_failure,
 )
-from bot.human import DECISION_STATUS, decision_events, refusal_of
+from bot.human import DECISION_STATUS, decision_events, decision_outbound, refusal_of
 from bot.model import Model
 from bot.outbound import outbound_for
 from bot.policy import Policy, load_policy
@@ -336,7 +336,7 @@ class Opsloop:
                 thread_id,
                 expected_seq=thread.last_seq,
                 events=events,
-                outbound=outbound_for(thread.conversation, events),
+                outbound=decision_outbound(thread, request, events),
                 resolve=(
                     request.id,
                     DECISION_STATUS[event.decision],
@@ -371,7 +371,7 @@ class Opsloop:
             thread.id,
             expected_seq=thread.last_seq,
             events=events,
-            outbound=outbound_for(thread.conversation, events),
+            outbound=decision_outbound(thread, request, events),
             resolve=(request.id, "expired", None, reason),
         )
 
