@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, JsonValue, Typ
 __all__ = [
     "ActionReceived",
     "AgentReply",
+    "ApprovalGiven",
     "CallTool",
     "ConversationRef",
     "Decision",
@@ -336,6 +337,11 @@ class HumanRequested(_ThreadEvent):
     call and the turn that asked for it, so one change never runs under a second approval."""
     four_eyes: bool = False
     """Whether the requesters are barred from approving."""
+    mode: Literal["any", "all"] = "any"
+    """For approvals: ``any`` of ``approvers`` may approve, or ``all`` of them must (each
+    entry by a different person); from the policy rule."""
+    min_approvals: int = 1
+    """For approvals: how many different people must approve before the call runs."""
     expires_at: datetime
     """After this the request counts as rejected."""
 
@@ -352,6 +358,22 @@ class HumanResponded(_ThreadEvent):
     """Who decided; ``None`` when the request expired."""
     comment: str | None = None
     """Reason, answer or note."""
+
+
+class ApprovalGiven(_ThreadEvent):
+    """A valid approval that is not yet enough: the request stays pending, the thread paused."""
+
+    kind: Literal["approval_given"] = "approval_given"
+    request_id: str
+    """The request approved."""
+    actor: Identity
+    """Who approved."""
+    comment: str | None = None
+    """A note with the approval."""
+    approved_by: tuple[str, ...] = ()
+    """Every principal that has approved so far, this one last."""
+    still_needed: tuple[str, ...] = ()
+    """Who must still approve, in words ("1 more of role:oncall", "role:service-owner")."""
 
 
 class DecisionRefused(_ThreadEvent):
@@ -397,6 +419,7 @@ _LogKinds: TypeAlias = (
     | ErrorRaised
     | HumanRequested
     | HumanResponded
+    | ApprovalGiven
     | DecisionRefused
     | AgentReply
     | StatusChanged

@@ -8,9 +8,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from bot.events import ConversationRef, HumanRequested, StatusChanged, ThreadStatus
+from bot.events import ConversationRef, HumanRequested, Identity, StatusChanged, ThreadStatus
 
-__all__ = ["HumanRequest", "InboxItem", "OutboxItem", "Thread", "ThreadSummary"]
+__all__ = ["Approval", "HumanRequest", "InboxItem", "OutboxItem", "Thread", "ThreadSummary"]
 
 
 class _Record(BaseModel):
@@ -59,6 +59,17 @@ class Thread(ThreadSummary):
         return self.model_copy(update=update)
 
 
+class Approval(_Record):
+    """One approval of a request that needs several: who, when, with what note."""
+
+    actor: Identity
+    """Who approved."""
+    at: datetime
+    """When."""
+    comment: str | None = None
+    """Their note."""
+
+
 class HumanRequest(_Record):
     """A human request and where it stands."""
 
@@ -76,6 +87,8 @@ class HumanRequest(_Record):
     """Reason, answer or note."""
     message_ref: dict[str, Any] | None
     """Where a channel posted the request."""
+    approvals: tuple[Approval, ...] = ()
+    """Approvals given so far while the request needed more (see ``ApprovalGiven``)."""
 
     @property
     def id(self) -> str:
