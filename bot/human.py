@@ -32,6 +32,7 @@ __all__ = [
     "approval_progress",
     "decide",
     "decision_events",
+    "progress_json",
     "refusal_of",
 ]
 
@@ -84,6 +85,28 @@ def approval_progress(
         still_needed=tuple(needed),
         remaining=len(uncovered) + max(more, 0),
     )
+
+
+def progress_json(policy: Policy, record: HumanRequest) -> dict[str, Any]:
+    """A request's ``approvals`` (who, when, note) and ``still_needed``, for the API."""
+    approvals = [
+        {
+            "actor": a.actor.principal,
+            "display_name": a.actor.label,
+            "auth": getattr(a.actor, "auth", None),
+            "at": a.at.isoformat(),
+            "comment": a.comment,
+        }
+        for a in record.approvals
+    ]
+    if record.status == "approved" and record.decided_by and record.decided_at:
+        final = {"actor": record.decided_by, "display_name": record.decided_by, "auth": None}
+        approvals.append({**final, "at": record.decided_at.isoformat(), "comment": record.comment})
+    needed: tuple[str, ...] = ()
+    if record.status == "pending" and record.request.type == "approval":
+        given = [a.actor for a in record.approvals]
+        needed = approval_progress(policy, record.request, given).still_needed
+    return {"approvals": approvals, "still_needed": list(needed)}
 
 
 def _matching(fits: list[list[int]], size: int) -> set[int]:
