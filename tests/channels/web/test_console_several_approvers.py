@@ -6,8 +6,7 @@ import pytest
 
 from bot.policy import ApprovalRule, Policy, load_policy
 from tests.channels.web.test_console import (  # noqa: F401  (fixtures)
-    Console,
-    console,
+    MakeConsole,
     console_settings,
     make_console,
 )
@@ -28,7 +27,8 @@ def policy() -> Policy:
     return default.model_copy(update={"rules": (two, *default.rules[1:])})
 
 
-async def test_two_on_call_approvals_through_the_console(console: Console) -> None:
+async def test_two_on_call_approvals_through_the_console(make_console: MakeConsole) -> None:
+    console = await make_console()
     await console.login()
     thread_id = await console.say("deploy checkout 1.4.2 to production", "dev-1")
     [request] = (await console.thread(thread_id))["pending_requests"]
