@@ -27,7 +27,9 @@ def policy() -> Policy:
     return default.model_copy(update={"rules": (two, *default.rules[1:])})
 
 
-async def test_two_on_call_approvals_through_the_console(make_console: MakeConsole) -> None:
+async def test_two_on_call_approvals_through_the_console(
+    make_console: MakeConsole,  # noqa: F811  (the fixture imported above)
+) -> None:
     console = await make_console()
     await console.login()
     thread_id = await console.say("deploy checkout 1.4.2 to production", "dev-1")
