@@ -11,16 +11,27 @@ and the API. Two families:
 
 from __future__ import annotations
 
-import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal, TypeAlias
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, JsonValue, TypeAdapter
+from pydantic import Discriminator, Field, JsonValue, TypeAdapter
+
+from bot.decisions import (
+    CallTool,
+    Decision,
+    Reply,
+    Usage,
+    decision_adapter,
+    new_id,
+    utcnow,
+)
+from bot.decisions import Frozen as _Frozen
 
 __all__ = [
     "ActionReceived",
     "AgentReply",
+    "ApprovalGiven",
     "CallTool",
     "ConversationRef",
     "Decision",
@@ -49,20 +60,6 @@ __all__ = [
     "new_id",
     "utcnow",
 ]
-
-
-def utcnow() -> datetime:
-    """The current time, timezone-aware, in UTC."""
-    return datetime.now(UTC)
-
-
-def new_id(prefix: str) -> str:
-    """A short, unique, prefixed identifier such as ``hr_5f1c0e9a2b7d``."""
-    return f"{prefix}_{uuid.uuid4().hex[:16]}"
-
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class ConversationRef(_Frozen):
@@ -101,46 +98,6 @@ class Identity(_Frozen):
     def label(self) -> str:
         """A human-friendly name for transcripts."""
         return self.display_name or self.user_id
-
-
-# ---------------------------------------------------------------- decisions
-
-
-class CallTool(_Frozen):
-    """The model chose to call one tool."""
-
-    kind: Literal["call_tool"] = "call_tool"
-    tool: str
-    """The tool's name."""
-    arguments: dict[str, JsonValue] = Field(default_factory=dict)
-    """The arguments as the model gave them; validated by the tool's own model."""
-
-
-class Reply(_Frozen):
-    """The model chose to answer the person; the run ends here."""
-
-    kind: Literal["reply"] = "reply"
-    text: str
-    """The answer."""
-
-
-Decision: TypeAlias = Annotated[CallTool | Reply, Discriminator("kind")]
-"""One model turn's single, structured decision."""
-
-decision_adapter: TypeAdapter[CallTool | Reply] = TypeAdapter(Decision)
-
-
-class Usage(_Frozen):
-    """Tokens one model call used."""
-
-    input_tokens: int = 0
-    """Input tokens billed at the full rate."""
-    output_tokens: int = 0
-    """Output tokens."""
-    cached_tokens: int = 0
-    """Input tokens read from the provider's prompt cache."""
-    cache_write_tokens: int = 0
-    """Input tokens written to the provider's prompt cache."""
 
 
 # ---------------------------------------------------------------- inbound events
@@ -337,6 +294,11 @@ class HumanRequested(_ThreadEvent):
     call and the turn that asked for it, so one change never runs under a second approval."""
     four_eyes: bool = False
     """Whether the requesters are barred from approving."""
+    mode: Literal["any", "all"] = "any"
+    """For approvals: ``any`` of ``approvers`` may approve, or ``all`` of them must (each
+    entry by a different person); from the policy rule."""
+    min_approvals: int = 1
+    """For approvals: how many different people must approve before the call runs."""
     expires_at: datetime
     """After this the request counts as rejected."""
     escalate_after: str | None = None
@@ -359,6 +321,22 @@ class HumanResponded(_ThreadEvent):
     """Who decided; ``None`` when the request expired."""
     comment: str | None = None
     """Reason, answer or note."""
+
+
+class ApprovalGiven(_ThreadEvent):
+    """A valid approval that is not yet enough: the request stays pending, the thread paused."""
+
+    kind: Literal["approval_given"] = "approval_given"
+    request_id: str
+    """The request approved."""
+    actor: Identity
+    """Who approved."""
+    comment: str | None = None
+    """A note with the approval."""
+    approved_by: tuple[str, ...] = ()
+    """Every principal that has approved so far, this one last."""
+    still_needed: tuple[str, ...] = ()
+    """Who must still approve, in words ("1 more of role:oncall", "role:service-owner")."""
 
 
 class DecisionRefused(_ThreadEvent):
@@ -420,6 +398,7 @@ _LogKinds: TypeAlias = (
     | ErrorRaised
     | HumanRequested
     | HumanResponded
+    | ApprovalGiven
     | DecisionRefused
     | RequestEscalated
     | AgentReply

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Discriminator, TypeAdapter
 
 from bot.events import (
     AgentReply,
+    ApprovalGiven,
     ConversationRef,
     DecisionRefused,
     HumanDecision,
@@ -25,6 +26,7 @@ __all__ = [
     "DecisionNotice",
     "Outbound",
     "OutboundReply",
+    "RequestProgress",
     "RequestPrompt",
     "RequestResolved",
     "outbound_adapter",
@@ -78,6 +80,27 @@ class RequestResolved(_Out):
     """The place whose card to update (as :attr:`RequestPrompt.target`); ``None``: the thread's."""
 
 
+class RequestProgress(_Out):
+    """A request that needs several approvers got one more: show who, and who is still needed.
+
+    Channels update the request's message in place; its buttons stay.
+    """
+
+    kind: Literal["progress"] = "progress"
+    request_id: str
+    """The request."""
+    approved_by: tuple[str, ...]
+    """The principals that have approved so far."""
+    still_needed: tuple[str, ...]
+    """Who must still approve, in words."""
+    actor: Identity | None = None
+    """Who approved just now."""
+    comment: str | None = None
+    """Their note."""
+    target: str | None = None
+    """The place whose card to update (as :attr:`RequestPrompt.target`); ``None``: the thread's."""
+
+
 class DecisionNotice(_Out):
     """Tell one person (privately where the channel can) that their decision was refused."""
 
@@ -89,7 +112,8 @@ class DecisionNotice(_Out):
 
 
 Outbound: TypeAlias = Annotated[
-    OutboundReply | RequestPrompt | RequestResolved | DecisionNotice, Discriminator("kind")
+    OutboundReply | RequestPrompt | RequestResolved | RequestProgress | DecisionNotice,
+    Discriminator("kind"),
 ]
 """Everything a channel may be asked to deliver."""
 
@@ -132,6 +156,17 @@ def outbound_for(conversation: ConversationRef, events: Iterable[object]) -> lis
                     conversation=conversation,
                     request_id=event.request_id,
                     decision=event.decision,
+                    actor=event.actor,
+                    comment=event.comment,
+                )
+            )
+        elif isinstance(event, ApprovalGiven):
+            out.append(
+                RequestProgress(
+                    conversation=conversation,
+                    request_id=event.request_id,
+                    approved_by=event.approved_by,
+                    still_needed=event.still_needed,
                     actor=event.actor,
                     comment=event.comment,
                 )

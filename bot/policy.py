@@ -79,6 +79,14 @@ class ApprovalRule(_Strict):
     ``slack:C0123`` (a channel), ``slack:U123`` (a DM), ``discord:<channel id>``,
     ``email:oncall@example.com``. The console always shows it."""
 
+    mode: Literal["any", "all"] = "any"
+    """``any``: an approval from anyone ``approvers`` names counts. ``all``: every entry of
+    ``approvers`` must approve, each entry through a different person (``role:oncall`` and
+    ``role:service-owner`` need one on-call person and one other, a service owner)."""
+    min_approvals: int = Field(default=1, ge=1)
+    """How many different people must approve. With ``mode = "all"`` both hold: every entry
+    covered and at least this many people. A reject from any of them rejects at once."""
+
     @model_validator(mode="after")
     def _escalation_is_whole(self) -> ApprovalRule:
         if self.escalate_after is not None:
@@ -276,6 +284,31 @@ def _matches(wanted: tuple[str, ...], actual: Iterable[str | None]) -> bool:
     return not wanted or any(value in wanted for value in actual)
 
 
+def _impossible(policy: Policy, rule: ApprovalRule) -> str | None:
+    """Why nobody could ever satisfy ``rule``'s approvers, or ``None``.
+
+    Only rules whose approvers are all people, principals and roles without platform groups
+    (and not ``admin``) are checked: a group's members are known only to the platform.
+    """
+    if rule.approval != "required":
+        return None
+    wanted = max(rule.min_approvals, len(rule.approvers) if rule.mode == "all" else 1)
+    if wanted == 1:
+        return None
+    people: set[str] = set()
+    for who in rule.approvers:
+        members = policy.roles.get(who[5:], ()) if who.startswith("role:") else (who,)
+        if who == "admin" or any("-group:" in member for member in members):
+            return None
+        people |= {policy.person_of(member) for member in members}
+    if len(people) < wanted:
+        return (
+            f"needs {wanted} different people to approve, but its approvers name only "
+            f"{len(people)}: {', '.join(sorted(people)) or 'nobody'}"
+        )
+    return None
+
+
 def load_policy(path: Path | None = None) -> Policy:
     """Read and validate a policy file (the bundled default when ``path`` is ``None``).
 
@@ -307,6 +340,10 @@ def load_policy(path: Path | None = None) -> Policy:
     if unknown:
         raise ConfigError(f"policy file {path}: rules name undefined roles: {sorted(unknown)}")
     _check_escalation(path, policy, steps)
+    for index, rule in enumerate(policy.rules):
+        problem = _impossible(policy, rule)
+        if problem:
+            raise ConfigError(f"policy file {path}: rules.{index} ({rule.name!r}): {problem}")
     owners: dict[str, str] = {}
     for name, person in policy.people.items():
         if ":" in name:  # a person's name must never read as a principal or a role

@@ -296,6 +296,8 @@ def _decide_call(
                 ),
                 change_key=change_key(thread.id, tool.name, arguments, turn),
                 four_eyes=rt.policy.approval.four_eyes,
+                mode=rule.mode,
+                min_approvals=rule.min_approvals,
                 expires_at=expires,
                 escalate_after=rule.escalate_after,
                 escalate_to=rule.escalate_to,

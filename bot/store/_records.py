@@ -8,9 +8,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from bot.events import ConversationRef, HumanRequested, StatusChanged, ThreadStatus
+from bot.events import ConversationRef, HumanRequested, Identity, StatusChanged, ThreadStatus
 
-__all__ = ["HumanRequest", "InboxItem", "OutboxItem", "Thread", "ThreadSummary"]
+__all__ = ["Approval", "HumanRequest", "InboxItem", "OutboxItem", "Thread", "ThreadSummary"]
 
 
 class _Record(BaseModel):
@@ -59,6 +59,17 @@ class Thread(ThreadSummary):
         return self.model_copy(update=update)
 
 
+class Approval(_Record):
+    """One approval of a request that needs several: who, when, with what note."""
+
+    actor: Identity
+    """Who approved."""
+    at: datetime
+    """When."""
+    comment: str | None = None
+    """Their note."""
+
+
 class HumanRequest(_Record):
     """A human request and where it stands."""
 
@@ -96,6 +107,9 @@ class HumanRequest(_Record):
             "escalated_to": list(self.escalated_to),
             "next_escalation_at": due.isoformat() if due else None,
         }
+
+    approvals: tuple[Approval, ...] = ()
+    """Approvals given so far while the request needed more (see ``ApprovalGiven``)."""
 
     @property
     def id(self) -> str:

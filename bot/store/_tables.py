@@ -162,6 +162,10 @@ class HumanRequestRow(Base):
     requesters: Mapped[list[Any] | None]
     change_key: Mapped[str | None] = mapped_column(String(255))
     four_eyes: Mapped[bool]
+    mode: Mapped[str] = mapped_column(String(8), server_default="any")
+    min_approvals: Mapped[int] = mapped_column(Integer, server_default="1")
+    approvals: Mapped[list[Any] | None]
+    """Approvals given so far while more were needed (``Approval`` as JSON), oldest first."""
     status: Mapped[str] = mapped_column(String(16), index=True)
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime] = mapped_column(index=True)

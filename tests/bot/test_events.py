@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from bot.events import (
     ActionReceived,
     AgentReply,
+    ApprovalGiven,
     CallTool,
     ConversationRef,
     DecisionRefused,
@@ -155,6 +156,8 @@ EVENT_STRATEGIES: dict[type, st.SearchStrategy] = {
         approvers=text_tuple,
         requested_by=optional_text,
         four_eyes=st.booleans(),
+        mode=st.sampled_from(["any", "all"]),
+        min_approvals=st.integers(min_value=1, max_value=9),
         expires_at=moments,
         escalate_after=optional_text,
         escalate_to=text_tuple,
@@ -167,6 +170,15 @@ EVENT_STRATEGIES: dict[type, st.SearchStrategy] = {
         decision=st.sampled_from(HumanDecision),
         actor=st.none() | identities,
         comment=optional_text,
+    ),
+    ApprovalGiven: st.builds(
+        ApprovalGiven,
+        at=moments,
+        request_id=text,
+        actor=identities,
+        comment=optional_text,
+        approved_by=text_tuple,
+        still_needed=text_tuple,
     ),
     DecisionRefused: st.builds(
         DecisionRefused, at=moments, request_id=text, actor=identities, reason=text
@@ -399,3 +411,17 @@ def test_model_called_carries_a_decision_through_the_event_adapter():
 
     assert isinstance(restored.decision, CallTool)
     assert restored.decision.arguments == {"service": "search"}
+
+
+def test_a_request_recorded_before_several_approvers_loads_as_one_of_any():
+    old = {
+        "kind": "human_request",
+        "at": "2026-01-01T00:00:00Z",
+        "request_id": "hr_1",
+        "type": "approval",
+        "question": "ok?",
+        "approvers": ["role:oncall"],
+        "expires_at": "2026-01-01T01:00:00Z",
+    }
+    loaded = event_adapter.validate_python(old)
+    assert (loaded.mode, loaded.min_approvals) == ("any", 1)

@@ -119,6 +119,7 @@ export class RequestCard {
     this.feedback = el("p", { class: "card-feedback", role: "status" });
     this.actions = el("div", { class: "card-actions" });
     this.outcome = el("p", { class: "card-outcome", hidden: true });
+    this.progress = el("p", { class: "card-progress", hidden: true });
     const who = event.approvers.map((a) => {
       const members = a.startsWith("role:") ? roles[a.slice(5)] : null;
       return members && members.length ? `${a} (${members.join(", ")})` : a;
@@ -142,7 +143,7 @@ export class RequestCard {
         el("code", { class: "muted", text: this.id }), this.badge),
       el("p", { class: "card-question", text: event.question }),
       approval ? el("div", { class: "card-tool" }, el("code", { class: "tool-name", text: event.tool }), args(event.arguments)) : null,
-      facts, this.refusals, this.actions, this.feedback, this.outcome,
+      facts, this.progress, this.refusals, this.actions, this.feedback, this.outcome,
     );
     if (approval) this.approvalButtons();
     else this.questionButtons(event.options);
@@ -204,6 +205,15 @@ export class RequestCard {
       el("span", { text: event.reason }));
     this.refusals.append(item);
     return item;
+  }
+
+  // One approval of several: who has approved so far, and who is still needed.
+  approved(event) {
+    this.progress.hidden = false;
+    this.progress.replaceChildren(
+      el("strong", { text: `Approved by ${event.approved_by.join(", ")}` }),
+      " · still needed: ", el("span", { class: "still-needed", text: event.still_needed.join("; ") }));
+    this.badge.textContent = `${event.approved_by.length} approved`;
   }
 
   hasRefusal(reason) {
@@ -269,6 +279,12 @@ export function renderEvent(event, ctx) {
     case "human_response":
       ctx.cards.get(event.request_id)?.resolve(event);
       return null;
+    case "approval_given": {
+      const card = ctx.cards.get(event.request_id);
+      if (card) { card.approved(event); return null; }
+      return line("system", "✓", `Approved by ${event.approved_by.join(", ")} · still needed: `,
+        el("span", { text: event.still_needed.join("; ") }));
+    }
     case "decision_refused": {
       const card = ctx.cards.get(event.request_id);
       if (card) { card.refuse(event); return null; }
