@@ -46,7 +46,7 @@ from bot.failures import (
     item_failed,
     record_failure,
 )
-from bot.human import DECISION_STATUS, decision_events, refusal_of
+from bot.human import DECISION_STATUS, decide, decision_events
 from bot.model import Model
 from bot.outbound import outbound_for
 from bot.policy import Policy, load_policy
@@ -327,10 +327,9 @@ class Opsloop:
             await self._expire(thread, request)
             thread = await self.store.load_thread(thread_id)
             request = await self.store.human_request(event.request_id)
-        refusal = refusal_of(self.runtime.policy, request, event)
+        refusal, events = decide(self.runtime, thread, request, event)
         if refusal is not None:
             await self._refuse(thread, event, refusal, item_id)
-        events = decision_events(request, event.decision, event.actor, event.comment)
         try:
             await self.store.append(
                 thread_id,

@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
+
+from pydantic import JsonValue, ValidationError
 
 from bot.events import (
     ActionReceived,
     HumanDecision,
+    HumanRequested,
     HumanResponded,
     Identity,
     StatusChanged,
     ThreadStatus,
     ToolCalled,
     ToolReturned,
+    UserMessage,
 )
 from bot.policy import Policy
-from bot.store import HumanRequest
+from bot.runtime import Runtime, change_key, requesters
+from bot.store import HumanRequest, Thread
+from bot.tools import format_validation_error
 
-__all__ = ["DECISION_STATUS", "decision_events", "refusal_of"]
+__all__ = ["DECISION_STATUS", "Edit", "decide", "decision_events", "edit_of", "refusal_of"]
 
 
 def refusal_of(policy: Policy, request: HumanRequest, event: ActionReceived) -> str | None:
@@ -59,30 +66,128 @@ DECISION_STATUS = {
 }
 
 
+@dataclass(frozen=True)
+class Edit:
+    """An approval with changes, checked: what runs instead of the recorded call."""
+
+    arguments: dict[str, JsonValue]
+    """The whole edited call's arguments, validated by the tool's model."""
+    changes: dict[str, JsonValue]
+    """Only the arguments whose value differs from the recorded call, with their new values."""
+    change_key: str
+    """The idempotency key the edited call runs under (derived from the edited call)."""
+
+
+def edit_of(
+    rt: Runtime, thread: Thread, request: HumanRequest, event: ActionReceived
+) -> Edit | str | None:
+    """The edit ``event`` makes to ``request``'s call; a refusal reason; or ``None`` for none.
+
+    The overrides are merged onto the recorded arguments and validated with the tool's own
+    model, and the edited call is put to policy again exactly as the runtime put the
+    original: an edit that lands under a rule this approver may not decide is refused.
+    The tool itself cannot change (only arguments are edited).
+    """
+    if event.changes is None:
+        return None
+    asked = request.request
+    if event.decision != HumanDecision.APPROVE:
+        return "changes go only with an approval"
+    if asked.type != "approval" or not asked.tool or asked.arguments is None:
+        return f"request {request.id} is not an approval of a tool call: nothing to change"
+    tool = rt.agents.get(thread.agent).tool(asked.tool) if thread.agent else None
+    if tool is None:
+        return f"tool {asked.tool!r} is no longer available: approve or reject it as it is"
+    unknown = sorted(set(event.changes) - set(tool.args.model_fields))
+    if unknown:  # the tool (and so its tier) stays; only its own arguments may change
+        return f"{', '.join(unknown)}: not an argument of {tool.name} (the tool cannot change)"
+    try:
+        valid = tool.validate({**asked.arguments, **event.changes})
+    except ValidationError as exc:
+        return f"the changes are not valid: {format_validation_error(tool.name, exc)}"
+    arguments: dict[str, JsonValue] = valid.model_dump(mode="json")
+    changes = {k: v for k, v in arguments.items() if asked.arguments.get(k, ...) != v}
+    if not changes:
+        return None  # nothing differs: a plain approval of the recorded call
+    # The thread as it was when the call was asked for: the same requesters and turn.
+    at = next(
+        (
+            i
+            for i, e in enumerate(thread.events)
+            if isinstance(e, HumanRequested) and e.request_id == asked.request_id
+        ),
+        len(thread.events),
+    )
+    before = thread.events[:at]
+    people, turn = requesters(before)
+    requester = next((e.sender for e in reversed(before) if isinstance(e, UserMessage)), None)
+    environment = arguments.get("environment")
+    rule = rt.policy.rule_for(
+        tool=tool.name,
+        tier=tool.tier,
+        environment=environment if isinstance(environment, str) else None,
+        channel=thread.conversation.channel,
+        requester=requester,
+        requesters=people,
+    )
+    if rule.approval == "required" and not rt.policy.may_decide(event.actor, rule.approvers):
+        who = ", ".join(rule.approvers)
+        return (
+            f"the edited call falls under {rule.name or 'another rule'!r}, which"
+            f" {event.actor.principal} may not approve (allowed: {who})"
+        )
+    return Edit(
+        arguments=arguments,
+        changes=changes,
+        change_key=change_key(thread.id, tool.name, arguments, turn),
+    )
+
+
+def decide(
+    rt: Runtime, thread: Thread, request: HumanRequest, event: ActionReceived
+) -> tuple[str | None, list[Any]]:
+    """Check ``event`` against ``request`` (and its edit, if any): a refusal, or the events."""
+    refusal = refusal_of(rt.policy, request, event)
+    edit = None if refusal else edit_of(rt, thread, request, event)
+    if refusal or isinstance(edit, str):
+        return refusal or str(edit), []
+    return None, decision_events(request, event.decision, event.actor, event.comment, edit)
+
+
 def decision_events(
-    request: HumanRequest, decision: HumanDecision, actor: Identity | None, comment: str | None
+    request: HumanRequest,
+    decision: HumanDecision,
+    actor: Identity | None,
+    comment: str | None,
+    edit: Edit | None = None,
 ) -> list[Any]:
     """The events that record a decision and carry it out.
 
-    Approve appends exactly the recorded tool call (the model is not asked again); reject
-    answers the call with the reason, which the model reads as the tool's result.
+    Approve appends exactly the recorded tool call (the model is not asked again), or the
+    approver's checked edit of it; reject answers the call with the reason, which the model
+    reads as the tool's result.
     """
     asked = request.request
     events: list[Any] = [
         HumanResponded(
-            request_id=asked.request_id, decision=decision, actor=actor, comment=comment
+            request_id=asked.request_id,
+            decision=decision,
+            actor=actor,
+            comment=comment,
+            changes=edit.changes if edit else None,
         ),
         StatusChanged(status=ThreadStatus.RUNNING, reason=f"request {decision.value}"),
     ]
     if asked.type == "approval" and asked.tool and asked.call_id:
         if decision == HumanDecision.APPROVE:
-            # Exactly the recorded call runs; the model is not asked again.
+            # Exactly the recorded (or approved edited) call runs; the model is not asked.
+            key = asked.change_key or f"{request.thread_id}:{asked.request_id}"
             events.append(
                 ToolCalled(
                     call_id=asked.call_id,
                     tool=asked.tool,
-                    arguments=asked.arguments or {},
-                    idempotency_key=asked.change_key or f"{request.thread_id}:{asked.request_id}",
+                    arguments=edit.arguments if edit else asked.arguments or {},
+                    idempotency_key=edit.change_key if edit else key,
                     approved_by=actor.principal if actor else None,
                 )
             )
