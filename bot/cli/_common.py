@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
@@ -16,6 +15,7 @@ from rich.console import Console
 
 from bot.app import Opsloop
 from bot.config import Settings, load_settings
+from bot.edits import typed
 from bot.errors import ConfigError, OpsloopError, StoreError, UserFacingError
 from bot.events import Identity
 
@@ -70,13 +70,7 @@ def parse_sets(sets: list[str], recorded: dict[str, JsonValue]) -> dict[str, Jso
             fail(f"--set {item!r}: expected KEY=VALUE, e.g. --set version=1.4.3")
         if key in changes:
             fail(f"--set {key}: given twice")
-        try:
-            value: JsonValue = json.loads(raw)
-        except ValueError:
-            value = raw
-        if isinstance(recorded.get(key), str) and not isinstance(value, str):
-            value = raw
-        changes[key] = value
+        changes[key] = typed(raw, recorded.get(key))
     return changes
 
 

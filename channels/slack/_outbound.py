@@ -214,7 +214,9 @@ async def _resolved(
     poster: _Poster, message: RequestResolved, store: Store, link: str | None
 ) -> None:
     stored = await store.human_request(message.request_id)
-    outcome = resolved_text(message.decision, message.actor, stored.decided_at, message.comment)
+    outcome = resolved_text(
+        message.decision, message.actor, stored.decided_at, message.comment, message.changes
+    )
     ref = stored.message_ref
     if not ref:  # the request message never went out (decided elsewhere first): say it here
         await poster.post(0, text=fit(outcome, MESSAGE_TEXT, link))
