@@ -12,7 +12,13 @@ from email.message import EmailMessage
 import aiosmtplib
 
 from bot.events import Identity, UserMessage
-from bot.outbound import DecisionNotice, OutboundReply, RequestPrompt, RequestResolved
+from bot.outbound import (
+    DecisionNotice,
+    OutboundReply,
+    RequestPrompt,
+    RequestResolved,
+    changes_text,
+)
 from bot.plugins import DeliveryContext, DeliveryRetryError
 from bot.policy import Policy, load_policy
 from bot.store import OutboxItem
@@ -106,6 +112,8 @@ class EmailSender:
         if isinstance(message, RequestResolved):
             who = message.actor.label if message.actor else "expiry"
             text = f"Request {message.request_id} was {message.decision.value}d by {who}."
+            if message.changes:
+                text += f"\nWith changes: {changes_text(message.changes)}."
             if message.comment:
                 text += f"\n\n{message.comment}"
             copied = await self._approvers_mailed(context, message.request_id)
