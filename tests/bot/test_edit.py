@@ -204,3 +204,31 @@ async def test_four_eyes_still_holds_for_an_edit(
     with pytest.raises(DecisionRefusedError, match="four-eyes"):
         await ops.submit(approve(request.request_id, DEV, {"version": "1.4.3"}))
     assert await deploys_of(ops, "1.4.3") == 0
+
+
+def test_the_context_says_what_an_approver_changed() -> None:
+    from bot.context import render_context
+    from bot.events import utcnow
+
+    asked = HumanRequested(
+        request_id="hr_1",
+        type="approval",
+        tool="deploy",
+        arguments=DEPLOY.arguments,
+        call_id="call_1",
+        question="Approve?",
+        expires_at=utcnow(),
+    )
+    response = HumanResponded(
+        request_id="hr_1",
+        decision="approve",
+        actor=ONCALL,
+        changes={"version": "1.4.3", "environment": "staging"},
+    )
+    context = render_context([asked, response], budget_tokens=10_000)
+    assert (
+        "<note>approved with changes by oncall-1: version 1.4.2 -&gt; 1.4.3,"
+        " environment production -&gt; staging</note>"
+    ) in context
+    plain = response.model_copy(update={"changes": None})
+    assert "changes" not in render_context([asked, plain], budget_tokens=10_000)
