@@ -46,7 +46,7 @@ from bot.failures import (
     item_failed,
     record_failure,
 )
-from bot.human import DECISION_STATUS, decide, decision_events
+from bot.human import DECISION_STATUS, decide, decision_events, decision_outbound
 from bot.model import Model
 from bot.outbound import outbound_for
 from bot.policy import Policy, load_policy
@@ -335,7 +335,7 @@ class Opsloop:
                 thread_id,
                 expected_seq=thread.last_seq,
                 events=events,
-                outbound=outbound_for(thread.conversation, events),
+                outbound=decision_outbound(thread, request, events),
                 resolve=(
                     request.id,
                     DECISION_STATUS[event.decision],
@@ -370,7 +370,7 @@ class Opsloop:
             thread.id,
             expected_seq=thread.last_seq,
             events=events,
-            outbound=outbound_for(thread.conversation, events),
+            outbound=decision_outbound(thread, request, events),
             resolve=(request.id, "expired", None, reason),
         )
 

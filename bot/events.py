@@ -35,6 +35,7 @@ __all__ = [
     "MessageReceived",
     "ModelCalled",
     "Reply",
+    "RequestEscalated",
     "StatusChanged",
     "ThreadEvent",
     "ThreadStatus",
@@ -341,6 +342,12 @@ class HumanRequested(_ThreadEvent):
     """Whether the requesters are barred from approving."""
     expires_at: datetime
     """After this the request counts as rejected."""
+    escalate_after: str | None = None
+    """Undecided this long (``"15m"``), it escalates to the next step of ``escalate_to``."""
+    escalate_to: tuple[str, ...] = ()
+    """The escalation chain: each step's roles, people or principals become approvers too."""
+    notify: tuple[str, ...] = ()
+    """Places the request is also posted besides its thread (``slack:#deploys``…)."""
 
 
 class HumanResponded(_ThreadEvent):
@@ -370,6 +377,22 @@ class DecisionRefused(_ThreadEvent):
     """Who tried."""
     reason: str
     """Why it was refused."""
+
+
+class RequestEscalated(_ThreadEvent):
+    """Nobody decided in time: the request went to the next step of its escalation chain."""
+
+    kind: Literal["request_escalated"] = "request_escalated"
+    request_id: str
+    """The request escalated."""
+    level: int = Field(ge=1)
+    """The step reached: 1 for the first of ``escalate_to``."""
+    to: tuple[str, ...]
+    """The approver entries added at this step (roles, people, principals)."""
+    posted_to: tuple[str, ...] = ()
+    """Where the request was posted for them (``slack:U123``, ``slack:#managers``…)."""
+    next_at: datetime | None = None
+    """When the next step is due, if there is one before the request expires."""
 
 
 class AgentReply(_ThreadEvent):
@@ -404,6 +427,7 @@ _LogKinds: TypeAlias = (
     | HumanRequested
     | HumanResponded
     | DecisionRefused
+    | RequestEscalated
     | AgentReply
     | StatusChanged
 )

@@ -13,18 +13,29 @@ from bot.events import (
     HumanRequested,
     HumanResponded,
     Identity,
+    RequestEscalated,
     StatusChanged,
     ThreadStatus,
     ToolCalled,
     ToolReturned,
     UserMessage,
 )
+from bot.outbound import Outbound, RequestResolved, outbound_for, place_conversation
 from bot.policy import Policy
 from bot.runtime import Runtime, change_key, requesters
 from bot.store import HumanRequest, Thread
 from bot.tools import format_validation_error
 
-__all__ = ["DECISION_STATUS", "Edit", "decide", "decision_events", "edit_of", "refusal_of"]
+__all__ = [
+    "DECISION_STATUS",
+    "Edit",
+    "card_places",
+    "decide",
+    "decision_events",
+    "decision_outbound",
+    "edit_of",
+    "refusal_of",
+]
 
 
 def refusal_of(policy: Policy, request: HumanRequest, event: ActionReceived) -> str | None:
@@ -43,8 +54,8 @@ def refusal_of(policy: Policy, request: HumanRequest, event: ActionReceived) -> 
         return "a rejection needs a reason"
     if event.decision == HumanDecision.ANSWER and not event.comment:
         return "an answer needs text"
-    if not policy.may_decide(event.actor, request.request.approvers):
-        who = ", ".join(request.request.approvers)
+    if not policy.may_decide(event.actor, request.approvers):
+        who = ", ".join(request.approvers)
         return f"{event.actor.principal} may not decide request {request.id} (allowed: {who})"
     if request.request.four_eyes and event.decision == HumanDecision.APPROVE:
         person = policy.person_of(event.actor.principal)
@@ -201,3 +212,25 @@ def decision_events(
                 )
             )
     return events
+
+
+def card_places(thread: Thread, request: HumanRequest) -> list[str]:
+    """Every place outside its thread that ``request`` was posted: notify, then escalations."""
+    places = list(request.request.notify)
+    for event in thread.events:
+        if isinstance(event, RequestEscalated) and event.request_id == request.id:
+            places += event.posted_to
+    return list(dict.fromkeys(places))
+
+
+def decision_outbound(thread: Thread, request: HumanRequest, events: list[Any]) -> list[Outbound]:
+    """What a decision sends: the thread's messages, and an update of every other card."""
+    out = outbound_for(thread.conversation, events)
+    for resolved in [o for o in out if isinstance(o, RequestResolved)]:
+        out += [
+            resolved.model_copy(
+                update={"conversation": place_conversation(p, thread.conversation), "target": p}
+            )
+            for p in card_places(thread, request)
+        ]
+    return out

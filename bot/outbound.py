@@ -31,6 +31,7 @@ __all__ = [
     "changes_text",
     "outbound_adapter",
     "outbound_for",
+    "place_conversation",
     "split_text",
 ]
 
@@ -58,6 +59,9 @@ class RequestPrompt(_Out):
     kind: Literal["request"] = "request"
     request: HumanRequested
     """The request, with the exact tool and arguments."""
+    target: str | None = None
+    """The place this card is for (``slack:#deploys``, ``slack:U123``), outside the thread;
+    ``None`` for the card in the thread itself."""
 
 
 class RequestResolved(_Out):
@@ -72,6 +76,8 @@ class RequestResolved(_Out):
     """Who decided; ``None`` when it expired."""
     comment: str | None
     """Reason or answer."""
+    target: str | None = None
+    """The place whose card to update (as :attr:`RequestPrompt.target`); ``None``: the thread's."""
     changes: dict[str, JsonValue] | None = None
     """For an approval with changes: the arguments changed, with their new values."""
 
@@ -94,14 +100,36 @@ Outbound: TypeAlias = Annotated[
 outbound_adapter: TypeAdapter[Any] = TypeAdapter(Outbound)
 
 
+def place_conversation(place: str, home: ConversationRef) -> ConversationRef:
+    """Where a card for ``place`` (``slack:#deploys``…) goes: that room, outside any thread.
+
+    The thread key is the room itself (a conversation kept in the channel), and the
+    workspace the thread's own when the thread is on the same platform.
+    """
+    channel, _, room = place.partition(":")
+    tenant = home.tenant if home.channel == channel else ""
+    return ConversationRef(channel=channel, tenant=tenant, room=room, thread_key=room)
+
+
 def outbound_for(conversation: ConversationRef, events: Iterable[object]) -> list[Outbound]:
-    """The messages that new thread events call for, in order."""
+    """The messages that new thread events call for, in order.
+
+    A request goes to its thread and, as a card of its own, to each ``notify`` place.
+    """
     out: list[Outbound] = []
     for event in events:
         if isinstance(event, AgentReply):
             out.append(OutboundReply(conversation=conversation, text=event.text, agent=event.agent))
         elif isinstance(event, HumanRequested):
             out.append(RequestPrompt(conversation=conversation, request=event))
+            out += [
+                RequestPrompt(
+                    conversation=place_conversation(place, conversation),
+                    request=event,
+                    target=place,
+                )
+                for place in event.notify
+            ]
         elif isinstance(event, HumanResponded):
             out.append(
                 RequestResolved(

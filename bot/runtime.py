@@ -282,6 +282,7 @@ def _decide_call(
     if rule.approval == "required":
         return [
             HumanRequested(
+                at=now,  # escalation steps count from here, on the same clock as expiry
                 request_id=new_id("hr"),
                 type="approval",
                 tool=tool.name,
@@ -296,6 +297,9 @@ def _decide_call(
                 change_key=change_key(thread.id, tool.name, arguments, turn),
                 four_eyes=rt.policy.approval.four_eyes,
                 expires_at=expires,
+                escalate_after=rule.escalate_after,
+                escalate_to=rule.escalate_to,
+                notify=rule.notify,
             ),
             StatusChanged(status=ThreadStatus.PAUSED, reason="waiting for approval"),
         ]

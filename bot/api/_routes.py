@@ -112,7 +112,9 @@ def thread_json(thread: Thread, pending: list[HumanRequest]) -> dict[str, Any]:
     return {
         **summary_json(thread),
         "events": events,
-        "pending_requests": [r.request.model_dump(mode="json") for r in pending],
+        "pending_requests": [
+            {**r.request.model_dump(mode="json"), **r.escalation()} for r in pending
+        ],
         "cost_usd": round(sum(getattr(e, "cost_usd", 0.0) for e in thread.events), 6),
     }
 
@@ -210,7 +212,12 @@ async def list_requests(
     requests = await _ops(request).store.human_requests(status=status)
     return {
         "requests": [
-            {"thread_id": r.thread_id, "status": r.status, **r.request.model_dump(mode="json")}
+            {
+                "thread_id": r.thread_id,
+                "status": r.status,
+                **r.request.model_dump(mode="json"),
+                **r.escalation(),
+            }
             for r in requests
         ]
     }

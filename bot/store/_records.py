@@ -76,6 +76,26 @@ class HumanRequest(_Record):
     """Reason, answer or note."""
     message_ref: dict[str, Any] | None
     """Where a channel posted the request."""
+    escalation_level: int = 0
+    """Escalation steps taken so far."""
+    escalated_to: tuple[str, ...] = ()
+    """Approver entries the escalation steps added."""
+    next_escalation_at: datetime | None = None
+    """When the next escalation step is due, while pending."""
+
+    @property
+    def approvers(self) -> tuple[str, ...]:
+        """Who may decide now: the request's approvers and those escalation added."""
+        return tuple(dict.fromkeys((*self.request.approvers, *self.escalated_to)))
+
+    def escalation(self) -> dict[str, Any]:
+        """The escalation state, JSON-shaped, for the API."""
+        due = self.next_escalation_at if self.status == "pending" else None
+        return {
+            "escalation_level": self.escalation_level,
+            "escalated_to": list(self.escalated_to),
+            "next_escalation_at": due.isoformat() if due else None,
+        }
 
     @property
     def id(self) -> str:

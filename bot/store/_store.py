@@ -16,6 +16,7 @@ from bot.errors import ConcurrentStepError, NotFoundError
 from bot.events import (
     ConversationRef,
     HumanRequested,
+    RequestEscalated,
     StatusChanged,
     ThreadStatus,
     event_adapter,
@@ -23,6 +24,8 @@ from bot.events import (
     utcnow,
 )
 from bot.outbound import outbound_adapter
+from bot.policy import escalation_due
+from bot.store._cards import CardStore, escalate_row
 from bot.store._database import Database
 from bot.store._queues import QueueStore, dump_event
 from bot.store._records import HumanRequest, Thread, ThreadSummary
@@ -62,6 +65,9 @@ def _request(row: HumanRequestRow) -> HumanRequest:
         four_eyes=row.four_eyes,
         expires_at=row.expires_at,
         at=row.created_at,
+        escalate_after=row.escalate_after,
+        escalate_to=tuple(row.escalate_to or ()),
+        notify=tuple(row.notify or ()),
     )
     return HumanRequest(
         thread_id=row.thread_id,
@@ -71,6 +77,9 @@ def _request(row: HumanRequestRow) -> HumanRequest:
         decided_at=row.decided_at,
         comment=row.comment,
         message_ref=row.message_ref,
+        escalation_level=row.escalation_level or 0,
+        escalated_to=tuple(row.escalated_to or ()),
+        next_escalation_at=row.next_escalation_at,
     )
 
 
@@ -100,7 +109,7 @@ class _LogCache:
                 self._logs.popitem(last=False)
 
 
-class Store(QueueStore):
+class Store(CardStore, QueueStore):
     """Everything opsloop keeps, behind one async interface."""
 
     def __init__(self, database: Database) -> None:
@@ -263,6 +272,9 @@ class Store(QueueStore):
             ]
             if requests:
                 connection.execute(insert(HumanRequestRow), requests)
+            for event in events:
+                if isinstance(event, RequestEscalated):
+                    escalate_row(connection, event)
             if outbound:
                 messages = [
                     {
@@ -380,6 +392,12 @@ def _request_values(thread_id: str, event: HumanRequested) -> dict[str, Any]:
         "status": "pending",
         "created_at": event.at,
         "expires_at": event.expires_at,
+        "notify": list(event.notify),
+        "escalate_after": event.escalate_after,
+        "escalate_to": list(event.escalate_to),
+        "escalation_level": 0,
+        "escalated_to": [],
+        "next_escalation_at": escalation_due(event, 0),
     }
 
 
@@ -394,7 +412,7 @@ def _resolve(
     decided = connection.execute(
         update(HumanRequestRow)
         .where(HumanRequestRow.id == request_id, HumanRequestRow.status == "pending")
-        .values(status=status, decided_by=by, decided_at=now, comment=note)
+        .values(status=status, decided_by=by, decided_at=now, comment=note, next_escalation_at=None)
     )
     if decided.rowcount != 1:
         raise ConcurrentStepError(f"human request {request_id} is no longer pending")

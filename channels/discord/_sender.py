@@ -189,7 +189,10 @@ class _Delivery:
                 recent=recent,
             )
         ref = {"channel_id": str(posted["channel_id"]), "message_id": str(posted["id"])}
-        await self.store.set_message_ref(request.request_id, ref)
+        if message.target:  # a card in a notify room or for an escalation step
+            await self.store.add_message_ref(request.request_id, message.target, ref)
+        else:
+            await self.store.set_message_ref(request.request_id, ref)
 
     async def resolve(self, message: RequestResolved) -> None:
         """Edit the request's message: who decided and when; its buttons disabled."""
@@ -198,6 +201,9 @@ class _Delivery:
             message.decision, message.actor, message.comment, record.decided_at, message.changes
         )
         line = clip(line, _RESOLUTION_ROOM - 1)
+        if message.target:
+            await self._resolve_cards(message, record, line)
+            return
         ref = record.message_ref
         if ref:
             last = self.pieces(prompt_text(record.request), MESSAGE_LIMIT - _RESOLUTION_ROOM)[-1]
@@ -215,6 +221,22 @@ class _Delivery:
                     raise
         # The request's message is gone, or was never posted: say it in the thread.
         await self.post(f"`{message.request_id}` {line}")
+
+    async def _resolve_cards(self, message: RequestResolved, record: Any, line: str) -> None:
+        """Edit every card posted for the message's place; one that is gone stays gone."""
+        last = self.pieces(prompt_text(record.request), MESSAGE_LIMIT - _RESOLUTION_ROOM)[-1]
+        edit = {
+            "content": clip(f"{last}\n{line}", MESSAGE_LIMIT),
+            "components": request_components(record.request, disabled=True),
+            "allowed_mentions": _NO_MENTIONS,
+        }
+        for ref in await self.store.message_refs(message.request_id, message.target):
+            path = f"/channels/{ref['channel_id']}/messages/{ref['message_id']}"
+            try:
+                await self.rest.request("PATCH", path, edit)
+            except DiscordAPIError as exc:
+                if exc.status != 404:
+                    raise
 
     def _nonce(self, piece: int) -> str:
         # Unique per conversation, item and piece (two installations may share a bot, and

@@ -19,7 +19,7 @@ from bot.outbound import (
     RequestResolved,
     changes_text,
 )
-from bot.plugins import DeliveryContext, DeliveryRetryError
+from bot.plugins import DeliveryContext, DeliveryFailedError, DeliveryRetryError
 from bot.policy import Policy, load_policy
 from bot.store import OutboxItem
 from channels.email._compose import approval_text, build_mail, reply_subject
@@ -64,6 +64,10 @@ class EmailSender:
     async def __call__(self, item: OutboxItem, context: DeliveryContext) -> None:
         """Send the mail(s) ``item`` calls for; each is sent at most once across retries."""
         message = item.message
+        if isinstance(message, RequestPrompt | RequestResolved) and message.target:
+            # Approvers of email threads are mailed already; cards for email notify places
+            # and escalation steps are not sent yet: say so on the outbox item.
+            raise DeliveryFailedError(f"request cards for {message.target} are not mailed yet")
         room = message.conversation.room
         state = SqlMailState(context.store.db)
         thread = await context.store.load_thread(item.thread_id)

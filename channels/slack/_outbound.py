@@ -6,6 +6,10 @@
 - a resolution: ``chat.update`` of that message: who decided, when, and no more buttons;
 - a notice: ``chat.postEphemeral``, seen only by the person it is for.
 
+A request card for a place outside the thread (a ``notify`` room, an escalation step's
+person) goes to that channel, or to the person's DM (``conversations.open``), recorded per
+place (``add_message_ref``); its resolution updates every card recorded for the place.
+
 A 429 from Slack becomes :class:`~bot.plugins.DeliveryRetryError` with its Retry-After.
 
 Every message opsloop posts carries Slack message ``metadata`` naming the outbox item and
@@ -86,8 +90,12 @@ class SlackSender:
         try:
             if isinstance(message, OutboundReply):
                 await _reply(poster, message)
+            elif isinstance(message, RequestPrompt) and message.target:
+                await _card(poster, message, context.store, link)
             elif isinstance(message, RequestPrompt):
                 await _request(poster, message, context.store, link)
+            elif isinstance(message, RequestResolved) and message.target:
+                await _resolved_cards(client, message, context.store, link)
             elif isinstance(message, RequestResolved):
                 await _resolved(poster, message, context.store, link)
             elif isinstance(message, DecisionNotice):
@@ -227,6 +235,44 @@ async def _resolved(
         text=fit(outcome, MESSAGE_TEXT, link),
         blocks=resolved_blocks(stored.request, outcome, link),
     )
+
+
+async def _card(poster: _Poster, message: RequestPrompt, store: Store, link: str | None) -> None:
+    request, place = message.request, message.target or ""
+    if await store.message_refs(request.request_id, place):
+        return  # posted already: this is a redelivery after the post went through
+    room = message.conversation.room
+    if room[:1] in {"U", "W"}:  # a person: their direct messages with the bot
+        opened = await poster.client.conversations_open(users=room)
+        room = opened["channel"]["id"]
+    metadata = {
+        "event_type": METADATA_TYPE,
+        "event_payload": {"outbox": poster.item.id, "thread": poster.item.thread_id, "piece": 0},
+    }
+    posted = await poster.client.chat_postMessage(
+        channel=room,
+        text=request_text(request),
+        blocks=request_blocks(request, link),
+        metadata=metadata,
+    )
+    ref = {"team": message.conversation.tenant, "channel": posted["channel"], "ts": posted["ts"]}
+    await store.add_message_ref(request.request_id, place, ref)
+
+
+async def _resolved_cards(
+    client: AsyncWebClient, message: RequestResolved, store: Store, link: str | None
+) -> None:
+    stored = await store.human_request(message.request_id)
+    outcome = resolved_text(
+        message.decision, message.actor, stored.decided_at, message.comment, message.changes
+    )
+    for ref in await store.message_refs(message.request_id, message.target):
+        await client.chat_update(
+            channel=ref["channel"],
+            ts=ref["ts"],
+            text=fit(outcome, MESSAGE_TEXT, link),
+            blocks=resolved_blocks(stored.request, outcome, link),
+        )
 
 
 async def _notice(client: AsyncWebClient, message: DecisionNotice) -> None:

@@ -26,6 +26,7 @@ from bot.events import (
     MessageReceived,
     ModelCalled,
     Reply,
+    RequestEscalated,
     StatusChanged,
     ThreadStatus,
     ToolCalled,
@@ -155,6 +156,9 @@ EVENT_STRATEGIES: dict[type, st.SearchStrategy] = {
         requested_by=optional_text,
         four_eyes=st.booleans(),
         expires_at=moments,
+        escalate_after=optional_text,
+        escalate_to=text_tuple,
+        notify=text_tuple,
     ),
     HumanResponded: st.builds(
         HumanResponded,
@@ -166,6 +170,15 @@ EVENT_STRATEGIES: dict[type, st.SearchStrategy] = {
     ),
     DecisionRefused: st.builds(
         DecisionRefused, at=moments, request_id=text, actor=identities, reason=text
+    ),
+    RequestEscalated: st.builds(
+        RequestEscalated,
+        at=moments,
+        request_id=text,
+        level=st.integers(1, 100),
+        to=text_tuple,
+        posted_to=text_tuple,
+        next_at=st.none() | moments,
     ),
     AgentReply: st.builds(AgentReply, at=moments, text=text, agent=text),
     StatusChanged: st.builds(

@@ -135,6 +135,7 @@ export class RequestCard {
     this.expiry = [el("dt", { text: "Expires" }),
       el("dd", {}, timeEl(event.expires_at), ` UTC · ${until(event.expires_at)}`)];
     facts.append(...this.expiry);
+    this.facts = facts;
     this.node = el(
       "li",
       { class: `card ${approval ? "approval" : "question"}`, "data-request": this.id },
@@ -235,6 +236,12 @@ export class RequestCard {
     return [...this.refusals.children].some((li) => li.dataset.reason === reason);
   }
 
+  escalate(event) {
+    const where = event.posted_to.length ? ` · asked in ${event.posted_to.join(", ")}` : "";
+    this.facts.append(el("dt", { text: `Escalation ${event.level}` }),
+      el("dd", { text: `${event.to.join(", ")} may decide too${where}` }));
+  }
+
   resolve(event) {
     this.actions.remove();
     this.feedback.remove();
@@ -296,6 +303,11 @@ export function renderEvent(event, ctx) {
       const card = ctx.cards.get(event.request_id);
       if (card) { card.refuse(event); return null; }
       return line("error", "✕", `${principal(event.actor)} was refused: `, el("span", { text: event.reason }));
+    }
+    case "request_escalated": {
+      ctx.cards.get(event.request_id)?.escalate(event);
+      const next = event.next_at ? "; the next step follows if nobody decides" : "";
+      return line("system", "⤴", `Request ${event.request_id} escalated (step ${event.level}) to ${event.to.join(", ")}${next}.`);
     }
     case "status":
       if (event.status === "failed") return line("error", "✕", "The thread failed", event.reason ? `: ${event.reason}` : ".");
