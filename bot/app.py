@@ -46,7 +46,7 @@ from bot.failures import (
     item_failed,
     record_failure,
 )
-from bot.human import decide, decision_events, decision_outbound, refusal_of
+from bot.human import decide, decision_events, decision_outbound
 from bot.model import Model
 from bot.outbound import outbound_for
 from bot.policy import Policy, load_policy
@@ -327,10 +327,9 @@ class Opsloop:
             await self._expire(thread, request)
             thread = await self.store.load_thread(thread_id)
             request = await self.store.human_request(event.request_id)
-        refusal = refusal_of(self.runtime.policy, request, event)
+        refusal, events, resolve = decide(self.runtime, thread, request, event)
         if refusal is not None:
             await self._refuse(thread, event, refusal, item_id)
-        events, resolve = decide(self.runtime.policy, request, event)
         try:
             await self.store.append(
                 thread_id,

@@ -12,7 +12,7 @@ When the blocks exceed the token budget, :func:`compact` applies explicit rules,
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from html import escape
 from typing import Any
@@ -74,8 +74,28 @@ def _payload(message: UserMessage) -> str:
     return f"\n<trigger_payload{attrs}>{shown}</trigger_payload>"
 
 
-def render_event(event: Any, *, trim_output: bool = False) -> str | None:
-    """One event as a tagged block, or ``None`` for events the model need not see."""
+def _edit_note(event: HumanResponded, asked: HumanRequested | None) -> str:
+    """What an approver changed, old -> new, so the model knows the call it asked for was edited."""
+    before = (asked.arguments if asked else None) or {}
+
+    def shown(value: Any) -> str:
+        return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+    changed = ", ".join(
+        f"{key} {shown(before.get(key))} -> {shown(value)}"
+        for key, value in (event.changes or {}).items()
+    )
+    by = event.actor.label if event.actor else "expiry"
+    return f"<note>approved with changes by {escape(by)}: {escape(changed, quote=False)}</note>"
+
+
+def render_event(
+    event: Any, *, trim_output: bool = False, requests: Mapping[str, HumanRequested] | None = None
+) -> str | None:
+    """One event as a tagged block, or ``None`` for events the model need not see.
+
+    ``requests`` (human requests by id) lets an approval with changes say what it changed.
+    """
     if isinstance(event, UserMessage):
         who = event.source or event.sender.label
         block = f"<user_message{_attrs(**{'from': who})}>{escape(event.text)}</user_message>"
@@ -102,6 +122,8 @@ def render_event(event: Any, *, trim_output: bool = False) -> str | None:
             return f"<human_response{attrs}>{escape(event.comment or '')}</human_response>"
         # A decision's comment explains the decision; it is never a request to act on.
         note = f"<note>{escape(event.comment)}</note>" if event.comment else ""
+        if event.changes:
+            note = _edit_note(event, (requests or {}).get(event.request_id)) + note
         return f"<human_response{attrs}>{note}</human_response>"
     if isinstance(event, ApprovalGiven):
         # One approval of several: still pending. The note is never a request to act on.
@@ -117,10 +139,11 @@ def render_event(event: Any, *, trim_output: bool = False) -> str | None:
 
 def _blocks(events: Sequence[Any], *, trim_before: int, drop: set[int]) -> list[Block]:
     blocks = []
+    requests = {e.request_id: e for e in events if isinstance(e, HumanRequested)}
     for index, event in enumerate(events):
         if index in drop:
             continue
-        text = render_event(event, trim_output=index < trim_before)
+        text = render_event(event, trim_output=index < trim_before, requests=requests)
         if text is not None:
             blocks.append(Block(index=index, kind=event.kind, text=text))
     return blocks

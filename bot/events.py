@@ -144,6 +144,9 @@ class ActionReceived(_Inbound):
     """Approve, reject or answer."""
     comment: str | None = None
     """The reject reason, the answer to a question, or a note with an approval."""
+    changes: dict[str, JsonValue] | None = Field(default=None, max_length=50)
+    """With approve only: argument overrides merged onto the recorded call before it runs
+    (validated with the tool's model and checked against policy again)."""
 
 
 class TriggerFired(_Inbound):
@@ -321,6 +324,9 @@ class HumanResponded(_ThreadEvent):
     """Who decided; ``None`` when the request expired."""
     comment: str | None = None
     """Reason, answer or note."""
+    changes: dict[str, JsonValue] | None = None
+    """For an approval with changes: the arguments the approver changed, with their new
+    values (the original call stays on the request); what ran is the edited call."""
 
 
 class ApprovalGiven(_ThreadEvent):

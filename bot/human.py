@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from bot.edits import Edit, edit_of
 from bot.events import (
     ActionReceived,
     ApprovalGiven,
@@ -32,6 +33,7 @@ from bot.outbound import (
     place_conversation,
 )
 from bot.policy import Policy
+from bot.runtime import Runtime
 from bot.store import HumanRequest, Thread
 
 __all__ = [
@@ -203,18 +205,28 @@ DECISION_STATUS = {
 
 
 def decide(
-    policy: Policy, request: HumanRequest, event: ActionReceived
-) -> tuple[list[Any], Resolution | None]:
-    """The events an accepted decision appends, and how it resolves the request.
+    rt: Runtime, thread: Thread, request: HumanRequest, event: ActionReceived
+) -> tuple[str | None, list[Any], Resolution | None]:
+    """Check ``event`` against ``request``: a refusal, or the events and how it resolves.
 
     An approval that is not yet enough appends only an :class:`ApprovalGiven` and resolves
-    nothing: the request stays pending and the thread paused. Call it after
-    :func:`refusal_of` said the decision may be made.
+    nothing: the request stays pending and the thread paused. An approval with changes is
+    checked (:func:`bot.edits.edit_of`) and is what runs; on a request that needs several
+    approvers it is refused, so one person's edit never stands in for others' approval of it.
     """
+    refusal = refusal_of(rt.policy, request, event)
+    if refusal is None and event.changes is not None and _needs_several(request.request):
+        refusal = (
+            f"request {request.id} needs several approvers: it cannot be approved with"
+            " changes; reject it saying what to change instead"
+        )
+    edit = None if refusal else edit_of(rt, thread, request, event)
+    if refusal or isinstance(edit, str):
+        return refusal or str(edit), [], None
     approvers: tuple[str, ...] = ()
     if event.decision == HumanDecision.APPROVE and request.request.type == "approval":
         given = [*(a.actor for a in request.approvals), event.actor]
-        progress = approval_progress(policy, request.request, given)
+        progress = approval_progress(rt.policy, request.request, given)
         if not progress.done:
             note = ApprovalGiven(
                 request_id=request.id,
@@ -223,11 +235,17 @@ def decide(
                 approved_by=progress.approved_by,
                 still_needed=progress.still_needed,
             )
-            return [note], None
+            return None, [note], None
         approvers = progress.approved_by
-    events = decision_events(request, event.decision, event.actor, event.comment, approvers)
+    events = decision_events(
+        request, event.decision, event.actor, event.comment, approvers, edit=edit
+    )
     status = DECISION_STATUS[event.decision]
-    return events, (request.id, status, event.actor.principal, event.comment)
+    return None, events, (request.id, status, event.actor.principal, event.comment)
+
+
+def _needs_several(asked: HumanRequested) -> bool:
+    return asked.min_approvals > 1 or (asked.mode == "all" and len(asked.approvers) > 1)
 
 
 def decision_events(
@@ -236,29 +254,37 @@ def decision_events(
     actor: Identity | None,
     comment: str | None,
     approvers: Sequence[str] = (),
+    *,
+    edit: Edit | None = None,
 ) -> list[Any]:
     """The events that record a decision and carry it out.
 
-    Approve appends exactly the recorded tool call (the model is not asked again), naming
-    every approver (``approvers``, when several were needed); reject answers the call with
-    the reason, which the model reads as the tool's result.
+    Approve appends exactly the recorded tool call (the model is not asked again), or the
+    approver's checked edit of it, naming every approver (``approvers``, when several were
+    needed); reject answers the call with the reason, which the model reads as the tool's
+    result.
     """
     asked = request.request
     events: list[Any] = [
         HumanResponded(
-            request_id=asked.request_id, decision=decision, actor=actor, comment=comment
+            request_id=asked.request_id,
+            decision=decision,
+            actor=actor,
+            comment=comment,
+            changes=edit.changes if edit else None,
         ),
         StatusChanged(status=ThreadStatus.RUNNING, reason=f"request {decision.value}"),
     ]
     if asked.type == "approval" and asked.tool and asked.call_id:
         if decision == HumanDecision.APPROVE:
-            # Exactly the recorded call runs; the model is not asked again.
+            # Exactly the recorded (or approved edited) call runs; the model is not asked.
+            key = asked.change_key or f"{request.thread_id}:{asked.request_id}"
             events.append(
                 ToolCalled(
                     call_id=asked.call_id,
                     tool=asked.tool,
-                    arguments=asked.arguments or {},
-                    idempotency_key=asked.change_key or f"{request.thread_id}:{asked.request_id}",
+                    arguments=edit.arguments if edit else asked.arguments or {},
+                    idempotency_key=edit.change_key if edit else key,
                     approved_by=", ".join(approvers) or (actor.principal if actor else None),
                 )
             )

@@ -6,10 +6,11 @@ produced them; a channel adapter delivers them (``send(outbound)``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, Literal, TypeAlias
 
-from pydantic import BaseModel, ConfigDict, Discriminator, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Discriminator, JsonValue, TypeAdapter
 
 from bot.events import (
     AgentReply,
@@ -29,6 +30,7 @@ __all__ = [
     "RequestProgress",
     "RequestPrompt",
     "RequestResolved",
+    "changes_text",
     "outbound_adapter",
     "outbound_for",
     "place_conversation",
@@ -78,6 +80,8 @@ class RequestResolved(_Out):
     """Reason or answer."""
     target: str | None = None
     """The place whose card to update (as :attr:`RequestPrompt.target`); ``None``: the thread's."""
+    changes: dict[str, JsonValue] | None = None
+    """For an approval with changes: the arguments changed, with their new values."""
 
 
 class RequestProgress(_Out):
@@ -158,6 +162,7 @@ def outbound_for(conversation: ConversationRef, events: Iterable[object]) -> lis
                     decision=event.decision,
                     actor=event.actor,
                     comment=event.comment,
+                    changes=event.changes,
                 )
             )
         elif isinstance(event, ApprovalGiven):
@@ -195,3 +200,11 @@ def split_text(text: str, limit: int) -> list[str]:
             text = text[cut + 1 :]
     pieces.append(text)
     return pieces
+
+
+def changes_text(changes: Mapping[str, JsonValue]) -> str:
+    """An approver's changes for a card: ``version → 1.4.3, environment → staging``."""
+    return ", ".join(
+        f"{key} → {value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)}"
+        for key, value in changes.items()
+    )

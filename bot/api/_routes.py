@@ -6,7 +6,7 @@ import uuid
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 
 from bot.api._auth import require_auth
 from bot.api._idempotency import accept, event_key
@@ -66,6 +66,14 @@ class Decide(_Body):
     """Who decides (their web user id)."""
     comment: str | None = Field(default=None, max_length=10_000)
     """The reason (required to reject), the answer, or a note."""
+    changes: dict[str, JsonValue] | None = Field(default=None, min_length=1, max_length=50)
+    """With ``approve``: argument overrides; the edited call is what runs."""
+
+    @model_validator(mode="after")
+    def _changes_only_to_approve(self) -> Decide:
+        if self.changes is not None and self.decision != "approve":
+            raise ValueError("changes go only with decision 'approve'")
+        return self
 
 
 class PauseThread(_Body):
@@ -241,6 +249,7 @@ async def decide(
         request_id=request_id,
         decision=HumanDecision(body.decision),
         comment=body.comment,
+        changes=body.changes,
     )
     item = await accept(ops, event, response)
     await _hand_on(request, item)

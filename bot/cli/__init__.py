@@ -8,7 +8,16 @@ import typer
 
 from bot.app import Opsloop
 from bot.cli._chat import chat
-from bot.cli._common import console, default_user, errors, fail, guarded, identity, run
+from bot.cli._common import (
+    console,
+    default_user,
+    errors,
+    fail,
+    guarded,
+    identity,
+    parse_sets,
+    run,
+)
 from bot.cli._render import event_json_lines, print_events, threads_table
 from bot.cli._serve import api, gateway, run_all
 from bot.cli._sessions import sessions_app
@@ -98,13 +107,18 @@ def threads_show(
 
 
 def _decide(
-    request_id: str, user: str | None, decision: HumanDecision, comment: str | None
+    request_id: str,
+    user: str | None,
+    decision: HumanDecision,
+    comment: str | None,
+    sets: list[str] | None = None,
 ) -> None:
     actor = identity(user or default_user())
 
     async def body(ops: Opsloop) -> None:
         request = await ops.store.human_request(request_id)
         thread = await ops.store.load_thread(request.thread_id)
+        changes = parse_sets(sets, request.request.arguments or {}) if sets else None
         event = ActionReceived(
             idempotency_key=f"cli:{new_id('act')}",
             conversation=ConversationRef(
@@ -114,6 +128,7 @@ def _decide(
             request_id=request_id,
             decision=decision,
             comment=comment,
+            changes=changes,
         )
         outcome = await ops.submit(event)
         print_events(console, outcome.new_events)
@@ -129,9 +144,20 @@ def approve(
     ],
     user: AsUser = None,
     comment: Annotated[str | None, typer.Option(help="A note kept with the approval.")] = None,
+    sets: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            metavar="KEY=VALUE",
+            help="Approve with a change to one argument (repeatable), e.g. --set version=1.4.3.",
+        ),
+    ] = None,
 ) -> None:
-    """Approve a pending request: its exact recorded action runs and the thread resumes."""
-    _decide(request_id, user, HumanDecision.APPROVE, comment)
+    """Approve a pending request: its exact recorded action (or your edit of it) runs.
+
+    With --set, the edited call is checked like the original and is what runs.
+    """
+    _decide(request_id, user, HumanDecision.APPROVE, comment, sets)
 
 
 @app.command()

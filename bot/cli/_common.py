@@ -10,14 +10,16 @@ from contextlib import asynccontextmanager
 from typing import Any, NoReturn, TypeVar
 
 import typer
+from pydantic import JsonValue
 from rich.console import Console
 
 from bot.app import Opsloop
 from bot.config import Settings, load_settings
+from bot.edits import typed
 from bot.errors import ConfigError, OpsloopError, StoreError, UserFacingError
 from bot.events import Identity
 
-__all__ = ["console", "default_user", "fail", "identity", "open_app", "run"]
+__all__ = ["console", "default_user", "fail", "identity", "open_app", "parse_sets", "run"]
 
 console = Console(highlight=False)
 errors = Console(stderr=True, highlight=False)
@@ -51,6 +53,25 @@ def identity(user: str) -> Identity:
     if not user:
         fail("--as needs a user id")
     return Identity(channel="cli", user_id=user, display_name=user)
+
+
+def parse_sets(sets: list[str], recorded: dict[str, JsonValue]) -> dict[str, JsonValue]:
+    """``--set key=value`` options as argument overrides.
+
+    A value is read as JSON when it parses (``3``, ``true``, ``["a"]``), else as text; an
+    argument recorded as text stays text (``--set version=1.5`` is ``"1.5"``, not 1.5).
+    A malformed option, or a key given twice, fails with one line.
+    """
+    changes: dict[str, JsonValue] = {}
+    for item in sets:
+        key, eq, raw = item.partition("=")
+        key = key.strip()
+        if not eq or not key or any(c.isspace() for c in key):
+            fail(f"--set {item!r}: expected KEY=VALUE, e.g. --set version=1.4.3")
+        if key in changes:
+            fail(f"--set {key}: given twice")
+        changes[key] = typed(raw, recorded.get(key))
+    return changes
 
 
 @asynccontextmanager

@@ -24,6 +24,7 @@ from bot.events import (
     UserMessage,
     event_adapter,
 )
+from bot.outbound import changes_text
 from bot.store import Thread, ThreadSummary
 
 __all__ = ["event_json_lines", "pending_requests", "print_events", "threads_table"]
@@ -72,7 +73,8 @@ def _line(event: Any, verbose: bool, decided: set[str]) -> str | None:
         by = escape(event.actor.label) if event.actor else "expiry"
         note = f": {escape(event.comment)}" if event.comment else ""
         done = {"approve": "approved", "reject": "rejected", "answer": "answered"}
-        return f"[bold]{done[event.decision.value]}[/] {event.request_id} by {by}{note}"
+        edit = f" with changes ({escape(changes_text(event.changes))})" if event.changes else ""
+        return f"[bold]{done[event.decision.value]}[/] {event.request_id}{edit} by {by}{note}"
     if isinstance(event, ApprovalGiven):
         return (
             f"[bold]approved[/] {event.request_id} by {escape(event.actor.label)} (pending: "

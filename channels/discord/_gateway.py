@@ -24,9 +24,11 @@ from typing import Any
 import discord
 import yarl
 from discord import app_commands
+from pydantic import JsonValue
 
+from bot.edits import changes_from_texts, problems, shown, tool_named
 from bot.errors import ConfigError, NotFoundError, UserFacingError
-from bot.events import HumanDecision
+from bot.events import HumanDecision, HumanRequested
 from bot.plugins import ChannelContext
 from bot.store import Store
 from channels.discord._inbound import (
@@ -36,11 +38,21 @@ from channels.discord._inbound import (
     message_event,
     message_text,
     modal_text,
+    modal_texts,
 )
-from channels.discord._messages import CUSTOM_ID, MESSAGE_LIMIT, clip, custom_id, mention
+from channels.discord._messages import (
+    CUSTOM_ID,
+    EDIT_ID,
+    MESSAGE_LIMIT,
+    MODAL_INPUTS,
+    clip,
+    custom_id,
+    edit_custom_id,
+    mention,
+)
 from channels.discord._settings import DISCORD_API, DiscordSettings
 
-__all__ = ["DecisionButton", "OpsloopClient", "run_gateway", "wait_for_verdict"]
+__all__ = ["DecisionButton", "EditButton", "OpsloopClient", "run_gateway", "wait_for_verdict"]
 
 VERDICT_WINDOW = 14 * 60.0
 """Seconds to wait for the worker's verdict on a click (an interaction token lasts 15 min)."""
@@ -48,6 +60,8 @@ VERDICT_WINDOW = 14 * 60.0
 _ALREADY_ACKNOWLEDGED = 40060
 _REASON = "reason"
 _CUSTOM_ID = re.compile(CUSTOM_ID)
+_EDIT_ID = re.compile(EDIT_ID)
+_ARGUMENT = "arg:"
 _ACCEPTED = {
     HumanDecision.APPROVE: "✅ Approved. The request's message shows it; the thread goes on.",
     HumanDecision.REJECT: "✅ Rejected, with your reason. The thread goes on.",
@@ -98,7 +112,7 @@ class OpsloopClient(discord.Client):
 
     async def setup_hook(self) -> None:
         """Route decision buttons by custom id and register ``/ops``."""
-        self.add_dynamic_items(DecisionButton)
+        self.add_dynamic_items(DecisionButton, EditButton)
         self.tree.add_command(ops_command)
         for guild_id in self.settings.guilds:  # guild commands appear at once
             guild = discord.Object(guild_id)
@@ -156,11 +170,50 @@ class OpsloopClient(discord.Client):
                 return
         await self._decide(interaction, decision, request_id, comment)
 
+    async def edit(self, interaction: discord.Interaction[Any], request_id: str) -> None:
+        """The "Approve with changes…" button: a modal of the call's arguments, prefilled."""
+        if interaction.user.bot:
+            return
+        try:
+            request = await self.context.ops.store.human_request(request_id)
+        except NotFoundError as exc:
+            await interaction.response.send_message(f"⚠️ {exc}", ephemeral=True)
+            return
+        if request.status != "pending":
+            by = request.decided_by or "expiry"
+            said = f"⚠️ Request {request_id} was already {request.status} by {by}."
+            await interaction.response.send_message(said, ephemeral=True)
+            return
+        await interaction.response.send_modal(_edit_modal(request.request))
+
+    async def _edited(self, interaction: discord.Interaction[Any], request_id: str) -> None:
+        await _acknowledge(interaction, ephemeral=True)
+        texts = modal_texts(interaction.data or {}, _ARGUMENT)
+        try:
+            asked = (await self.context.ops.store.human_request(request_id)).request
+        except NotFoundError as exc:
+            await interaction.followup.send(f"⚠️ {exc}", ephemeral=True)
+            return
+        recorded = asked.arguments or {}
+        changes = changes_from_texts(recorded, texts)
+        tool = tool_named(self.context.ops.runtime.agents, asked.tool or "")
+        found = problems(tool, recorded, changes) if tool and changes else {}
+        if not changes or found:
+            said = "; ".join(f"{k}: {v}" for k, v in found.items()) or "nothing was changed"
+            text = f"⚠️ Not sent: {said}. Click “Approve with changes…” to try again."
+            await interaction.followup.send(clip(text, MESSAGE_LIMIT), ephemeral=True)
+            return
+        await self._decide(interaction, HumanDecision.APPROVE, request_id, None, changes)
+
     async def on_interaction(self, interaction: discord.Interaction[Any]) -> None:
-        """A submitted reason (Reject) or answer ("Other answer…"), routed by custom id."""
+        """A submitted reason (Reject), answer ("Other answer…") or edit, by custom id."""
         if interaction.type is not discord.InteractionType.modal_submit or interaction.user.bot:
             return
         data: Any = interaction.data or {}
+        edit = _EDIT_ID.fullmatch(str(data.get("custom_id", "")))
+        if edit is not None:
+            await self._edited(interaction, edit["request"])
+            return
         match = _CUSTOM_ID.fullmatch(str(data.get("custom_id", "")))
         if match is None or match["option"] is not None or match["action"] == "approve":
             return
@@ -174,8 +227,9 @@ class OpsloopClient(discord.Client):
         decision: HumanDecision,
         request_id: str,
         comment: str | None,
+        changes: dict[str, JsonValue] | None = None,
     ) -> None:
-        event = action_event(interaction, decision, request_id, comment)
+        event = action_event(interaction, decision, request_id, comment, changes)
         try:
             item = await self.context.accept(event)
         except UserFacingError as exc:
@@ -222,6 +276,56 @@ class DecisionButton(
         client = interaction.client
         assert isinstance(client, OpsloopClient)
         await client.click(interaction, self.decision, self.request_id, self.option)
+
+
+class EditButton(discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], template=EDIT_ID):
+    """The "Approve with changes…" button of any request, rebuilt from its custom id."""
+
+    def __init__(self, request_id: str) -> None:
+        """The button for ``request_id``."""
+        super().__init__(discord.ui.Button(custom_id=edit_custom_id(request_id)))
+        self.request_id = request_id
+
+    @classmethod
+    async def from_custom_id(
+        cls,
+        interaction: discord.Interaction[Any],
+        item: discord.ui.Item[Any],
+        match: re.Match[str],
+    ) -> EditButton:
+        """Parse the custom id (no lookup, no state)."""
+        return cls(match["request"])
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        """Hand the click to the client."""
+        client = interaction.client
+        assert isinstance(client, OpsloopClient)
+        await client.edit(interaction, self.request_id)
+
+
+def _edit_modal(request: HumanRequested) -> discord.ui.Modal:
+    """One text input per argument, prefilled; a modal holds five, so only the first five."""
+    arguments = list((request.arguments or {}).items())
+    more = len(arguments) > MODAL_INPUTS
+    modal = discord.ui.Modal(
+        title="Approve with changes (first 5 args)" if more else "Approve with changes",
+        custom_id=edit_custom_id(request.request_id),
+        timeout=None,
+    )
+    for key, value in arguments[:MODAL_INPUTS]:
+        text = shown(value)
+        modal.add_item(
+            discord.ui.TextInput(
+                label=clip(key, 45),
+                custom_id=clip(f"{_ARGUMENT}{key}", 100),
+                style=discord.TextStyle.paragraph if len(text) > 60 else discord.TextStyle.short,
+                default=text[:4000] or None,
+                required=False,
+                max_length=4000,
+            )
+        )
+    modal.stop()  # routed by custom id in OpsloopClient.on_interaction, as the reason modal
+    return modal
 
 
 def _reason_modal(decision: HumanDecision, request_id: str) -> discord.ui.Modal:

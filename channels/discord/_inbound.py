@@ -14,6 +14,7 @@ import re
 from typing import Any
 
 import discord
+from pydantic import JsonValue
 
 from bot.events import ActionReceived, ConversationRef, HumanDecision, Identity, MessageReceived
 
@@ -26,6 +27,7 @@ __all__ = [
     "message_event",
     "message_text",
     "modal_text",
+    "modal_texts",
 ]
 
 PREFIX = "!ops"
@@ -119,8 +121,9 @@ def action_event(
     decision: HumanDecision,
     request_id: str,
     comment: str | None,
+    changes: dict[str, JsonValue] | None = None,
 ) -> ActionReceived:
-    """A click on a decision button, or the modal it opened."""
+    """A click on a decision button, or the modal it opened (with an edit's ``changes``)."""
     message = interaction.message
     return ActionReceived(
         idempotency_key=f"discord:interaction:{interaction.id}",
@@ -131,7 +134,23 @@ def action_event(
         request_id=request_id,
         decision=decision,
         comment=comment,
+        changes=changes,
     )
+
+
+def modal_texts(data: Any, prefix: str) -> dict[str, str]:
+    """A modal submission's text inputs whose custom id starts with ``prefix``.
+
+    Keyed by the rest of the custom id (for the edit modal: the argument's name).
+    """
+    found: dict[str, str] = {}
+    if isinstance(data, dict):
+        custom = data.get("custom_id")
+        if isinstance(custom, str) and custom.startswith(prefix) and "value" in data:
+            found[custom[len(prefix) :]] = str(data.get("value") or "")
+        for child in [*data.get("components", []), data.get("component")]:
+            found |= modal_texts(child, prefix)
+    return found
 
 
 def modal_text(data: Any, field: str) -> str | None:

@@ -13,15 +13,21 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from pydantic import JsonValue
+
 from bot.events import HumanDecision, HumanRequested, Identity
+from bot.outbound import changes_text
 from bot.outbound import split_text as cut_text
 
 __all__ = [
     "CUSTOM_ID",
+    "EDIT_ID",
     "MAX_PIECES",
     "MESSAGE_LIMIT",
+    "MODAL_INPUTS",
     "clip",
     "custom_id",
+    "edit_custom_id",
     "mention",
     "message_pieces",
     "progress_text",
@@ -49,6 +55,13 @@ suggested answer, the option's index."""
 
 _CUSTOM_ID = re.compile(CUSTOM_ID)
 
+EDIT_ID = r"opsloop:edit:(?P<request>hr_[0-9a-f]+)"
+"""The custom id of the "Approve with changes…" button, and of the modal it opens."""
+
+MODAL_INPUTS = 5
+"""Text inputs a Discord modal holds (one per action row, five rows): only the first five
+arguments of a call can be edited from Discord."""
+
 _PRIMARY, _SECONDARY, _SUCCESS, _DANGER = 1, 2, 3, 4
 _MAX_BUTTONS = 25  # five rows of five
 _FENCE = "```"
@@ -58,6 +71,14 @@ def custom_id(action: HumanDecision, request_id: str, option: int | None = None)
     """The custom id of a decision button (at most 100 characters, as Discord requires)."""
     value = f"opsloop:{action.value}:{request_id}" + ("" if option is None else f":{option}")
     if len(value) > 100 or not _CUSTOM_ID.fullmatch(value):
+        raise ValueError(f"not a valid opsloop custom id: {value!r}")
+    return value
+
+
+def edit_custom_id(request_id: str) -> str:
+    """The custom id of a request's "Approve with changes…" button and modal."""
+    value = f"opsloop:edit:{request_id}"
+    if len(value) > 100 or not re.fullmatch(EDIT_ID, value):
         raise ValueError(f"not a valid opsloop custom id: {value!r}")
     return value
 
@@ -100,8 +121,9 @@ def resolution_text(
     actor: Identity | None,
     comment: str | None,
     decided_at: datetime | None,
+    changes: dict[str, JsonValue] | None = None,
 ) -> str:
-    """The line added to a request once it is decided: what, who and when."""
+    """The line added to a request once it is decided: what, who, when (and any changes)."""
     when = f" {_timestamp(decided_at, 'f')}" if decided_at else ""
     note = f": {comment[:300]}" if comment else ""
     if actor is None:
@@ -111,6 +133,8 @@ def resolution_text(
         HumanDecision.REJECT: "❌ **Rejected**",
         HumanDecision.ANSWER: "💬 **Answered**",
     }[decision]
+    if changes:
+        verb += f" with changes ({clip(changes_text(changes), 300)})"
     return f"{verb} by {mention(actor)}{when}{note}"
 
 
@@ -133,6 +157,7 @@ def request_components(request: HumanRequested, *, disabled: bool = False) -> li
     if request.type == "approval":
         buttons = [
             _button("Approve", _SUCCESS, custom_id(HumanDecision.APPROVE, rid), disabled),
+            _button("Approve with changes…", _SECONDARY, edit_custom_id(rid), disabled),
             _button("Reject", _DANGER, custom_id(HumanDecision.REJECT, rid), disabled),
         ]
     else:

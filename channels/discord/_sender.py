@@ -206,7 +206,9 @@ class _Delivery:
     async def resolve(self, message: RequestResolved) -> None:
         """Edit the request's message: who decided and when; its buttons disabled."""
         record = await self.store.human_request(message.request_id)
-        line = resolution_text(message.decision, message.actor, message.comment, record.decided_at)
+        line = resolution_text(
+            message.decision, message.actor, message.comment, record.decided_at, message.changes
+        )
         line = clip(line, _RESOLUTION_ROOM - 1)
         if message.target:
             await self._resolve_cards(message, record, line)

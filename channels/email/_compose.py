@@ -53,6 +53,8 @@ def approval_text(
         lines += [
             "Or reply to this mail with APPROVE on the first line (a note may go on the",
             "lines below it), or REJECT: <your reason>. Nothing else decides.",
+            "To approve with changes, put 'key: value' lines right under APPROVE, one per",
+            "changed argument (e.g. 'version: 1.4.3'), then a blank line.",
         ]
     else:
         lines.append("Waiting for: " + ", ".join(request.approvers))

@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from pydantic import JsonValue
+
+from bot.edits import typed
 from bot.events import (
     ActionReceived,
     ConversationRef,
@@ -65,7 +68,14 @@ def how_to_decide(reading: NotADecision, request: HumanRequest | None) -> str:
         "  APPROVE",
         "  REJECT: <your reason>",
         "",
-        "A note to go with APPROVE goes on the lines below it. Nothing was decided;",
+        "A note to go with APPROVE goes on the lines below it. To approve with changes,",
+        "put one 'key: value' line per changed argument right under APPROVE, then a blank",
+        "line, e.g.",
+        "",
+        "  APPROVE",
+        "  version: 1.4.3",
+        "",
+        "Nothing was decided;",
     ]
     if request is not None:
         lines.append(
@@ -254,6 +264,11 @@ class MailReader:
             return self._refused(ids, why, conversation, thread_id)
         if request is None:
             reading = NotADecision("it does not say which request: reply to its approval mail")
+        changes = None
+        if request is not None and isinstance(reading, ReplyDecision) and reading.changes:
+            changes = _typed_changes(reading.changes, request)
+            if isinstance(changes, NotADecision):
+                reading = changes
         if isinstance(reading, NotADecision):
             assert request is None or request.request.type == "approval"
             why = f"not a decision: {reading.why}"
@@ -268,6 +283,7 @@ class MailReader:
             request_id=request.id,
             decision=HumanDecision(reading.decision),
             comment=reading.comment,
+            changes=changes,
         )
         return Inbound(event=event)
 
@@ -293,6 +309,22 @@ class MailReader:
                 refs=(*mail.references, *mail.in_reply_to),
             )
         )
+
+
+def _typed_changes(
+    texts: dict[str, str], request: HumanRequest
+) -> dict[str, JsonValue] | NotADecision:
+    """A reply's ``key: value`` lines as argument overrides of ``request``'s call.
+
+    A key that is not one of the call's arguments decides nothing (the person meant some
+    change that cannot be made, so approving the call as it stands would be wrong).
+    """
+    recorded = request.request.arguments or {}
+    unknown = [key for key in texts if key not in recorded]
+    if unknown:
+        names = ", ".join(recorded) or "none"
+        return NotADecision(f"{', '.join(unknown)}: not an argument of the call (its: {names})")
+    return {key: typed(text, recorded[key]) for key, text in texts.items()}
 
 
 def _ids_of(raw: bytes) -> tuple[str, str]:

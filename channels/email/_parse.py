@@ -248,6 +248,10 @@ _HESITATION = re.compile(
 )
 
 
+_CHANGE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]{0,63})\s*:\s*(.*?)\s*$")
+"""``key: value``, one argument's new value on a line after a bare ``APPROVE``."""
+
+
 @dataclass(frozen=True)
 class ReplyDecision:
     """A reply that decides: approve or reject, with the comment written with it."""
@@ -255,6 +259,8 @@ class ReplyDecision:
     decision: str
     """``approve`` or ``reject``."""
     comment: str | None
+    changes: dict[str, str] | None = None
+    """For an approval with changes: the ``key: value`` lines under ``APPROVE``, as text."""
 
 
 @dataclass(frozen=True)
@@ -270,7 +276,9 @@ def read_decision(text: str) -> ReplyDecision | NotADecision | None:
 
     The rules (``docs/email.md``): the first non-empty line is exactly ``APPROVE`` or
     ``REJECT`` (``APPROVED`` / ``REJECTED``, any case), alone or followed by ``:`` and a
-    comment; the lines after it are the comment too. ``REJECT <reason>`` (a space, no
+    comment; the lines after it are the comment too. A bare ``APPROVE`` followed by
+    ``key: value`` lines (up to a blank line) approves with those arguments changed; every
+    line of that paragraph must be one. ``REJECT <reason>`` (a space, no
     colon) also rejects, unless the reason asks, hesitates or mentions approving. A
     rejection needs a reason. An
     approval whose comment asks a question, hesitates ("no", "wait", "not yet"…) or
@@ -301,6 +309,12 @@ def read_decision(text: str) -> ReplyDecision | NotADecision | None:
             return NotADecision("APPROVE or REJECT must be the first line")
         return None
     decision = "approve" if strict[1].lower().startswith("approve") else "reject"
+    changes: dict[str, str] | None = None
+    if decision == "approve" and lines[1:] and _CHANGE.match(lines[1]):
+        read = _changes(first, strict[2], lines[1:])
+        if isinstance(read, NotADecision):
+            return read
+        changes, rest = read
     comment = "\n".join(x for x in (strict[2] or "", rest) if x).strip() or None
     if decision == "reject":
         return (
@@ -313,4 +327,31 @@ def read_decision(text: str) -> ReplyDecision | NotADecision | None:
             return NotADecision("an approval with a question in it is not an approval")
         if _HESITATION.match(comment) or _OTHER_WORD.search(comment):
             return NotADecision("the note after APPROVE hesitates or mentions rejecting")
-    return ReplyDecision(decision, comment)
+    return ReplyDecision(decision, comment, changes)
+
+
+def _changes(
+    first: str, note: str | None, after: list[str]
+) -> tuple[dict[str, str], str] | NotADecision:
+    """The ``key: value`` lines under a bare ``APPROVE`` (up to a blank line), and the rest.
+
+    Every line of that paragraph must be one: a change half-read would approve something
+    other than what the person wrote.
+    """
+    if note:
+        return NotADecision(
+            "changes (key: value lines) go under a bare APPROVE, with no note on its line"
+        )
+    blank = after.index("") if "" in after else len(after)
+    changes: dict[str, str] = {}
+    for line in after[:blank]:
+        found = _CHANGE.match(line)
+        if found is None:
+            return NotADecision(
+                f"{line[:80]!r} is not a 'key: value' line; changes under APPROVE are one"
+                " 'key: value' a line, ending at a blank line"
+            )
+        if found[1] in changes:
+            return NotADecision(f"{found[1]!r} is changed twice")
+        changes[found[1]] = found[2]
+    return changes, "\n".join(after[blank:]).strip()

@@ -18,6 +18,7 @@ from bot.outbound import (
     RequestProgress,
     RequestPrompt,
     RequestResolved,
+    changes_text,
 )
 from bot.plugins import DeliveryContext, DeliveryFailedError, DeliveryRetryError
 from bot.policy import Policy, load_policy
@@ -117,6 +118,8 @@ class EmailSender:
         if isinstance(message, RequestResolved):
             who = message.actor.label if message.actor else "expiry"
             text = f"Request {message.request_id} was {message.decision.value}d by {who}."
+            if message.changes:
+                text += f"\nWith changes: {changes_text(message.changes)}."
             if message.comment:
                 text += f"\n\n{message.comment}"
             copied = await self._approvers_mailed(context, message.request_id)

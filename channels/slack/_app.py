@@ -13,7 +13,16 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.plugins import ChannelContext
 from bot.store import Database
-from channels.slack._blocks import ANSWER, ANSWER_VIEW, APPROVE, OPTION, REJECT, REJECT_VIEW
+from channels.slack._blocks import (
+    ANSWER,
+    ANSWER_VIEW,
+    APPROVE,
+    EDIT,
+    EDIT_VIEW,
+    OPTION,
+    REJECT,
+    REJECT_VIEW,
+)
 from channels.slack._directory import Directory
 from channels.slack._listeners import Listeners
 from channels.slack._settings import SlackSettings
@@ -77,8 +86,10 @@ def build_app(
     app.command(settings.command)(listeners.command)
     app.action(APPROVE)(listeners.approve)
     app.action(REJECT)(listeners.reject)
+    app.action(EDIT)(listeners.edit)
     app.action(ANSWER)(listeners.answer)
     app.action(re.compile(rf"^{OPTION}_\d+$"))(listeners.option)
     app.view(REJECT_VIEW)(listeners.rejected)
     app.view(ANSWER_VIEW)(listeners.answered)
+    app.view(EDIT_VIEW)(listeners.edited)
     return app

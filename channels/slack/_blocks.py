@@ -13,18 +13,25 @@ import re
 from datetime import datetime
 from typing import Any
 
+from pydantic import JsonValue
+
+from bot.edits import shown
 from bot.events import HumanDecision, HumanRequested, Identity
-from bot.outbound import split_text
+from bot.outbound import changes_text, split_text
 from channels.slack._text import escape, mention, slack_date
 
 __all__ = [
     "ANSWER",
     "ANSWER_VIEW",
     "APPROVE",
+    "EDIT",
+    "EDIT_VIEW",
     "OPTION",
     "REJECT",
     "REJECT_VIEW",
     "answer_modal",
+    "edit_modal",
+    "edit_texts",
     "fit",
     "option_value",
     "progress_blocks",
@@ -50,6 +57,15 @@ REJECT_VIEW = "opsloop_reject_reason"
 """Callback id of the modal asking why a request is rejected."""
 ANSWER_VIEW = "opsloop_answer_text"
 """Callback id of the modal taking a free-text answer."""
+EDIT = "opsloop_edit"
+"""Action id of the "Approve with changes…" button: opens :data:`EDIT_VIEW`."""
+EDIT_VIEW = "opsloop_edit_arguments"
+"""Callback id of the modal editing a call's arguments before approving it."""
+EDIT_BLOCK = "arg:"
+"""Prefix of the edit modal's input block ids; the rest is the argument's name."""
+INPUT_TEXT = 3000
+"""Slack's limit on a plain-text input's value (and so on what it can be prefilled with)."""
+_MAX_EDIT_INPUTS = 90  # a modal holds 100 blocks
 
 SECTION_TEXT = 3000
 """Slack's limit on a section's text (after escaping: Slack counts what it is sent)."""
@@ -179,6 +195,12 @@ def _buttons(request: HumanRequested) -> Block:
             },
             {
                 "type": "button",
+                "action_id": EDIT,
+                "text": _plain("Approve with changes…"),
+                "value": rid,
+            },
+            {
+                "type": "button",
                 "action_id": REJECT,
                 "text": _plain("Reject…"),
                 "style": "danger",
@@ -237,9 +259,13 @@ _OUTCOME = {
 
 
 def resolved_text(
-    decision: HumanDecision, actor: Identity | None, when: datetime | None, comment: str | None
+    decision: HumanDecision,
+    actor: Identity | None,
+    when: datetime | None,
+    comment: str | None,
+    changes: dict[str, JsonValue] | None = None,
 ) -> str:
-    """Who decided what and when, in one line of mrkdwn."""
+    """Who decided what and when (and what they changed), in one line of mrkdwn."""
     emoji, verb = _OUTCOME[decision]
     if actor is None:
         emoji, verb, by = ":hourglass:", "Expired (rejected)", ""
@@ -249,6 +275,8 @@ def resolved_text(
         by = f" by {escape(actor.label)} ({escape(actor.channel)})"
     at = f" {slack_date(when)}" if when is not None else ""
     said = f": {escape(comment)}" if comment else ""
+    if changes:
+        verb += f" with changes ({escape(changes_text(changes))})"
     return f"{emoji} *{verb}*{by}{at}{said}"
 
 
@@ -302,4 +330,51 @@ def answer_modal(question: str, meta: dict[str, str]) -> Block:
             _section(question or "Your answer, please."),
             _input("answer", "Your answer", "The agent carries on with it."),
         ],
+    }
+
+
+def edit_modal(request: HumanRequested, meta: dict[str, str]) -> Block:
+    """The modal editing a call before approving it: one input per argument, prefilled.
+
+    An argument whose recorded value does not fit an input (3,000 characters) is shown but
+    not editable, so submitting the form can never cut it short.
+    """
+    tool = fit(escape(request.tool or "?"), 200)
+    blocks: list[Block] = [
+        _section(
+            f"Change any argument of `{tool}`, then approve: the edited call is checked"
+            " again (arguments and policy), and it is what runs."
+        )
+    ]
+    fixed: list[str] = []
+    for key, value in (request.arguments or {}).items():
+        text = shown(value)
+        if len(text) > INPUT_TEXT or len(blocks) > _MAX_EDIT_INPUTS:
+            fixed.append(key)
+            continue
+        element: Block = {"type": "plain_text_input", "action_id": "value"}
+        element |= {"max_length": INPUT_TEXT, "multiline": len(text) > 60}
+        if text:
+            element["initial_value"] = text
+        blocks.append(
+            {
+                "type": "input",
+                "block_id": f"{EDIT_BLOCK}{key}"[:255],
+                "label": _plain(key, 2000),
+                "optional": True,
+                "element": element,
+            }
+        )
+    if fixed:
+        names = ", ".join(f"`{escape(k)}`" for k in fixed)
+        blocks.append(_context(f"Too long to edit here, kept as they are: {names}"))
+    return {**_modal(EDIT_VIEW, "Approve with changes", "Approve", meta), "blocks": blocks}
+
+
+def edit_texts(values: dict[str, Any]) -> dict[str, str | None]:
+    """The texts of a submitted edit modal, by argument name (``view.state.values``)."""
+    return {
+        block[len(EDIT_BLOCK) :]: (inputs.get("value") or {}).get("value")
+        for block, inputs in values.items()
+        if block.startswith(EDIT_BLOCK)
     }

@@ -27,11 +27,12 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.app import check_text
+from bot.edits import changes_from_texts, problems, tool_named
 from bot.errors import NotFoundError, UserFacingError
 from bot.events import ActionReceived, HumanDecision, Identity, MessageReceived
 from bot.plugins import ChannelContext
 from channels.slack._background import later
-from channels.slack._blocks import answer_modal, reject_modal
+from channels.slack._blocks import EDIT_BLOCK, answer_modal, edit_modal, edit_texts, reject_modal
 from channels.slack._directory import Directory
 from channels.slack._inbound import (
     ACCEPTED_SUBTYPES,
@@ -229,6 +230,25 @@ class Listeners:
         view = answer_modal(question, view_meta(body, action["value"]))
         later(self._open(client, body, view))
 
+    async def edit(self, ack: AsyncAck, body: Body, action: Body, client: AsyncWebClient) -> None:
+        """The "Approve with changes…" button: a modal with the call's arguments, prefilled."""
+        await ack()
+        later(self._open_edit(client, body, action["value"]))
+
+    async def _open_edit(self, client: AsyncWebClient, body: Body, request_id: str) -> None:
+        meta = view_meta(body, request_id)
+        try:
+            request = await self.channel().ops.store.human_request(request_id)
+        except NotFoundError as exc:
+            await self._tell_now(client, meta, body["user"]["id"], str(exc))
+            return
+        if request.status != "pending":
+            by = request.decided_by or "expiry"
+            text = f"request {request_id} was already {request.status} by {by}"
+            await self._tell_now(client, meta, body["user"]["id"], text)
+            return
+        await self._open(client, body, edit_modal(request.request, meta))
+
     async def _open(self, client: AsyncWebClient, body: Body, view: Body) -> None:
         try:
             await client.views_open(trigger_id=body["trigger_id"], view=view)
@@ -248,6 +268,46 @@ class Listeners:
     async def answered(self, ack: AsyncAck, body: Body, client: AsyncWebClient) -> None:
         """The answer modal's submission."""
         await self._submitted(ack, body, client, HumanDecision.ANSWER, "answer")
+
+    async def edited(self, ack: AsyncAck, body: Body, client: AsyncWebClient) -> None:
+        """The edit modal's submission: an approval with the changed arguments.
+
+        What the tool's model refuses is shown beside its field at once; policy (who may
+        approve the edited call) is checked when the decision is applied, and a refusal
+        comes back as a private notice like any other.
+        """
+        actor = await self._actor(body, client)
+        texts = edit_texts(body["view"].get("state", {}).get("values", {}))
+        first = f"{EDIT_BLOCK}{next(iter(texts), '')}"
+        event = view_event(body, actor=actor, decision=HumanDecision.APPROVE, field="")
+        try:
+            request = (await self.channel().ops.store.human_request(event.request_id)).request
+        except NotFoundError as exc:
+            await ack(response_action="errors", errors={first: str(exc)[:150]})
+            return
+        recorded = request.arguments or {}
+        changes = changes_from_texts(recorded, texts)
+        if not changes:
+            nothing = "Nothing is changed: close this and use Approve."
+            await ack(response_action="errors", errors={first: nothing})
+            return
+        tool = tool_named(self.channel().ops.runtime.agents, request.tool or "")
+        found = problems(tool, recorded, changes) if tool else {}
+        if found:
+            errors = {f"{EDIT_BLOCK}{k}": v[:150] for k, v in found.items() if k in texts}
+            await ack(
+                response_action="errors", errors=errors or {first: next(iter(found.values()))[:150]}
+            )
+            return
+        if not actor.groups and not self.directory.groups_known(event.conversation.tenant):
+            await ack(response_action="errors", errors={first: _TRY_AGAIN_SHORT})
+            return
+        try:
+            await self.channel().accept(event.model_copy(update={"changes": changes}))
+        except UserFacingError as exc:
+            await ack(response_action="errors", errors={first: str(exc)[:150]})
+            return
+        await ack()
 
     async def _submitted(
         self,

@@ -235,7 +235,9 @@ async def _resolved(
     poster: _Poster, message: RequestResolved, store: Store, link: str | None
 ) -> None:
     stored = await store.human_request(message.request_id)
-    outcome = resolved_text(message.decision, message.actor, stored.decided_at, message.comment)
+    outcome = resolved_text(
+        message.decision, message.actor, stored.decided_at, message.comment, message.changes
+    )
     ref = stored.message_ref
     if not ref:  # the request message never went out (decided elsewhere first): say it here
         await poster.post(0, text=fit(outcome, MESSAGE_TEXT, link))
@@ -274,7 +276,9 @@ async def _resolved_cards(
     client: AsyncWebClient, message: RequestResolved, store: Store, link: str | None
 ) -> None:
     stored = await store.human_request(message.request_id)
-    outcome = resolved_text(message.decision, message.actor, stored.decided_at, message.comment)
+    outcome = resolved_text(
+        message.decision, message.actor, stored.decided_at, message.comment, message.changes
+    )
     for ref in await store.message_refs(message.request_id, message.target):
         await client.chat_update(
             channel=ref["channel"],

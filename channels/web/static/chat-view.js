@@ -1,6 +1,8 @@
 // How a thread's events look in the chat. Everything from the server goes in as text
 // (textContent / text nodes), never as HTML.
 
+import { changedArguments, changesText, shown } from "./edit-form.js";
+
 export function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
   for (const [key, value] of Object.entries(attrs)) {
@@ -145,11 +147,32 @@ export class RequestCard {
       approval ? el("div", { class: "card-tool" }, el("code", { class: "tool-name", text: event.tool }), args(event.arguments)) : null,
       facts, this.progress, this.refusals, this.actions, this.feedback, this.outcome,
     );
-    if (approval) this.approvalButtons();
+    if (approval) this.approvalButtons(event.arguments || {});
     else this.questionButtons(event.options);
   }
 
-  approvalButtons() {
+  // One input per argument, prefilled with the recorded value; only changed ones are sent.
+  editForm(recorded, buttons) {
+    const inputs = Object.keys(recorded).map((key) => {
+      const input = el("input", { type: "text", class: "edit-value", name: key, value: shown(recorded[key]), "aria-label": `New ${key}` });
+      return [key, input, el("label", { class: "edit-field" }, el("span", { class: "edit-key", text: key }), input)];
+    });
+    const form = el("form", { class: "edit-form", hidden: true, "aria-label": "Approve with changes" },
+      el("p", { class: "muted", text: "Change the arguments, then approve: the edited call is checked again and is what runs." }),
+      ...inputs.map(([, , field]) => field),
+      el("div", { class: "button-row" },
+        el("button", { type: "submit", class: "button approve", text: "Approve with these changes" }),
+        el("button", { type: "button", class: "button ghost", text: "Cancel", onclick: () => { form.hidden = true; buttons.hidden = false; } })));
+    form.addEventListener("submit", (e) => {
+      e.preventDefault();
+      const changes = changedArguments(recorded, Object.fromEntries(inputs.map(([key, input]) => [key, input.value])));
+      if (!Object.keys(changes).length) { this.say("Nothing is changed: use Approve to approve the call as it is.", "error"); return; }
+      this.onDecide(this, "approve", null, changes);
+    });
+    return form;
+  }
+
+  approvalButtons(recorded) {
     const reason = el("input", { type: "text", class: "reason", placeholder: "Why reject? (required)", maxlength: 10000, "aria-label": "Reason for rejecting" });
     const form = el("form", { class: "reject-form", hidden: true },
       reason,
@@ -162,9 +185,12 @@ export class RequestCard {
     });
     const buttons = el("div", { class: "button-row" },
       el("button", { type: "button", class: "button approve", text: "Approve", onclick: () => this.onDecide(this, "approve", null) }),
+      el("button", { type: "button", class: "button ghost", text: "Approve with changes…",
+        onclick: () => { buttons.hidden = true; edit.hidden = false; edit.querySelector("input")?.focus(); } }),
       el("button", { type: "button", class: "button danger-outline", text: "Reject",
         onclick: () => { buttons.hidden = true; form.hidden = false; reason.focus(); } }));
-    this.actions.append(buttons, form);
+    const edit = this.editForm(recorded, buttons);
+    this.actions.append(buttons, form, edit);
   }
 
   questionButtons(options) {
@@ -240,6 +266,10 @@ export class RequestCard {
       el("strong", { text: event.actor ? `${word} by ${principal(event.actor)}` : "Expired (counts as rejected)" }),
       " at ", timeEl(event.at), " UTC",
     );
+    if (event.changes) {
+      this.outcome.firstChild.textContent = `Approved with changes by ${principal(event.actor)}`;
+      this.outcome.append(el("span", { class: "changes", text: ` (${changesText(event.changes)})` }));
+    }
     if (event.comment) this.outcome.append(el("span", { class: "comment", text: ` — “${event.comment}”` }));
   }
 }

@@ -191,12 +191,13 @@ async function poll() {
 
 const VERB = { approve: "approval", reject: "rejection", answer: "answer" };
 
-async function decide(card, decision, comment) {
+async function decide(card, decision, comment, changes = null) {
   const user = state.user;
   card.busy(true, `Sending your ${VERB[decision]} as web:${user}…`, user);
   try {
     const body = { decision, actor: user };
     if (comment) body.comment = comment;
+    if (changes) body.changes = changes;
     const result = await api("POST", `/api/human-requests/${encodeURIComponent(card.id)}`, body);
     track(result.inbox_item, { kind: "decision", requestId: card.id, user, decision });
   } catch (error) {

@@ -180,3 +180,46 @@ def test_invalid_utf8_argument_is_refused_without_a_traceback(tmp_path: Path) ->
     assert result.returncode == 1
     assert b"not valid UTF-8" in result.stderr
     assert b"Traceback" not in result.stderr
+
+
+def test_approve_with_set_runs_the_edited_call(cli) -> None:
+    paused = cli("chat", "-m", "deploy checkout 1.4.2 to production", "--as", "dev-1", "--json")
+    request_id = request_id_of(paused.output)
+    malformed = cli("approve", request_id, "--as", "oncall-1", "--set", "version")
+    assert malformed.exit_code == 1
+    assert "--set 'version': expected KEY=VALUE" in malformed.output
+    twice = cli("approve", request_id, "--as", "oncall-1", "--set", "a=1", "--set", "a=2")
+    assert twice.exit_code == 1 and "given twice" in twice.output
+    invalid = cli("approve", request_id, "--as", "oncall-1", "--set", "replicas=3")
+    assert invalid.exit_code == 1
+    assert "replicas: not an argument of deploy" in invalid.output
+    # 1.5 parses as JSON (a number), but the recorded version is text, so it stays text.
+    approved = cli("approve", request_id, "--as", "oncall-1", "--set", "version=1.5")
+    assert approved.exit_code == 0, approved.output
+    assert "with changes (version → 1.5) by oncall-1" in approved.output
+    assert "deploy checkout 1.4.1 -> 1.5 in production" in approved.output
+    shown = cli("threads", "show", request_id_of_thread(paused.output), "--json")
+    events = [json.loads(line) for line in shown.output.splitlines()]
+    [response] = [e for e in events if e["kind"] == "human_response"]
+    assert response["changes"] == {"version": "1.5"}
+    [call] = [e for e in events if e["kind"] == "tool_call"]
+    assert call["arguments"]["version"] == "1.5"
+
+
+def request_id_of_thread(output: str) -> str:
+    return str(json.loads(output.splitlines()[0])["thread_id"])
+
+
+def test_set_values_are_json_when_they_parse() -> None:
+    from bot.cli._common import parse_sets
+
+    recorded = {"version": "1.4.2", "limit": 5}
+    sets = ["limit=10", "dry_run=true", 'tags=["a"]', "note=hello world", "version=2", "e="]
+    assert parse_sets(sets, recorded) == {
+        "limit": 10,
+        "dry_run": True,
+        "tags": ["a"],
+        "note": "hello world",
+        "version": "2",
+        "e": "",
+    }

@@ -195,6 +195,8 @@ class FakeDiscord:
         if interaction_id in self._acknowledged:
             return _error(400, 40060, "Interaction has already been acknowledged.")
         kind = body["type"]
+        if kind == 9 and (problems := _modal_errors(body.get("data") or {})):
+            return _json({"code": 50035, "message": "Invalid Form Body", "errors": problems}, 400)
         self._acknowledged[interaction_id] = kind
         flags = (body.get("data") or {}).get("flags", 0)
         answer: dict[str, Any] = {
@@ -358,4 +360,44 @@ def _form_errors(body: dict[str, Any], where: str = "", modal: bool = False) -> 
                 errors |= _form_errors(child, f"{path}.{n}", modal)
         elif key == "data" and isinstance(value, dict):
             errors |= _form_errors(value, path, modal=body.get("type") == 9)
+    return errors
+
+
+def _modal_errors(data: dict[str, Any]) -> dict[str, Any]:
+    """What Discord refuses in a modal response (type 9) beyond lengths: its shape.
+
+    A custom id and a title; one to five action rows (type 1), each holding exactly one
+    text input (type 4) with a custom id, a label of 1 to 45 characters, a style of 1 or 2,
+    lengths within 0 to 4,000 and a prefilled value no longer than its maximum.
+    """
+    errors: dict[str, Any] = {}
+
+    def refuse(path: str, message: str) -> None:
+        errors[path] = {"_errors": [{"code": "BASE_TYPE_BAD_VALUE", "message": message}]}
+
+    if not data.get("custom_id"):
+        refuse("data.custom_id", "This field is required")
+    if not 1 <= len(data.get("title") or "") <= 45:
+        refuse("data.title", "Must be between 1 and 45 in length.")
+    rows = data.get("components") or []
+    if not 1 <= len(rows) <= 5:
+        refuse("data.components", "Must be between 1 and 5 in length.")
+    for n, row in enumerate(rows):
+        where = f"data.components.{n}"
+        inputs = row.get("components") or []
+        if row.get("type") != 1 or len(inputs) != 1 or inputs[0].get("type") != 4:
+            refuse(where, "An action row of a modal holds exactly one text input.")
+            continue
+        field = inputs[0]
+        most = field.get("max_length", 4000)
+        if not field.get("custom_id"):
+            refuse(f"{where}.components.0.custom_id", "This field is required")
+        if not 1 <= len(field.get("label") or "") <= 45:
+            refuse(f"{where}.components.0.label", "Must be between 1 and 45 in length.")
+        if field.get("style") not in (1, 2):
+            refuse(f"{where}.components.0.style", "Value must be one of (1, 2).")
+        if not 0 <= field.get("min_length", 0) <= most <= 4000:
+            refuse(f"{where}.components.0.max_length", "Lengths must be within 0 to 4000.")
+        if len(field.get("value") or "") > most:
+            refuse(f"{where}.components.0.value", f"Must be {most} or fewer in length.")
     return errors

@@ -138,15 +138,28 @@ def click(fake: FakeDiscord, message_id: str, custom: str, *, by: str) -> dict[s
 
 
 def submit(
-    fake: FakeDiscord, modal: dict[str, Any], message_id: str, value: str, *, by: str
+    fake: FakeDiscord,
+    modal: dict[str, Any],
+    message_id: str,
+    value: str,
+    *,
+    by: str,
+    values: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Submitting the modal an interaction response opened, with ``value`` typed in."""
+    """Submitting the modal an interaction response opened, with ``value`` typed in (or, by
+    custom id, ``values``; a field not named keeps what it was prefilled with)."""
     # Discord sends back each text input's custom id and value, in the modal's rows.
     components = [
         {
             "type": 1,
             "components": [
-                {"type": 4, "custom_id": field["custom_id"], "value": value}
+                {
+                    "type": 4,
+                    "custom_id": field["custom_id"],
+                    "value": value
+                    if values is None
+                    else values.get(field["custom_id"], field.get("value") or ""),
+                }
                 for field in row["components"]
             ],
         }

@@ -77,6 +77,7 @@ async def test_a_risky_request_posts_the_exact_action_with_approve_and_reject(
     assert "Who may decide: `role:oncall`" in content
     assert {b["label"]: (b["custom_id"], b["style"]) for b in buttons(prompt.message)} == {
         "Approve": (f"opsloop:approve:{rid}", 3),
+        "Approve with changes…": (f"opsloop:edit:{rid}", 2),
         "Reject": (f"opsloop:reject:{rid}", 4),
     }
     assert prompt.request.message_ref == {

@@ -54,11 +54,33 @@ def _element(element: Any, where: str) -> list[str]:
             errors += _text(confirm.get("confirm"), 30, f"{where}.confirm.confirm", plain=True)
             errors += _text(confirm.get("deny"), 30, f"{where}.confirm.deny", plain=True)
     elif kind == "plain_text_input":
-        if not 0 <= element.get("max_length", 3000) <= 3000:
+        most, least = element.get("max_length", 3000), element.get("min_length", 0)
+        if not 0 <= most <= 3000:
             errors.append(f"{where}.max_length: at most 3000")
+        if not 0 <= least <= most:
+            errors.append(f"{where}.min_length: 0 to max_length")
+        initial = element.get("initial_value")
+        if initial is not None and (not isinstance(initial, str) or len(initial) > most):
+            errors.append(f"{where}.initial_value: a string of at most max_length")
+        if not isinstance(element.get("multiline", False), bool):
+            errors.append(f"{where}.multiline: a boolean")
     else:
         errors.append(f"{where}: unknown element type {kind!r}")
     return errors
+
+
+def _input(block: Any, where: str) -> list[str]:
+    errors = _text(block.get("label"), 2000, f"{where}.label", plain=True)
+    # opsloop reads submissions by block_id and action_id: both must be set.
+    if not block.get("block_id"):
+        errors.append(f"{where}.block_id: required on an input")
+    if not (block.get("element") or {}).get("action_id"):
+        errors.append(f"{where}.element.action_id: required on an input")
+    if not isinstance(block.get("optional", False), bool):
+        errors.append(f"{where}.optional: a boolean")
+    if "hint" in block:
+        errors += _text(block["hint"], 2000, f"{where}.hint", plain=True)
+    return errors + _element(block.get("element") or {}, f"{where}.element")
 
 
 def block_errors(blocks: Any, *, most: int = MESSAGE_BLOCKS) -> list[str]:
@@ -89,18 +111,21 @@ def block_errors(blocks: Any, *, most: int = MESSAGE_BLOCKS) -> list[str]:
             for i, item in enumerate(elements):
                 errors += _element(item, f"{where}.elements[{i}]")
         elif kind == "input":
-            errors += _text(block.get("label"), 2000, f"{where}.label", plain=True)
-            if "hint" in block:
-                errors += _text(block["hint"], 2000, f"{where}.hint", plain=True)
-            errors += _element(block.get("element") or {}, f"{where}.element")
+            errors += _input(block, where)
         elif kind != "divider":
             errors.append(f"{where}: unknown block type {kind!r}")
+    ids = [b.get("block_id") for b in blocks if b.get("block_id")]
+    if len(ids) != len(set(ids)):
+        errors.append("blocks: block_id values must be unique")
     return errors
 
 
 def view_errors(view: Any) -> list[str]:
     """Why Slack would refuse a modal."""
-    errors = _text(view.get("title"), 24, "title", plain=True)
+    errors = [] if view.get("type") == "modal" else ["type: must be 'modal'"]
+    errors += _text(view.get("title"), 24, "title", plain=True)
+    if any(b.get("type") == "input" for b in view.get("blocks") or []) and "submit" not in view:
+        errors.append("submit: required when the view has input blocks")
     for name in ("submit", "close"):
         if name in view:
             errors += _text(view[name], 24, name, plain=True)

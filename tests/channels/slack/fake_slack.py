@@ -67,6 +67,8 @@ def _refusal(method: str, params: dict[str, Any]) -> tuple[str, list[str]] | Non
         view = params.get("view")
         if isinstance(view, str):
             view = json.loads(view)
+        if not params.get("trigger_id"):
+            return "invalid_arguments", ["trigger_id: required"]
         errors = view_errors(view or {})
         return ("invalid_arguments", errors) if errors else None
     return None

@@ -202,8 +202,11 @@ def view_submission(
     user: str,
     view_id: str = "V0ABC",
     team: str = TEAM,
+    values: dict[str, str | None] | None = None,
 ) -> dict[str, Any]:
-    """A ``view_submission`` payload of a modal with one plain-text input."""
+    """A ``view_submission`` payload of a modal with one plain-text input (or ``values``:
+    several, by block id)."""
+    texts = values if values is not None else {block_id: text}
     return {
         "type": "view_submission",
         "team": {"id": team, "domain": "acme"},
@@ -217,7 +220,12 @@ def view_submission(
             "type": "modal",
             "callback_id": callback_id,
             "private_metadata": private_metadata,
-            "state": {"values": {block_id: {"value": {"type": "plain_text_input", "value": text}}}},
+            "state": {
+                "values": {
+                    block: {"value": {"type": "plain_text_input", "value": value}}
+                    for block, value in texts.items()
+                }
+            },
             "hash": "1700000300.abc",
             "app_id": "A1",
             "bot_id": "BBOT",

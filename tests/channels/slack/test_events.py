@@ -64,6 +64,7 @@ async def test_a_risky_request_gets_a_buttons_message_in_the_same_thread(
     [buttons] = [b for b in blocks if b["type"] == "actions"]
     assert [(e["action_id"], e["value"]) for e in buttons["elements"]] == [
         ("opsloop_approve", request.id),
+        ("opsloop_edit", request.id),
         ("opsloop_reject", request.id),
     ]
     # Where it was posted is kept, so the decision can edit that very message.
