@@ -54,7 +54,9 @@ async def make_api(
                     headers=AUTH if auth else {},
                 )
             )
-            return Api(client=client, ops=ops, dispatcher=dispatcher)
+            api = Api(client=client, ops=ops, dispatcher=dispatcher, transport=transport)
+            stack.push_async_callback(api.aclose)
+            return api
 
         yield make
 
