@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from bot.api._tokens import expiry_of, token_person
+from bot.api._tokens import lifetime_of, token_person
 from bot.app import Opsloop
 from bot.cli._common import EXIT_CONFIG, console, errors, fail, run
 from bot.errors import BadInputError
@@ -68,14 +68,14 @@ def create(
         tokens = ApiTokens(ops.store.db)
         try:
             person = token_person(ops.runtime.policy, user)
-            expires_at = expiry_of(expires, tokens.clock())
+            lasts = lifetime_of(expires)
         except BadInputError as exc:
             fail(str(exc), EXIT_CONFIG)
         made, secret = await tokens.create(
             person,
             scopes=scopes,
             label=label,
-            expires_at=expires_at,
+            lasts=lasts,
         )
         typer.echo(secret)
         until = f"until {made.expires_at:%Y-%m-%d %H:%M} UTC" if made.expires_at else "no expiry"
