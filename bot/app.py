@@ -46,7 +46,7 @@ from bot.failures import (
     item_failed,
     record_failure,
 )
-from bot.human import DECISION_STATUS, decision_events, refusal_of
+from bot.human import decide, decision_events, decision_outbound, refusal_of
 from bot.model import Model
 from bot.outbound import outbound_for
 from bot.policy import Policy, load_policy
@@ -330,19 +330,14 @@ class Opsloop:
         refusal = refusal_of(self.runtime.policy, request, event)
         if refusal is not None:
             await self._refuse(thread, event, refusal, item_id)
-        events = decision_events(request, event.decision, event.actor, event.comment)
+        events, resolve = decide(self.runtime.policy, request, event)
         try:
             await self.store.append(
                 thread_id,
                 expected_seq=thread.last_seq,
                 events=events,
-                outbound=outbound_for(thread.conversation, events),
-                resolve=(
-                    request.id,
-                    DECISION_STATUS[event.decision],
-                    event.actor.principal,
-                    event.comment,
-                ),
+                outbound=decision_outbound(thread, request, events),
+                resolve=resolve,
                 inbox_item=item_id,
             )
         except ConcurrentStepError:
@@ -371,7 +366,7 @@ class Opsloop:
             thread.id,
             expected_seq=thread.last_seq,
             events=events,
-            outbound=outbound_for(thread.conversation, events),
+            outbound=decision_outbound(thread, request, events),
             resolve=(request.id, "expired", None, reason),
         )
 

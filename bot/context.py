@@ -19,6 +19,7 @@ from typing import Any
 
 from bot.events import (
     AgentReply,
+    ApprovalGiven,
     ErrorRaised,
     HumanDecision,
     HumanRequested,
@@ -102,6 +103,13 @@ def render_event(event: Any, *, trim_output: bool = False) -> str | None:
         # A decision's comment explains the decision; it is never a request to act on.
         note = f"<note>{escape(event.comment)}</note>" if event.comment else ""
         return f"<human_response{attrs}>{note}</human_response>"
+    if isinstance(event, ApprovalGiven):
+        # One approval of several: still pending. The note is never a request to act on.
+        attrs = _attrs(
+            id=event.request_id, by=event.actor.label, still_needed="; ".join(event.still_needed)
+        )
+        note = f"<note>{escape(event.comment)}</note>" if event.comment else ""
+        return f"<approval_given{attrs}>{note}</approval_given>"
     if isinstance(event, AgentReply):
         return f"<agent_reply>{escape(event.text)}</agent_reply>"
     return None

@@ -11,17 +11,28 @@ and the API. Two families:
 
 from __future__ import annotations
 
-import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal, TypeAlias
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, JsonValue, TypeAdapter
+from pydantic import Discriminator, Field, JsonValue, TypeAdapter
+
+from bot.decisions import (
+    CallTool,
+    Decision,
+    Reply,
+    Usage,
+    decision_adapter,
+    new_id,
+    utcnow,
+)
+from bot.decisions import Frozen as _Frozen
 
 __all__ = [
     "ADMIN",
     "ActionReceived",
     "AgentReply",
+    "ApprovalGiven",
     "CallTool",
     "ConversationRef",
     "Decision",
@@ -36,6 +47,7 @@ __all__ = [
     "MessageReceived",
     "ModelCalled",
     "Reply",
+    "RequestEscalated",
     "StatusChanged",
     "ThreadEvent",
     "ThreadStatus",
@@ -49,20 +61,6 @@ __all__ = [
     "new_id",
     "utcnow",
 ]
-
-
-def utcnow() -> datetime:
-    """The current time, timezone-aware, in UTC."""
-    return datetime.now(UTC)
-
-
-def new_id(prefix: str) -> str:
-    """A short, unique, prefixed identifier such as ``hr_5f1c0e9a2b7d``."""
-    return f"{prefix}_{uuid.uuid4().hex[:16]}"
-
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class ConversationRef(_Frozen):
@@ -120,46 +118,6 @@ ADMIN = Identity(channel="admin", user_id="admin", display_name="admin", auth="a
 
 It decides a request only where the rule's approvers name ``"admin"``, and holds no role.
 """
-
-
-# ---------------------------------------------------------------- decisions
-
-
-class CallTool(_Frozen):
-    """The model chose to call one tool."""
-
-    kind: Literal["call_tool"] = "call_tool"
-    tool: str
-    """The tool's name."""
-    arguments: dict[str, JsonValue] = Field(default_factory=dict)
-    """The arguments as the model gave them; validated by the tool's own model."""
-
-
-class Reply(_Frozen):
-    """The model chose to answer the person; the run ends here."""
-
-    kind: Literal["reply"] = "reply"
-    text: str
-    """The answer."""
-
-
-Decision: TypeAlias = Annotated[CallTool | Reply, Discriminator("kind")]
-"""One model turn's single, structured decision."""
-
-decision_adapter: TypeAdapter[CallTool | Reply] = TypeAdapter(Decision)
-
-
-class Usage(_Frozen):
-    """Tokens one model call used."""
-
-    input_tokens: int = 0
-    """Input tokens billed at the full rate."""
-    output_tokens: int = 0
-    """Output tokens."""
-    cached_tokens: int = 0
-    """Input tokens read from the provider's prompt cache."""
-    cache_write_tokens: int = 0
-    """Input tokens written to the provider's prompt cache."""
 
 
 # ---------------------------------------------------------------- inbound events
@@ -356,8 +314,19 @@ class HumanRequested(_ThreadEvent):
     call and the turn that asked for it, so one change never runs under a second approval."""
     four_eyes: bool = False
     """Whether the requesters are barred from approving."""
+    mode: Literal["any", "all"] = "any"
+    """For approvals: ``any`` of ``approvers`` may approve, or ``all`` of them must (each
+    entry by a different person); from the policy rule."""
+    min_approvals: int = 1
+    """For approvals: how many different people must approve before the call runs."""
     expires_at: datetime
     """After this the request counts as rejected."""
+    escalate_after: str | None = None
+    """Undecided this long (``"15m"``), it escalates to the next step of ``escalate_to``."""
+    escalate_to: tuple[str, ...] = ()
+    """The escalation chain: each step's roles, people or principals become approvers too."""
+    notify: tuple[str, ...] = ()
+    """Places the request is also posted besides its thread (``slack:#deploys``…)."""
 
 
 class HumanResponded(_ThreadEvent):
@@ -374,6 +343,22 @@ class HumanResponded(_ThreadEvent):
     """Reason, answer or note."""
 
 
+class ApprovalGiven(_ThreadEvent):
+    """A valid approval that is not yet enough: the request stays pending, the thread paused."""
+
+    kind: Literal["approval_given"] = "approval_given"
+    request_id: str
+    """The request approved."""
+    actor: Identity
+    """Who approved."""
+    comment: str | None = None
+    """A note with the approval."""
+    approved_by: tuple[str, ...] = ()
+    """Every principal that has approved so far, this one last."""
+    still_needed: tuple[str, ...] = ()
+    """Who must still approve, in words ("1 more of role:oncall", "role:service-owner")."""
+
+
 class DecisionRefused(_ThreadEvent):
     """A decision attempt that was not accepted, kept for the audit trail."""
 
@@ -384,6 +369,22 @@ class DecisionRefused(_ThreadEvent):
     """Who tried."""
     reason: str
     """Why it was refused."""
+
+
+class RequestEscalated(_ThreadEvent):
+    """Nobody decided in time: the request went to the next step of its escalation chain."""
+
+    kind: Literal["request_escalated"] = "request_escalated"
+    request_id: str
+    """The request escalated."""
+    level: int = Field(ge=1)
+    """The step reached: 1 for the first of ``escalate_to``."""
+    to: tuple[str, ...]
+    """The approver entries added at this step (roles, people, principals)."""
+    posted_to: tuple[str, ...] = ()
+    """Where the request was posted for them (``slack:U123``, ``slack:#managers``…)."""
+    next_at: datetime | None = None
+    """When the next step is due, if there is one before the request expires."""
 
 
 class AgentReply(_ThreadEvent):
@@ -417,7 +418,9 @@ _LogKinds: TypeAlias = (
     | ErrorRaised
     | HumanRequested
     | HumanResponded
+    | ApprovalGiven
     | DecisionRefused
+    | RequestEscalated
     | AgentReply
     | StatusChanged
 )

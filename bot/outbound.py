@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Discriminator, TypeAdapter
 
 from bot.events import (
     AgentReply,
+    ApprovalGiven,
     ConversationRef,
     DecisionRefused,
     HumanDecision,
@@ -25,10 +26,12 @@ __all__ = [
     "DecisionNotice",
     "Outbound",
     "OutboundReply",
+    "RequestProgress",
     "RequestPrompt",
     "RequestResolved",
     "outbound_adapter",
     "outbound_for",
+    "place_conversation",
     "split_text",
 ]
 
@@ -56,6 +59,9 @@ class RequestPrompt(_Out):
     kind: Literal["request"] = "request"
     request: HumanRequested
     """The request, with the exact tool and arguments."""
+    target: str | None = None
+    """The place this card is for (``slack:#deploys``, ``slack:U123``), outside the thread;
+    ``None`` for the card in the thread itself."""
 
 
 class RequestResolved(_Out):
@@ -70,6 +76,29 @@ class RequestResolved(_Out):
     """Who decided; ``None`` when it expired."""
     comment: str | None
     """Reason or answer."""
+    target: str | None = None
+    """The place whose card to update (as :attr:`RequestPrompt.target`); ``None``: the thread's."""
+
+
+class RequestProgress(_Out):
+    """A request that needs several approvers got one more: show who, and who is still needed.
+
+    Channels update the request's message in place; its buttons stay.
+    """
+
+    kind: Literal["progress"] = "progress"
+    request_id: str
+    """The request."""
+    approved_by: tuple[str, ...]
+    """The principals that have approved so far."""
+    still_needed: tuple[str, ...]
+    """Who must still approve, in words."""
+    actor: Identity | None = None
+    """Who approved just now."""
+    comment: str | None = None
+    """Their note."""
+    target: str | None = None
+    """The place whose card to update (as :attr:`RequestPrompt.target`); ``None``: the thread's."""
 
 
 class DecisionNotice(_Out):
@@ -83,27 +112,61 @@ class DecisionNotice(_Out):
 
 
 Outbound: TypeAlias = Annotated[
-    OutboundReply | RequestPrompt | RequestResolved | DecisionNotice, Discriminator("kind")
+    OutboundReply | RequestPrompt | RequestResolved | RequestProgress | DecisionNotice,
+    Discriminator("kind"),
 ]
 """Everything a channel may be asked to deliver."""
 
 outbound_adapter: TypeAdapter[Any] = TypeAdapter(Outbound)
 
 
+def place_conversation(place: str, home: ConversationRef) -> ConversationRef:
+    """Where a card for ``place`` (``slack:#deploys``…) goes: that room, outside any thread.
+
+    The thread key is the room itself (a conversation kept in the channel), and the
+    workspace the thread's own when the thread is on the same platform.
+    """
+    channel, _, room = place.partition(":")
+    tenant = home.tenant if home.channel == channel else ""
+    return ConversationRef(channel=channel, tenant=tenant, room=room, thread_key=room)
+
+
 def outbound_for(conversation: ConversationRef, events: Iterable[object]) -> list[Outbound]:
-    """The messages that new thread events call for, in order."""
+    """The messages that new thread events call for, in order.
+
+    A request goes to its thread and, as a card of its own, to each ``notify`` place.
+    """
     out: list[Outbound] = []
     for event in events:
         if isinstance(event, AgentReply):
             out.append(OutboundReply(conversation=conversation, text=event.text, agent=event.agent))
         elif isinstance(event, HumanRequested):
             out.append(RequestPrompt(conversation=conversation, request=event))
+            out += [
+                RequestPrompt(
+                    conversation=place_conversation(place, conversation),
+                    request=event,
+                    target=place,
+                )
+                for place in event.notify
+            ]
         elif isinstance(event, HumanResponded):
             out.append(
                 RequestResolved(
                     conversation=conversation,
                     request_id=event.request_id,
                     decision=event.decision,
+                    actor=event.actor,
+                    comment=event.comment,
+                )
+            )
+        elif isinstance(event, ApprovalGiven):
+            out.append(
+                RequestProgress(
+                    conversation=conversation,
+                    request_id=event.request_id,
+                    approved_by=event.approved_by,
+                    still_needed=event.still_needed,
                     actor=event.actor,
                     comment=event.comment,
                 )

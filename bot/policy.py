@@ -7,15 +7,17 @@ match decides; a change that no rule matches needs approval (fail closed).
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Iterable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from bot.errors import ConfigError
-from bot.events import ADMIN, Identity
+from bot.events import ADMIN, HumanRequested, Identity
 
 __all__ = [
     "ADMIN_APPROVER",
@@ -25,7 +27,10 @@ __all__ = [
     "Policy",
     "RiskTier",
     "Schedule",
+    "escalation_due",
     "load_policy",
+    "parse_duration",
+    "place_error",
 ]
 
 DEFAULT_POLICY_FILE = Path(__file__).with_name("default_policy.toml")
@@ -69,6 +74,81 @@ class ApprovalRule(_Strict):
     approvers: tuple[str, ...] = ("role:oncall",)
     """Who may approve: roles (``role:oncall``), people, principals (``slack:U123``), and
     ``"admin"`` where the shared API token (which speaks for no person) may decide too."""
+    escalate_after: str | None = None
+    """Undecided this long (``"15m"``, ``"2h"``, ``"90s"``), the request goes to the next
+    step of ``escalate_to``; again after twice as long, and so on, until it expires."""
+    escalate_to: tuple[str, ...] = ()
+    """The escalation chain, one step each: roles, people or principals added as approvers."""
+    notify: tuple[str, ...] = ()
+    """Where the request is also asked, besides its thread: ``slack:#deploys``,
+    ``slack:C0123`` (a channel), ``slack:U123`` (a DM), ``discord:<channel id>``,
+    ``email:oncall@example.com``. The console always shows it."""
+
+    mode: Literal["any", "all"] = "any"
+    """``any``: an approval from anyone ``approvers`` names counts. ``all``: every entry of
+    ``approvers`` must approve, each entry through a different person (``role:oncall`` and
+    ``role:service-owner`` need one on-call person and one other, a service owner)."""
+    min_approvals: int = Field(default=1, ge=1)
+    """How many different people must approve. With ``mode = "all"`` both hold: every entry
+    covered and at least this many people. A reject from any of them rejects at once."""
+
+    @model_validator(mode="after")
+    def _escalation_is_whole(self) -> ApprovalRule:
+        if self.escalate_after is not None:
+            parse_duration(self.escalate_after)
+        if bool(self.escalate_after) != bool(self.escalate_to):
+            raise ValueError("escalate_after and escalate_to go together")
+        for place in self.notify:
+            if (problem := place_error(place)) is not None:
+                raise ValueError(f"notify: {problem}")
+        return self
+
+
+_DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+_PLACES = {
+    "slack": re.compile(r"#[a-z0-9][a-z0-9_-]{0,79}|[CGDUW][A-Z0-9]{2,}"),
+    "discord": re.compile(r"\d{15,21}"),
+    "email": re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+"),
+}
+
+
+def parse_duration(text: str) -> int:
+    """Seconds in a duration such as ``"15m"``, ``"2h"``, ``"90s"`` or ``"1h30m"``.
+
+    Raises:
+        ValueError: not such a duration, or zero.
+    """
+    found = _DURATION.fullmatch(text.strip())
+    if not text.strip() or found is None:
+        raise ValueError(f"{text!r} is not a duration (expected e.g. '90s', '15m', '2h', '1d')")
+    days, hours, minutes, seconds = (int(g or 0) for g in found.groups())
+    total = ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+    if total <= 0:
+        raise ValueError(f"{text!r}: a duration must be longer than zero")
+    return total
+
+
+def escalation_due(request: HumanRequested, level: int) -> datetime | None:
+    """When a request at escalation ``level`` (0: not yet) goes to its next step.
+
+    That is ``escalate_after`` times the next level after the request was made, or ``None``
+    when the chain is used up or the step would fall at or after the request's expiry.
+    """
+    if not request.escalate_after or level >= len(request.escalate_to):
+        return None
+    due = request.at + timedelta(seconds=parse_duration(request.escalate_after) * (level + 1))
+    return due if due < request.expires_at else None
+
+
+def place_error(place: str) -> str | None:
+    """Why ``place`` is not somewhere a request can be posted, or ``None`` when it is."""
+    channel, _, where = place.partition(":")
+    pattern = _PLACES.get(channel)
+    if pattern is None:
+        return f"{place!r}: expected slack:#room, slack:C…/U…, discord:<channel id> or email:…"
+    if not pattern.fullmatch(where):
+        return f"{place!r} is not a {channel} place"
+    return None
 
 
 class Person(_Strict):
@@ -122,6 +202,9 @@ class Policy(_Strict):
     """Approval rules, first match wins."""
     schedules: tuple[Schedule, ...] = ()
     """Scheduled triggers."""
+    rooms: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    """Where a request that escalates to a role, person or principal (the key, as an
+    ``escalate_to`` step names it) is posted instead of each person's direct messages."""
 
     def person_of(self, principal: str) -> str:
         """The person a principal belongs to: their name, or the principal itself if unnamed."""
@@ -218,6 +301,31 @@ def _matches(wanted: tuple[str, ...], actual: Iterable[str | None]) -> bool:
     return not wanted or any(value in wanted for value in actual)
 
 
+def _impossible(policy: Policy, rule: ApprovalRule) -> str | None:
+    """Why nobody could ever satisfy ``rule``'s approvers, or ``None``.
+
+    Only rules whose approvers are all people, principals and roles without platform groups
+    (and not ``admin``) are checked: a group's members are known only to the platform.
+    """
+    if rule.approval != "required":
+        return None
+    wanted = max(rule.min_approvals, len(rule.approvers) if rule.mode == "all" else 1)
+    if wanted == 1:
+        return None
+    people: set[str] = set()
+    for who in rule.approvers:
+        members = policy.roles.get(who[5:], ()) if who.startswith("role:") else (who,)
+        if who == "admin" or any("-group:" in member for member in members):
+            return None
+        people |= {policy.person_of(member) for member in members}
+    if len(people) < wanted:
+        return (
+            f"needs {wanted} different people to approve, but its approvers name only "
+            f"{len(people)}: {', '.join(sorted(people)) or 'nobody'}"
+        )
+    return None
+
+
 def load_policy(path: Path | None = None) -> Policy:
     """Read and validate a policy file (the bundled default when ``path`` is ``None``).
 
@@ -243,35 +351,64 @@ def load_policy(path: Path | None = None) -> Policy:
         a.removeprefix("role:") for r in policy.rules for a in r.approvers if a.startswith("role:")
     }
     named |= {role for rule in policy.rules for role in rule.requester_roles}
+    steps = {step for rule in policy.rules for step in rule.escalate_to}
+    named |= {s.removeprefix("role:") for s in steps if s.startswith("role:")}
     unknown = named - set(policy.roles)
     if unknown:
         raise ConfigError(f"policy file {path}: rules name undefined roles: {sorted(unknown)}")
+    _check_escalation(path, policy, steps)
+    for index, rule in enumerate(policy.rules):
+        problem = _impossible(policy, rule)
+        if problem:
+            raise ConfigError(f"policy file {path}: rules.{index} ({rule.name!r}): {problem}")
     owners: dict[str, str] = {}
     for name, person in policy.people.items():
         if ":" in name:  # a person's name must never read as a principal or a role
             raise ConfigError(f"policy file {path}: person {name!r}: a name has no ':'")
-        if name == ADMIN_APPROVER:  # "admin" in approvers means the admin credential
-            raise ConfigError(f"policy file {path}: 'admin' is reserved; name the person otherwise")
         for principal in person.principals:
-            if principal.startswith(f"{ADMIN.channel}:"):
-                raise ConfigError(
-                    f"policy file {path}: person {name!r}: {principal} is the admin credential,"
-                    " which speaks for no person"
-                )
             if owners.setdefault(principal, name) != name:
                 raise ConfigError(
                     f"policy file {path}: {principal} belongs to both "
                     f"{owners[principal]!r} and {name!r}"
                 )
+    _check_admin(path, policy)
     for role, members in policy.roles.items():
         for member in members:
-            if member.startswith(f"{ADMIN.channel}:"):
-                raise ConfigError(
-                    f"policy file {path}: role {role!r} names {member!r}: the admin credential"
-                    ' holds no role (name "admin" in a rule\'s approvers instead)'
-                )
             if ":" not in member and member not in policy.people:
                 raise ConfigError(
                     f"policy file {path}: role {role!r} names {member!r}, who is not in [people]"
                 )
     return policy
+
+
+def _check_admin(path: Path, policy: Policy) -> None:
+    """The admin credential is nobody: no person is called "admin" or holds its principal."""
+    if ADMIN_APPROVER in policy.people:  # "admin" in approvers means the admin credential
+        raise ConfigError(f"policy file {path}: 'admin' is reserved; name the person otherwise")
+    admin = f"{ADMIN.channel}:"
+    for name, person in policy.people.items():
+        for principal in person.principals:
+            if principal.startswith(admin):
+                raise ConfigError(
+                    f"policy file {path}: person {name!r}: {principal} is the admin credential,"
+                    " which speaks for no person"
+                )
+    for role, members in policy.roles.items():
+        for member in members:
+            if member.startswith(admin):
+                raise ConfigError(
+                    f"policy file {path}: role {role!r} names {member!r}: the admin credential"
+                    ' holds no role (name "admin" in a rule\'s approvers instead)'
+                )
+
+
+def _check_escalation(path: Path, policy: Policy, steps: set[str]) -> None:
+    for step in sorted(steps):
+        if ":" not in step and step not in policy.people:
+            raise ConfigError(f"policy file {path}: escalate_to names {step!r}, who is not known")
+    for key, places in policy.rooms.items():
+        if key not in steps:
+            raise ConfigError(f"policy file {path}: rooms.{key}: no escalate_to step names it")
+        for place in places:
+            if (problem := place_error(place)) is not None:
+                raise ConfigError(f"policy file {path}: rooms.{key}: {problem}")

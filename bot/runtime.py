@@ -282,6 +282,7 @@ def _decide_call(
     if rule.approval == "required":
         return [
             HumanRequested(
+                at=now,  # escalation steps count from here, on the same clock as expiry
                 request_id=new_id("hr"),
                 type="approval",
                 tool=tool.name,
@@ -295,7 +296,12 @@ def _decide_call(
                 ),
                 change_key=change_key(thread.id, tool.name, arguments, turn),
                 four_eyes=rt.policy.approval.four_eyes,
+                mode=rule.mode,
+                min_approvals=rule.min_approvals,
                 expires_at=expires,
+                escalate_after=rule.escalate_after,
+                escalate_to=rule.escalate_to,
+                notify=rule.notify,
             ),
             StatusChanged(status=ThreadStatus.PAUSED, reason="waiting for approval"),
         ]

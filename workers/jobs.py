@@ -10,6 +10,7 @@ from datetime import timedelta
 
 from bot.app import Opsloop
 from bot.errors import UserFacingError
+from bot.escalation import escalate_requests
 from bot.events import ConversationRef, Identity, TriggerFired, utcnow
 from bot.plugins import (
     DeliveryContext,
@@ -137,6 +138,7 @@ async def _sweep(ops: Opsloop, dispatcher: Dispatcher) -> dict[str, int]:
     """One sweep's work.
 
     - pending human requests past their expiry are resolved as rejected;
+    - pending human requests due an escalation step take it;
     - inbox items stored but not finished within the grace period are enqueued again;
     - running threads nobody holds are resumed;
     - deliveries whose sender vanished, or whose task was lost, are enqueued again.
@@ -144,6 +146,7 @@ async def _sweep(ops: Opsloop, dispatcher: Dispatcher) -> dict[str, int]:
     settings = ops.runtime.settings
     cutoff = utcnow() - timedelta(seconds=settings.sweep_grace)
     expired = await ops.expire_requests()
+    escalated = await escalate_requests(ops)
     stale = (await ops.store.stale_inbox(cutoff))[:SWEEP_BATCH]
     for item_id in stale:
         dispatcher.process(item_id)
@@ -152,10 +155,11 @@ async def _sweep(ops: Opsloop, dispatcher: Dispatcher) -> dict[str, int]:
         dispatcher.resume(thread_id)
     released = await ops.store.release_stuck_outbound()
     due = await ops.store.threads_with_due_outbound(utcnow())
-    for thread_id in {*due, *(await _threads_of(ops, expired))}:
+    for thread_id in {*due, *(await _threads_of(ops, [*expired, *escalated]))}:
         dispatcher.deliver(thread_id)
     return {
         "expired": len(expired),
+        "escalated": len(escalated),
         "requeued": len(stale),
         "resumed": len(orphans),
         "released": released,

@@ -21,7 +21,9 @@ from bot.events import (
     event_adapter,
     new_id,
 )
+from bot.human import progress_json
 from bot.plugins import Dispatcher, enqueue, enqueue_item
+from bot.policy import Policy
 from bot.store import HumanRequest, InboxItem, Thread, ThreadSummary
 
 __all__ = ["UserId", "router", "web_identity"]
@@ -100,7 +102,9 @@ def summary_json(thread: ThreadSummary) -> dict[str, Any]:
     return thread.model_dump(mode="json")
 
 
-def thread_json(thread: Thread, pending: list[HumanRequest]) -> dict[str, Any]:
+def thread_json(
+    thread: Thread, pending: list[HumanRequest], policy: Policy | None = None
+) -> dict[str, Any]:
     """A thread, its events (with sequence numbers), pending requests and total cost."""
     events = [
         {"seq": seq, **event_adapter.dump_python(event, mode="json")}
@@ -109,7 +113,14 @@ def thread_json(thread: Thread, pending: list[HumanRequest]) -> dict[str, Any]:
     return {
         **summary_json(thread),
         "events": events,
-        "pending_requests": [r.request.model_dump(mode="json") for r in pending],
+        "pending_requests": [
+            {
+                **r.request.model_dump(mode="json"),
+                **r.escalation(),
+                **(progress_json(policy, r) if policy else {}),
+            }
+            for r in pending
+        ],
         "cost_usd": round(sum(getattr(e, "cost_usd", 0.0) for e in thread.events), 6),
     }
 
@@ -162,7 +173,7 @@ async def get_thread(thread_id: str, request: Request, _: Reader) -> dict[str, A
     """One thread: status, events, pending requests, cost."""
     ops = _ops(request)
     thread = await ops.store.load_thread(thread_id)
-    return thread_json(thread, await _pending(ops, thread_id))
+    return thread_json(thread, await _pending(ops, thread_id), ops.runtime.policy)
 
 
 @router.post("/threads/{thread_id}/messages", status_code=202)
@@ -218,7 +229,13 @@ async def list_requests(
     requests = await _ops(request).store.human_requests(status=status)
     return {
         "requests": [
-            {"thread_id": r.thread_id, "status": r.status, **r.request.model_dump(mode="json")}
+            {
+                "thread_id": r.thread_id,
+                "status": r.status,
+                **r.request.model_dump(mode="json"),
+                **r.escalation(),
+                **progress_json(_ops(request).runtime.policy, r),
+            }
             for r in requests
         ]
     }

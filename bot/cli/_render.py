@@ -12,6 +12,7 @@ from rich.table import Table
 
 from bot.events import (
     AgentReply,
+    ApprovalGiven,
     DecisionRefused,
     ErrorRaised,
     HumanRequested,
@@ -54,7 +55,7 @@ def _line(event: Any, verbose: bool, decided: set[str]) -> str | None:
     if isinstance(event, ErrorRaised):
         return f"  [red]! {event.source} error: {escape(event.message)}[/]"
     if isinstance(event, HumanRequested):
-        who = ", ".join(event.approvers)
+        who = ", ".join(event.approvers) + _how_many(event)
         if event.request_id in decided:
             return f"[magenta]{event.type}[/] {event.request_id}: {escape(event.question)}"
         if event.type == "approval":
@@ -74,6 +75,12 @@ def _line(event: Any, verbose: bool, decided: set[str]) -> str | None:
         note = f": {escape(event.comment)}" if event.comment else ""
         done = {"approve": "approved", "reject": "rejected", "answer": "answered"}
         return f"[bold]{done[event.decision.value]}[/] {event.request_id} by {by}{note}"
+    if isinstance(event, ApprovalGiven):
+        return (
+            f"[bold]approved[/] {event.request_id} by {escape(event.actor.label)} (pending: "
+            f"approved by {escape(', '.join(event.approved_by))}; still needed: "
+            f"{escape('; '.join(event.still_needed))})"
+        )
     if isinstance(event, DecisionRefused):
         who = escape(event.actor.attested_label)
         return f"[red]refused[/] {event.request_id} for {who}: " + escape(event.reason)
@@ -88,6 +95,14 @@ def _line(event: Any, verbose: bool, decided: set[str]) -> str | None:
         reason = f" ({escape(event.reason)})" if event.reason else ""
         return f"  [dim]status → {event.status.value}{reason}[/]"
     return None
+
+
+def _how_many(request: HumanRequested) -> str:
+    if request.mode == "all" and request.min_approvals > 1:
+        return f" (each of them, and {request.min_approvals} people in all)"
+    if request.mode == "all":
+        return " (each of them, by different people)"
+    return f" ({request.min_approvals} different people)" if request.min_approvals > 1 else ""
 
 
 def print_events(console: Console, events: Iterable[Any], *, verbose: bool = False) -> None:

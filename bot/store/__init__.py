@@ -1,7 +1,7 @@
 """Persistence: SQLite by default, PostgreSQL in production; one schema, Alembic migrations."""
 
 from bot.store._database import Database
-from bot.store._records import HumanRequest, InboxItem, OutboxItem, Thread, ThreadSummary
+from bot.store._records import Approval, HumanRequest, InboxItem, OutboxItem, Thread, ThreadSummary
 from bot.store._sessions import ConsoleSession, ConsoleSessions
 from bot.store._store import Store
 from bot.store._tables import UTCDateTime
@@ -20,6 +20,7 @@ __all__ = [
     "SCOPES",
     "ApiToken",
     "ApiTokens",
+    "Approval",
     "ConsoleSession",
     "ConsoleSessions",
     "Database",

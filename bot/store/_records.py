@@ -8,9 +8,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from bot.events import ConversationRef, HumanRequested, StatusChanged, ThreadStatus
+from bot.events import ConversationRef, HumanRequested, Identity, StatusChanged, ThreadStatus
 
-__all__ = ["HumanRequest", "InboxItem", "OutboxItem", "Thread", "ThreadSummary"]
+__all__ = ["Approval", "HumanRequest", "InboxItem", "OutboxItem", "Thread", "ThreadSummary"]
 
 
 class _Record(BaseModel):
@@ -59,6 +59,17 @@ class Thread(ThreadSummary):
         return self.model_copy(update=update)
 
 
+class Approval(_Record):
+    """One approval of a request that needs several: who, when, with what note."""
+
+    actor: Identity
+    """Who approved."""
+    at: datetime
+    """When."""
+    comment: str | None = None
+    """Their note."""
+
+
 class HumanRequest(_Record):
     """A human request and where it stands."""
 
@@ -76,6 +87,29 @@ class HumanRequest(_Record):
     """Reason, answer or note."""
     message_ref: dict[str, Any] | None
     """Where a channel posted the request."""
+    escalation_level: int = 0
+    """Escalation steps taken so far."""
+    escalated_to: tuple[str, ...] = ()
+    """Approver entries the escalation steps added."""
+    next_escalation_at: datetime | None = None
+    """When the next escalation step is due, while pending."""
+
+    @property
+    def approvers(self) -> tuple[str, ...]:
+        """Who may decide now: the request's approvers and those escalation added."""
+        return tuple(dict.fromkeys((*self.request.approvers, *self.escalated_to)))
+
+    def escalation(self) -> dict[str, Any]:
+        """The escalation state, JSON-shaped, for the API."""
+        due = self.next_escalation_at if self.status == "pending" else None
+        return {
+            "escalation_level": self.escalation_level,
+            "escalated_to": list(self.escalated_to),
+            "next_escalation_at": due.isoformat() if due else None,
+        }
+
+    approvals: tuple[Approval, ...] = ()
+    """Approvals given so far while the request needed more (see ``ApprovalGiven``)."""
 
     @property
     def id(self) -> str:

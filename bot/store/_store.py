@@ -14,8 +14,10 @@ from sqlalchemy.exc import IntegrityError
 
 from bot.errors import ConcurrentStepError, NotFoundError
 from bot.events import (
+    ApprovalGiven,
     ConversationRef,
     HumanRequested,
+    RequestEscalated,
     StatusChanged,
     ThreadStatus,
     event_adapter,
@@ -23,9 +25,11 @@ from bot.events import (
     utcnow,
 )
 from bot.outbound import outbound_adapter
+from bot.policy import escalation_due
+from bot.store._cards import CardStore, escalate_row
 from bot.store._database import Database
 from bot.store._queues import QueueStore, dump_event
-from bot.store._records import HumanRequest, Thread, ThreadSummary
+from bot.store._records import Approval, HumanRequest, Thread, ThreadSummary
 from bot.store._tables import HumanRequestRow, InboxRow, OutboxRow, ThreadEventRow, ThreadRow
 
 __all__ = ["Store"]
@@ -60,8 +64,13 @@ def _request(row: HumanRequestRow) -> HumanRequest:
         requesters=tuple(row.requesters or ()),
         change_key=row.change_key,
         four_eyes=row.four_eyes,
+        mode="all" if row.mode == "all" else "any",
+        min_approvals=row.min_approvals,
         expires_at=row.expires_at,
         at=row.created_at,
+        escalate_after=row.escalate_after,
+        escalate_to=tuple(row.escalate_to or ()),
+        notify=tuple(row.notify or ()),
     )
     return HumanRequest(
         thread_id=row.thread_id,
@@ -71,6 +80,10 @@ def _request(row: HumanRequestRow) -> HumanRequest:
         decided_at=row.decided_at,
         comment=row.comment,
         message_ref=row.message_ref,
+        escalation_level=row.escalation_level or 0,
+        escalated_to=tuple(row.escalated_to or ()),
+        next_escalation_at=row.next_escalation_at,
+        approvals=tuple(Approval.model_validate(a) for a in row.approvals or ()),
     )
 
 
@@ -100,7 +113,7 @@ class _LogCache:
                 self._logs.popitem(last=False)
 
 
-class Store(QueueStore):
+class Store(CardStore, QueueStore):
     """Everything opsloop keeps, behind one async interface."""
 
     def __init__(self, database: Database) -> None:
@@ -263,6 +276,11 @@ class Store(QueueStore):
             ]
             if requests:
                 connection.execute(insert(HumanRequestRow), requests)
+            for event in events:
+                if isinstance(event, RequestEscalated):
+                    escalate_row(connection, event)
+            for given in (e for e in events if isinstance(e, ApprovalGiven)):
+                _add_approval(connection, given)
             if outbound:
                 messages = [
                     {
@@ -377,9 +395,17 @@ def _request_values(thread_id: str, event: HumanRequested) -> dict[str, Any]:
         "requesters": list(event.requesters),
         "change_key": event.change_key,
         "four_eyes": event.four_eyes,
+        "mode": event.mode,
+        "min_approvals": event.min_approvals,
         "status": "pending",
         "created_at": event.at,
         "expires_at": event.expires_at,
+        "notify": list(event.notify),
+        "escalate_after": event.escalate_after,
+        "escalate_to": list(event.escalate_to),
+        "escalation_level": 0,
+        "escalated_to": [],
+        "next_escalation_at": escalation_due(event, 0),
     }
 
 
@@ -394,7 +420,18 @@ def _resolve(
     decided = connection.execute(
         update(HumanRequestRow)
         .where(HumanRequestRow.id == request_id, HumanRequestRow.status == "pending")
-        .values(status=status, decided_by=by, decided_at=now, comment=note)
+        .values(status=status, decided_by=by, decided_at=now, comment=note, next_escalation_at=None)
     )
     if decided.rowcount != 1:
         raise ConcurrentStepError(f"human request {request_id} is no longer pending")
+
+
+def _add_approval(connection: Connection, given: ApprovalGiven) -> None:
+    """Record a partial approval on its request, which must still be pending."""
+    where = (HumanRequestRow.id == given.request_id, HumanRequestRow.status == "pending")
+    approvals = connection.execute(select(HumanRequestRow.approvals).where(*where)).first()
+    if approvals is None:
+        raise ConcurrentStepError(f"human request {given.request_id} is no longer pending")
+    approval = Approval(actor=given.actor, at=given.at, comment=given.comment)
+    added = [*(approvals[0] or []), approval.model_dump(mode="json")]
+    connection.execute(update(HumanRequestRow).where(*where).values(approvals=added))

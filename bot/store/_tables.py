@@ -26,6 +26,7 @@ __all__ = [
     "HumanRequestRow",
     "InboxRow",
     "OutboxRow",
+    "RequestMessageRow",
     "ServiceRow",
     "ThreadEventRow",
     "ThreadRow",
@@ -161,6 +162,10 @@ class HumanRequestRow(Base):
     requesters: Mapped[list[Any] | None]
     change_key: Mapped[str | None] = mapped_column(String(255))
     four_eyes: Mapped[bool]
+    mode: Mapped[str] = mapped_column(String(8), server_default="any")
+    min_approvals: Mapped[int] = mapped_column(Integer, server_default="1")
+    approvals: Mapped[list[Any] | None]
+    """Approvals given so far while more were needed (``Approval`` as JSON), oldest first."""
     status: Mapped[str] = mapped_column(String(16), index=True)
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime] = mapped_column(index=True)
@@ -169,6 +174,33 @@ class HumanRequestRow(Base):
     comment: Mapped[str | None] = mapped_column(Text)
     message_ref: Mapped[dict[str, Any] | None]
     """Where the channel posted the request (to edit it after the decision)."""
+    notify: Mapped[list[Any] | None]
+    """Places the request is also posted besides its thread."""
+    escalate_after: Mapped[str | None] = mapped_column(String(32))
+    """The escalation interval, as the rule gave it (``15m``)."""
+    escalate_to: Mapped[list[Any] | None]
+    """The escalation chain."""
+    escalation_level: Mapped[int] = mapped_column(Integer, default=0)
+    """Escalation steps taken so far."""
+    escalated_to: Mapped[list[Any] | None]
+    """Approver entries the steps taken added."""
+    next_escalation_at: Mapped[datetime | None] = mapped_column(index=True)
+    """When the next step is due; ``None`` when there is none before expiry, or decided."""
+
+
+class RequestMessageRow(Base):
+    """One more place a channel posted a request (a notify room, an escalation DM)."""
+
+    __tablename__ = "request_messages"
+    __table_args__ = (UniqueConstraint("request_id", "place", name="uq_request_messages_place"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(ForeignKey("human_requests.id"), index=True)
+    place: Mapped[str] = mapped_column(String(320))
+    """The target it was posted for (``slack:#deploys``, ``slack:U123``)."""
+    ref: Mapped[dict[str, Any]]
+    """The channel's own reference to the message, to edit it."""
+    created_at: Mapped[datetime]
 
 
 class LockRow(Base):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -23,6 +24,7 @@ __all__ = [
     "custom_id",
     "mention",
     "message_pieces",
+    "progress_text",
     "prompt_text",
     "request_components",
     "resolution_text",
@@ -110,6 +112,13 @@ def resolution_text(
         HumanDecision.ANSWER: "💬 **Answered**",
     }[decision]
     return f"{verb} by {mention(actor)}{when}{note}"
+
+
+def progress_text(approved_by: Sequence[str], still_needed: Sequence[str]) -> str:
+    """The line added to a request after one approval of several: who, and who is still needed."""
+    who = ", ".join(mention(p) for p in approved_by) or "nobody"
+    needed = "; ".join(still_needed) or "nobody"
+    return f"☑️ Approved by {who} · still needed: {clip(needed, 300)}"
 
 
 def _button(label: str, style: int, custom: str, disabled: bool) -> dict[str, Any]:

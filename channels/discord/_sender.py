@@ -36,7 +36,13 @@ import re
 import time
 from typing import Any
 
-from bot.outbound import DecisionNotice, OutboundReply, RequestPrompt, RequestResolved
+from bot.outbound import (
+    DecisionNotice,
+    OutboundReply,
+    RequestProgress,
+    RequestPrompt,
+    RequestResolved,
+)
 from bot.plugins import DeliveryContext, DeliveryFailedError
 from bot.store import OutboxItem
 from channels.discord._messages import (
@@ -44,6 +50,7 @@ from channels.discord._messages import (
     MESSAGE_LIMIT,
     clip,
     message_pieces,
+    progress_text,
     prompt_text,
     request_components,
     resolution_text,
@@ -102,6 +109,8 @@ class DiscordSender:
                     await delivery.post_request(message)
                 elif isinstance(message, RequestResolved):
                     await delivery.resolve(message)
+                elif isinstance(message, RequestProgress):
+                    await delivery.progress(message)
             except DiscordAPIError as exc:
                 if exc.code == _INVALID_FORM_BODY:
                     raise DeliveryFailedError(str(exc)) from exc
@@ -189,13 +198,19 @@ class _Delivery:
                 recent=recent,
             )
         ref = {"channel_id": str(posted["channel_id"]), "message_id": str(posted["id"])}
-        await self.store.set_message_ref(request.request_id, ref)
+        if message.target:  # a card in a notify room or for an escalation step
+            await self.store.add_message_ref(request.request_id, message.target, ref)
+        else:
+            await self.store.set_message_ref(request.request_id, ref)
 
     async def resolve(self, message: RequestResolved) -> None:
         """Edit the request's message: who decided and when; its buttons disabled."""
         record = await self.store.human_request(message.request_id)
         line = resolution_text(message.decision, message.actor, message.comment, record.decided_at)
         line = clip(line, _RESOLUTION_ROOM - 1)
+        if message.target:
+            await self._resolve_cards(message, record, line)
+            return
         ref = record.message_ref
         if ref:
             last = self.pieces(prompt_text(record.request), MESSAGE_LIMIT - _RESOLUTION_ROOM)[-1]
@@ -212,6 +227,54 @@ class _Delivery:
                 if exc.status != 404:
                     raise
         # The request's message is gone, or was never posted: say it in the thread.
+        await self.post(f"`{message.request_id}` {line}")
+
+    async def _resolve_cards(self, message: RequestResolved, record: Any, line: str) -> None:
+        """Edit every card posted for the message's place; one that is gone stays gone."""
+        await self._edit_cards(message.request_id, message.target, record, line, disabled=True)
+
+    async def _edit_cards(
+        self, request_id: str, target: str | None, record: Any, line: str, *, disabled: bool = False
+    ) -> None:
+        """Edit the cards posted for ``target``: the request with ``line`` below it."""
+        last = self.pieces(prompt_text(record.request), MESSAGE_LIMIT - _RESOLUTION_ROOM)[-1]
+        edit = {
+            "content": clip(f"{last}\n{line}", MESSAGE_LIMIT),
+            "components": request_components(record.request, disabled=disabled),
+            "allowed_mentions": _NO_MENTIONS,
+        }
+        for ref in await self.store.message_refs(request_id, target):
+            path = f"/channels/{ref['channel_id']}/messages/{ref['message_id']}"
+            try:
+                await self.rest.request("PATCH", path, edit)
+            except DiscordAPIError as exc:
+                if exc.status != 404:
+                    raise
+
+    async def progress(self, message: RequestProgress) -> None:
+        """Edit the request's message after one approval of several; its buttons stay."""
+        record = await self.store.human_request(message.request_id)
+        if record.status != "pending":
+            return  # decided since: the resolution edits the message
+        line = clip(progress_text(message.approved_by, message.still_needed), _RESOLUTION_ROOM - 1)
+        if message.target:  # a card outside the thread: edit each posted there
+            await self._edit_cards(message.request_id, message.target, record, line)
+            return
+        ref = record.message_ref
+        if ref:
+            last = self.pieces(prompt_text(record.request), MESSAGE_LIMIT - _RESOLUTION_ROOM)[-1]
+            edit = {
+                "content": clip(f"{last}\n{line}", MESSAGE_LIMIT),
+                "components": request_components(record.request),
+                "allowed_mentions": _NO_MENTIONS,
+            }
+            path = f"/channels/{ref['channel_id']}/messages/{ref['message_id']}"
+            try:
+                await self.rest.request("PATCH", path, edit)
+                return
+            except DiscordAPIError as exc:
+                if exc.status != 404:
+                    raise
         await self.post(f"`{message.request_id}` {line}")
 
     def _nonce(self, piece: int) -> str:

@@ -12,8 +12,14 @@ from email.message import EmailMessage
 import aiosmtplib
 
 from bot.events import Identity, UserMessage
-from bot.outbound import DecisionNotice, OutboundReply, RequestPrompt, RequestResolved
-from bot.plugins import DeliveryContext, DeliveryRetryError
+from bot.outbound import (
+    DecisionNotice,
+    OutboundReply,
+    RequestProgress,
+    RequestPrompt,
+    RequestResolved,
+)
+from bot.plugins import DeliveryContext, DeliveryFailedError, DeliveryRetryError
 from bot.policy import Policy, load_policy
 from bot.store import OutboxItem
 from channels.email._compose import approval_text, build_mail, reply_subject
@@ -58,6 +64,11 @@ class EmailSender:
     async def __call__(self, item: OutboxItem, context: DeliveryContext) -> None:
         """Send the mail(s) ``item`` calls for; each is sent at most once across retries."""
         message = item.message
+        card = isinstance(message, RequestPrompt | RequestResolved | RequestProgress)
+        if card and message.target:
+            # Approvers of email threads are mailed already; cards for email notify places
+            # and escalation steps are not sent yet: say so on the outbox item.
+            raise DeliveryFailedError(f"request cards for {message.target} are not mailed yet")
         room = message.conversation.room
         state = SqlMailState(context.store.db)
         thread = await context.store.load_thread(item.thread_id)
@@ -113,8 +124,24 @@ class EmailSender:
             return (
                 [_Mail(tuple(people), text.replace("answerd", "answered"), cc=cc)] if people else []
             )
+        if isinstance(message, RequestProgress):
+            return await self._progress_mails(message, context, people)
         assert isinstance(message, RequestPrompt)
         return self._request_mails(message, context, people)
+
+    async def _progress_mails(
+        self, message: RequestProgress, context: DeliveryContext, people: list[str]
+    ) -> list[_Mail]:
+        """A short note in the thread: who has approved, who is still needed."""
+        text = (
+            f"Request {message.request_id} was approved by {', '.join(message.approved_by)}."
+            f"\nStill needed: {'; '.join(message.still_needed)}."
+            "\n\nIt stays open until then; one rejection rejects it."
+        )
+        copied = await self._approvers_mailed(context, message.request_id)
+        to = tuple(people) or tuple(copied)
+        cc = tuple(a for a in copied if a not in to)
+        return [_Mail(to, text, cc=cc)] if to else []
 
     def _request_mails(
         self, message: RequestPrompt, context: DeliveryContext, people: list[str]

@@ -27,6 +27,8 @@ __all__ = [
     "answer_modal",
     "fit",
     "option_value",
+    "progress_blocks",
+    "progress_text",
     "reject_modal",
     "request_blocks",
     "request_text",
@@ -207,6 +209,18 @@ def request_blocks(request: HumanRequested, link: str | None = None) -> list[Blo
         link: the thread in the console, where text cut short here can be read in full.
     """
     return [*_description(request, link), _buttons(request)]
+
+
+def progress_text(approved_by: tuple[str, ...], still_needed: tuple[str, ...]) -> str:
+    """Who has approved and who is still needed, in one line of mrkdwn."""
+    who = ", ".join(mention(p) for p in approved_by) or "nobody"
+    needed = "; ".join(escape(n) for n in still_needed) or "nobody"
+    return f":white_check_mark: Approved by {who} · still needed: {needed}"
+
+
+def progress_blocks(request: HumanRequested, progress: str, link: str | None = None) -> list[Block]:
+    """The request message after a partial approval: the progress line; the buttons stay."""
+    return [*_description(request, link), _context(progress, link), _buttons(request)]
 
 
 def request_text(request: HumanRequested) -> str:

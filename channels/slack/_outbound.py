@@ -4,7 +4,13 @@
 - a request: a Block Kit message with the exact call and its buttons; where it was posted
   is kept (``set_message_ref``) so the decision can edit it;
 - a resolution: ``chat.update`` of that message: who decided, when, and no more buttons;
+- progress (one approval of several): ``chat.update`` of that message with who has
+  approved and who is still needed; the buttons stay;
 - a notice: ``chat.postEphemeral``, seen only by the person it is for.
+
+A request card for a place outside the thread (a ``notify`` room, an escalation step's
+person) goes to that channel, or to the person's DM (``conversations.open``), recorded per
+place (``add_message_ref``); its resolution updates every card recorded for the place.
 
 A 429 from Slack becomes :class:`~bot.plugins.DeliveryRetryError` with its Retry-After.
 
@@ -24,12 +30,21 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.outbound import DecisionNotice, OutboundReply, RequestPrompt, RequestResolved, split_text
+from bot.outbound import (
+    DecisionNotice,
+    OutboundReply,
+    RequestProgress,
+    RequestPrompt,
+    RequestResolved,
+    split_text,
+)
 from bot.plugins import DeliveryContext, DeliveryRetryError
 from bot.store import OutboxItem, Store
 from channels.slack._blocks import (
     MESSAGE_TEXT,
     fit,
+    progress_blocks,
+    progress_text,
     request_blocks,
     request_text,
     resolved_blocks,
@@ -86,10 +101,16 @@ class SlackSender:
         try:
             if isinstance(message, OutboundReply):
                 await _reply(poster, message)
+            elif isinstance(message, RequestPrompt) and message.target:
+                await _card(poster, message, context.store, link)
             elif isinstance(message, RequestPrompt):
                 await _request(poster, message, context.store, link)
+            elif isinstance(message, RequestResolved) and message.target:
+                await _resolved_cards(client, message, context.store, link)
             elif isinstance(message, RequestResolved):
                 await _resolved(poster, message, context.store, link)
+            elif isinstance(message, RequestProgress):
+                await _progress(poster, message, context.store, link)
             elif isinstance(message, DecisionNotice):
                 await _notice(client, message)
             else:  # pragma: no cover - the union is closed
@@ -224,6 +245,70 @@ async def _resolved(
         ts=ref["ts"],
         text=fit(outcome, MESSAGE_TEXT, link),
         blocks=resolved_blocks(stored.request, outcome, link),
+    )
+
+
+async def _card(poster: _Poster, message: RequestPrompt, store: Store, link: str | None) -> None:
+    request, place = message.request, message.target or ""
+    if await store.message_refs(request.request_id, place):
+        return  # posted already: this is a redelivery after the post went through
+    room = message.conversation.room
+    if room[:1] in {"U", "W"}:  # a person: their direct messages with the bot
+        opened = await poster.client.conversations_open(users=room)
+        room = opened["channel"]["id"]
+    metadata = {
+        "event_type": METADATA_TYPE,
+        "event_payload": {"outbox": poster.item.id, "thread": poster.item.thread_id, "piece": 0},
+    }
+    posted = await poster.client.chat_postMessage(
+        channel=room,
+        text=request_text(request),
+        blocks=request_blocks(request, link),
+        metadata=metadata,
+    )
+    ref = {"team": message.conversation.tenant, "channel": posted["channel"], "ts": posted["ts"]}
+    await store.add_message_ref(request.request_id, place, ref)
+
+
+async def _resolved_cards(
+    client: AsyncWebClient, message: RequestResolved, store: Store, link: str | None
+) -> None:
+    stored = await store.human_request(message.request_id)
+    outcome = resolved_text(message.decision, message.actor, stored.decided_at, message.comment)
+    for ref in await store.message_refs(message.request_id, message.target):
+        await client.chat_update(
+            channel=ref["channel"],
+            ts=ref["ts"],
+            text=fit(outcome, MESSAGE_TEXT, link),
+            blocks=resolved_blocks(stored.request, outcome, link),
+        )
+
+
+async def _progress(
+    poster: _Poster, message: RequestProgress, store: Store, link: str | None
+) -> None:
+    stored = await store.human_request(message.request_id)
+    if stored.status != "pending":
+        return  # decided since: the resolution edits the message, and must not be undone
+    line = progress_text(message.approved_by, message.still_needed)
+    if message.target:  # a card outside the thread: update each posted there
+        for card in await store.message_refs(message.request_id, message.target):
+            await poster.client.chat_update(
+                channel=card["channel"],
+                ts=card["ts"],
+                text=request_text(stored.request),
+                blocks=progress_blocks(stored.request, line, link),
+            )
+        return
+    ref = stored.message_ref
+    if not ref:  # the request message never went out: say it in the thread
+        await poster.post(0, text=fit(line, MESSAGE_TEXT, link))
+        return
+    await poster.client.chat_update(
+        channel=ref["channel"],
+        ts=ref["ts"],
+        text=request_text(stored.request),
+        blocks=progress_blocks(stored.request, line, link),
     )
 
 

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from bot.events import (
     ActionReceived,
     AgentReply,
+    ApprovalGiven,
     CallTool,
     ConversationRef,
     DecisionRefused,
@@ -26,6 +27,7 @@ from bot.events import (
     MessageReceived,
     ModelCalled,
     Reply,
+    RequestEscalated,
     StatusChanged,
     ThreadStatus,
     ToolCalled,
@@ -154,7 +156,12 @@ EVENT_STRATEGIES: dict[type, st.SearchStrategy] = {
         approvers=text_tuple,
         requested_by=optional_text,
         four_eyes=st.booleans(),
+        mode=st.sampled_from(["any", "all"]),
+        min_approvals=st.integers(min_value=1, max_value=9),
         expires_at=moments,
+        escalate_after=optional_text,
+        escalate_to=text_tuple,
+        notify=text_tuple,
     ),
     HumanResponded: st.builds(
         HumanResponded,
@@ -164,8 +171,26 @@ EVENT_STRATEGIES: dict[type, st.SearchStrategy] = {
         actor=st.none() | identities,
         comment=optional_text,
     ),
+    ApprovalGiven: st.builds(
+        ApprovalGiven,
+        at=moments,
+        request_id=text,
+        actor=identities,
+        comment=optional_text,
+        approved_by=text_tuple,
+        still_needed=text_tuple,
+    ),
     DecisionRefused: st.builds(
         DecisionRefused, at=moments, request_id=text, actor=identities, reason=text
+    ),
+    RequestEscalated: st.builds(
+        RequestEscalated,
+        at=moments,
+        request_id=text,
+        level=st.integers(1, 100),
+        to=text_tuple,
+        posted_to=text_tuple,
+        next_at=st.none() | moments,
     ),
     AgentReply: st.builds(AgentReply, at=moments, text=text, agent=text),
     StatusChanged: st.builds(
@@ -401,3 +426,17 @@ def test_an_identity_recorded_before_auth_was_kept_still_loads() -> None:
     assert event.actor.attested_label == "Ann"
     now = event.actor.model_copy(update={"auth": "token", "via": "token:tk_1"})
     assert now.attested_label == "Ann · token · via token:tk_1"
+
+
+def test_a_request_recorded_before_several_approvers_loads_as_one_of_any():
+    old = {
+        "kind": "human_request",
+        "at": "2026-01-01T00:00:00Z",
+        "request_id": "hr_1",
+        "type": "approval",
+        "question": "ok?",
+        "approvers": ["role:oncall"],
+        "expires_at": "2026-01-01T01:00:00Z",
+    }
+    loaded = event_adapter.validate_python(old)
+    assert (loaded.mode, loaded.min_approvals) == ("any", 1)

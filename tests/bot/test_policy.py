@@ -460,3 +460,107 @@ approvers = ["role:oncall", "admin"]
 def test_load_policy_refuses_admin_as_a_person(tmp_path, content, why):
     with pytest.raises(ConfigError, match=why):
         load_policy(write(tmp_path, "version = 1\n" + content))
+
+
+# ---------------------------------------------------------------- several approvers
+
+SEVERAL = """
+version = 1
+[people.ann]
+principals = ["cli:ann", "slack:UANN"]
+[people.bob]
+principals = ["cli:bob"]
+[people.cy]
+principals = ["cli:cy"]
+[roles]
+oncall = ["ann", "bob"]
+owner = ["cy"]
+groupy = ["slack-group:S1"]
+"""
+
+
+def test_a_rule_defaults_to_one_approval_from_any_approver():
+    plain = ApprovalRule(approval="required")
+    assert (plain.mode, plain.min_approvals) == ("any", 1)
+
+
+def test_mode_and_min_approvals_are_read_from_the_file(tmp_path):
+    path = write(
+        tmp_path,
+        SEVERAL
+        + """
+        [[rules]]
+        name = "two on-call and an owner"
+        approval = "required"
+        approvers = ["role:oncall", "role:owner"]
+        mode = "all"
+        min_approvals = 3
+        """,
+    )
+    decided = rule(load_policy(path))
+    assert (decided.mode, decided.min_approvals) == ("all", 3)
+
+
+@pytest.mark.parametrize(
+    ("fields", "error"),
+    [
+        ('mode = "some"', "mode"),
+        ("min_approvals = 0", "min_approvals"),
+    ],
+)
+def test_bad_approval_forms_are_refused(tmp_path, fields, error):
+    path = write(
+        tmp_path,
+        SEVERAL + f'[[rules]]\napproval = "required"\napprovers = ["role:oncall"]\n{fields}\n',
+    )
+    with pytest.raises(ConfigError, match=rf"rules\.0\.{error}"):
+        load_policy(path)
+
+
+@pytest.mark.parametrize(
+    ("approvers", "fields", "error"),
+    [
+        # ann and bob are two people, however many principals they have.
+        ('["role:oncall"]', "min_approvals = 3", "needs 3 different people.*only 2: ann, bob"),
+        # The same person named twice is still one person.
+        ('["cli:ann", "slack:UANN"]', 'mode = "all"', "needs 2 different people.*only 1: ann"),
+        ('["role:oncall", "cli:bob", "role:owner"]', "min_approvals = 4", "only 3"),
+    ],
+)
+def test_rules_nobody_could_satisfy_are_refused(tmp_path, approvers, fields, error):
+    path = write(
+        tmp_path,
+        SEVERAL
+        + f'[[rules]]\nname = "x"\napproval = "required"\napprovers = {approvers}\n{fields}\n',
+    )
+    with pytest.raises(ConfigError, match=error):
+        load_policy(path)
+
+
+@pytest.mark.parametrize(
+    ("approvers", "fields"),
+    [
+        ('["role:oncall"]', "min_approvals = 2"),
+        ('["role:oncall", "role:owner"]', 'mode = "all"\nmin_approvals = 3'),
+        # A platform group's members are known only to the platform: not checked.
+        ('["role:groupy"]', "min_approvals = 5"),
+    ],
+)
+def test_rules_that_enough_people_can_satisfy_load(tmp_path, approvers, fields):
+    path = write(
+        tmp_path,
+        SEVERAL + f'[[rules]]\napproval = "required"\napprovers = {approvers}\n{fields}\n',
+    )
+    assert load_policy(path).rules[0].approvers
+
+
+def test_the_default_policy_examples_of_several_approvers_load(tmp_path):
+    # The commented examples in the bundled file, uncommented, are valid policy.
+    text = DEFAULT_POLICY_FILE.read_text(encoding="utf-8")
+    lines = text[text.index("# Several approvers") :].splitlines()
+    start = lines.index("# [[rules]]")
+    end = next(i for i in range(start, len(lines)) if not lines[i].startswith("#"))
+    example = "\n".join(line.removeprefix("#").removeprefix(" ") for line in lines[start:end])
+    loaded = load_policy(write(tmp_path, text + "\n" + example))
+    forms = {(r.mode, r.min_approvals) for r in loaded.rules}
+    assert {("any", 2), ("all", 1)} <= forms

@@ -119,6 +119,7 @@ export class RequestCard {
     this.feedback = el("p", { class: "card-feedback", role: "status" });
     this.actions = el("div", { class: "card-actions" });
     this.outcome = el("p", { class: "card-outcome", hidden: true });
+    this.progress = el("p", { class: "card-progress", hidden: true });
     const who = event.approvers.map((a) => {
       const members = a.startsWith("role:") ? roles[a.slice(5)] : null;
       return members && members.length ? `${a} (${members.join(", ")})` : a;
@@ -133,6 +134,7 @@ export class RequestCard {
     this.expiry = [el("dt", { text: "Expires" }),
       el("dd", {}, timeEl(event.expires_at), ` UTC · ${until(event.expires_at)}`)];
     facts.append(...this.expiry);
+    this.facts = facts;
     this.node = el(
       "li",
       { class: `card ${approval ? "approval" : "question"}`, "data-request": this.id },
@@ -141,7 +143,7 @@ export class RequestCard {
         el("code", { class: "muted", text: this.id }), this.badge),
       el("p", { class: "card-question", text: event.question }),
       approval ? el("div", { class: "card-tool" }, el("code", { class: "tool-name", text: event.tool }), args(event.arguments)) : null,
-      facts, this.refusals, this.actions, this.feedback, this.outcome,
+      facts, this.progress, this.refusals, this.actions, this.feedback, this.outcome,
     );
     if (approval) this.approvalButtons();
     else this.questionButtons(event.options);
@@ -205,8 +207,23 @@ export class RequestCard {
     return item;
   }
 
+  // One approval of several: who has approved so far, and who is still needed.
+  approved(event) {
+    this.progress.hidden = false;
+    this.progress.replaceChildren(
+      el("strong", { text: `Approved by ${event.approved_by.join(", ")}` }),
+      " · still needed: ", el("span", { class: "still-needed", text: event.still_needed.join("; ") }));
+    this.badge.textContent = `${event.approved_by.length} approved`;
+  }
+
   hasRefusal(reason) {
     return [...this.refusals.children].some((li) => li.dataset.reason === reason);
+  }
+
+  escalate(event) {
+    const where = event.posted_to.length ? ` · asked in ${event.posted_to.join(", ")}` : "";
+    this.facts.append(el("dt", { text: `Escalation ${event.level}` }),
+      el("dd", { text: `${event.to.join(", ")} may decide too${where}` }));
   }
 
   resolve(event) {
@@ -262,10 +279,21 @@ export function renderEvent(event, ctx) {
     case "human_response":
       ctx.cards.get(event.request_id)?.resolve(event);
       return null;
+    case "approval_given": {
+      const card = ctx.cards.get(event.request_id);
+      if (card) { card.approved(event); return null; }
+      return line("system", "✓", `Approved by ${event.approved_by.join(", ")} · still needed: `,
+        el("span", { text: event.still_needed.join("; ") }));
+    }
     case "decision_refused": {
       const card = ctx.cards.get(event.request_id);
       if (card) { card.refuse(event); return null; }
       return line("error", "✕", `${principal(event.actor)} was refused: `, el("span", { text: event.reason }));
+    }
+    case "request_escalated": {
+      ctx.cards.get(event.request_id)?.escalate(event);
+      const next = event.next_at ? "; the next step follows if nobody decides" : "";
+      return line("system", "⤴", `Request ${event.request_id} escalated (step ${event.level}) to ${event.to.join(", ")}${next}.`);
     }
     case "status":
       if (event.status === "failed") return line("error", "✕", "The thread failed", event.reason ? `: ${event.reason}` : ".");

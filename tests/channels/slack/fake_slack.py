@@ -173,6 +173,11 @@ class FakeSlack:
             )
         if method in self.errors:
             return await self._answered(call, {"ok": False, "error": self.errors[method]})
+        if method == "conversations.open":  # a DM with one person: D + their id
+            users = str(params.get("users", ""))
+            if not re.fullmatch(r"[UW][A-Z0-9_]+", users):
+                return await self._answered(call, {"ok": False, "error": "user_not_found"})
+            return await self._answered(call, {"ok": True, "channel": {"id": f"D{users}"}})
         refused = _refusal(method, params)
         if refused is not None:
             call.refused = refused[1]
