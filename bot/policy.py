@@ -17,9 +17,10 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from bot.errors import ConfigError
-from bot.events import HumanRequested, Identity
+from bot.events import ADMIN, HumanRequested, Identity
 
 __all__ = [
+    "ADMIN_APPROVER",
     "DEFAULT_POLICY_FILE",
     "ApprovalRule",
     "Person",
@@ -33,6 +34,9 @@ __all__ = [
 ]
 
 DEFAULT_POLICY_FILE = Path(__file__).with_name("default_policy.toml")
+
+ADMIN_APPROVER = "admin"
+"""The approvers entry that lets the admin credential (the shared API token) decide."""
 
 RiskTier = Literal["read", "write"]
 
@@ -68,7 +72,8 @@ class ApprovalRule(_Strict):
     approval: Literal["required", "none"]
     """Whether a matching call needs a human's approval."""
     approvers: tuple[str, ...] = ("role:oncall",)
-    """Who may approve: roles (``role:oncall``) and principals (``slack:U123``)."""
+    """Who may approve: roles (``role:oncall``), people, principals (``slack:U123``), and
+    ``"admin"`` where the shared API token (which speaks for no person) may decide too."""
     escalate_after: str | None = None
     """Undecided this long (``"15m"``, ``"2h"``, ``"90s"``), the request goes to the next
     step of ``escalate_to``; again after twice as long, and so on, until it expires."""
@@ -221,6 +226,8 @@ class Policy(_Strict):
         """
         found: list[str] = []
         for who in approvers:
+            if who == ADMIN_APPROVER:  # the admin credential: no principal to reach
+                continue
             members = self.roles.get(who[5:], ()) if who.startswith("role:") else (who,)
             for member in members:
                 if "-group:" not in member:
@@ -234,7 +241,12 @@ class Policy(_Strict):
         return named | {m for m in members if ":" in m and "-group:" not in m}
 
     def roles_of(self, who: Identity) -> set[str]:
-        """The roles ``who`` holds: as a person (through any of their principals) or a group."""
+        """The roles ``who`` holds: as a person (through any of their principals) or a group.
+
+        The admin credential holds none: it is nobody's principal.
+        """
+        if who.principal == ADMIN.principal:
+            return set()
         person = self.person_of(who.principal)
         names = {person} | self.principals_of(person) | {who.principal}
         names |= {f"{who.channel}-group:{g}" for g in who.groups}
@@ -272,8 +284,13 @@ class Policy(_Strict):
         return ApprovalRule(name="default: unmatched changes need approval", approval="required")
 
     def may_decide(self, who: Identity, approvers: Iterable[str]) -> bool:
-        """Whether ``who`` is one of ``approvers`` (by principal, person or role)."""
+        """Whether ``who`` is one of ``approvers`` (by principal, person or role).
+
+        The admin credential may decide only where the approvers name ``"admin"``.
+        """
         allowed = set(approvers)
+        if who.principal == ADMIN.principal:
+            return ADMIN_APPROVER in allowed
         person = self.person_of(who.principal)
         if who.principal in allowed or person in allowed:
             return True
@@ -354,6 +371,7 @@ def load_policy(path: Path | None = None) -> Policy:
                     f"policy file {path}: {principal} belongs to both "
                     f"{owners[principal]!r} and {name!r}"
                 )
+    _check_admin(path, policy)
     for role, members in policy.roles.items():
         for member in members:
             if ":" not in member and member not in policy.people:
@@ -361,6 +379,27 @@ def load_policy(path: Path | None = None) -> Policy:
                     f"policy file {path}: role {role!r} names {member!r}, who is not in [people]"
                 )
     return policy
+
+
+def _check_admin(path: Path, policy: Policy) -> None:
+    """The admin credential is nobody: no person is called "admin" or holds its principal."""
+    if ADMIN_APPROVER in policy.people:  # "admin" in approvers means the admin credential
+        raise ConfigError(f"policy file {path}: 'admin' is reserved; name the person otherwise")
+    admin = f"{ADMIN.channel}:"
+    for name, person in policy.people.items():
+        for principal in person.principals:
+            if principal.startswith(admin):
+                raise ConfigError(
+                    f"policy file {path}: person {name!r}: {principal} is the admin credential,"
+                    " which speaks for no person"
+                )
+    for role, members in policy.roles.items():
+        for member in members:
+            if member.startswith(admin):
+                raise ConfigError(
+                    f"policy file {path}: role {role!r} names {member!r}: the admin credential"
+                    ' holds no role (name "admin" in a rule\'s approvers instead)'
+                )
 
 
 def _check_escalation(path: Path, policy: Policy, steps: set[str]) -> None:

@@ -5,8 +5,21 @@ from bot.store._records import Approval, HumanRequest, InboxItem, OutboxItem, Th
 from bot.store._sessions import ConsoleSession, ConsoleSessions
 from bot.store._store import Store
 from bot.store._tables import UTCDateTime
+from bot.store._tokens import (
+    DEFAULT_SCOPES,
+    DEFAULT_TOKEN_TTL,
+    SCOPES,
+    ApiToken,
+    ApiTokens,
+    Scope,
+)
 
 __all__ = [
+    "DEFAULT_SCOPES",
+    "DEFAULT_TOKEN_TTL",
+    "SCOPES",
+    "ApiToken",
+    "ApiTokens",
     "Approval",
     "ConsoleSession",
     "ConsoleSessions",
@@ -14,6 +27,7 @@ __all__ = [
     "HumanRequest",
     "InboxItem",
     "OutboxItem",
+    "Scope",
     "Store",
     "Thread",
     "ThreadSummary",

@@ -413,6 +413,21 @@ def test_model_called_carries_a_decision_through_the_event_adapter():
     assert restored.decision.arguments == {"service": "search"}
 
 
+def test_an_identity_recorded_before_auth_was_kept_still_loads() -> None:
+    old = {
+        "kind": "human_response",
+        "at": "2026-01-01T00:00:00Z",
+        "request_id": "hr_1",
+        "decision": "approve",
+        "actor": {"channel": "slack", "user_id": "U1", "display_name": "Ann"},
+    }
+    event = event_adapter.validate_python(old)
+    assert (event.actor.auth, event.actor.via) == (None, None)
+    assert event.actor.attested_label == "Ann"
+    now = event.actor.model_copy(update={"auth": "token", "via": "token:tk_1"})
+    assert now.attested_label == "Ann · token · via token:tk_1"
+
+
 def test_a_request_recorded_before_several_approvers_loads_as_one_of_any():
     old = {
         "kind": "human_request",

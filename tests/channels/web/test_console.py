@@ -24,7 +24,7 @@ from bot.api import _hooks, _routes, create_app
 from bot.app import Opsloop
 from bot.config import Settings, load_settings
 from bot.model.offline import OfflineModel
-from bot.store import ConsoleSessions, Database
+from bot.store import ApiTokens, ConsoleSessions, Database
 from channels import web
 from channels.web import _pages
 from channels.web._render import status_label
@@ -76,12 +76,19 @@ class Console:
         body: dict[str, Any] = response.json()
         return body
 
+    async def as_person(self, user: str) -> dict[str, str]:
+        """Headers that call the API as ``user`` (a console session acts only as its own
+        person, so these helpers speak for people with their per-person tokens)."""
+        _, token = await ApiTokens(self.ops.store.db).create(user)
+        return {"Authorization": f"Bearer {token}"}
+
     async def say(self, text: str, user: str, thread_id: str | None = None) -> str:
+        headers = await self.as_person(user)
         if thread_id is None:
-            response = await self.client.post("/api/threads", json={"text": text, "user": user})
+            response = await self.client.post("/api/threads", json={"text": text}, headers=headers)
         else:
             response = await self.client.post(
-                f"/api/threads/{thread_id}/messages", json={"text": text, "user": user}
+                f"/api/threads/{thread_id}/messages", json={"text": text}, headers=headers
             )
         assert response.status_code in {201, 202}, response.text
         await self.work()
@@ -91,7 +98,8 @@ class Console:
     async def decide(self, request_id: str, decision: str, actor: str, **extra: Any) -> None:
         response = await self.client.post(
             f"/api/human-requests/{request_id}",
-            json={"decision": decision, "actor": actor, **extra},
+            json={"decision": decision, **extra},
+            headers=await self.as_person(actor),
         )
         assert response.status_code == 202, response.text
         await self.work()
@@ -487,3 +495,15 @@ async def test_messages_and_user_ids_are_escaped_everywhere(console: Console) ->
         assert "&lt;b&gt;mallory&lt;/b&gt;" in html or "\\u003cb\\u003e" in html, path
     assert escaped in (await console.client.get(f"/threads/{thread_id}")).text
     assert page_data((await console.client.get("/")).text)["user"] == "<b>mallory</b>"
+
+
+async def test_a_console_session_never_speaks_for_a_user_the_body_names(console: Console) -> None:
+    await console.login()  # a link that names nobody signs in as admin, who speaks for nobody
+    for path, body in [
+        ("/api/threads", {"text": "deploy checkout 1.4.2 to production", "user": "oncall-1"}),
+        ("/api/human-requests/hr_x", {"decision": "approve", "actor": "oncall-1"}),
+    ]:
+        response = await console.client.post(path, json=body)
+        assert response.status_code == 403, response.text
+        assert "speaks for nobody" in response.json()["error"]
+    assert await console.ops.store.list_threads() == []
