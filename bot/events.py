@@ -90,6 +90,10 @@ class Identity(_Frozen):
     """A verified email address, where the platform vouches for it."""
     groups: tuple[str, ...] = ()
     """Platform groups the person belongs to (Slack user groups, Discord roles)."""
+    auth: str | None = None
+    """How this identity was authenticated: ``oidc``, ``token``, ``admin``, ``login-link``…"""
+    via: str | None = None
+    """The principal of an integration (``token:<id>``) that speaks for this person."""
 
     @property
     def principal(self) -> str:
