@@ -187,8 +187,9 @@ async def _login_link(settings: Settings, principal: str) -> str:
 def _started(settings: Settings, principal: str, link: str, approver: str | None) -> str:
     """What ``opsloop run`` says once the API answers."""
     lines = [
-        f"\nopsloop is running. Open the console as {principal} (the link works once, "
-        f"within 15 minutes):\n\n    {link}\n",
+        "\nopsloop is running.",
+        f"Open the console as {principal} (the link works once, within 15 minutes):",
+        f"\n    {link}\n",
     ]
     if approver:
         lines.append(f"A link for an approver: opsloop login --as {approver}")
@@ -285,7 +286,7 @@ def run_all(
             code = 1
         else:
             link = guarded(_login_link(settings, principal))
-            console.print(_started(settings, principal, link, approver))
+            console.print(_started(settings, principal, link, approver), soft_wrap=True)
         while code == 0 and not stopping:
             for name, child in children.items():
                 if child.poll() is not None:

@@ -64,9 +64,12 @@ def check_csrf(request: Request, offered: str | None) -> None:
     from another site through a same-site path (a subdomain, an old browser).
     """
     expected = request.session.get(CSRF_FIELD)
+    # Browsers say where a request comes from: Sec-Fetch-Site always; Origin is "null" under
+    # the console's no-referrer policy, so only a real other origin counts against it.
+    site = request.headers.get("sec-fetch-site")
     origin = request.headers.get("origin")
     own = {f"{request.url.scheme}://{request.url.netloc}", request.app.state.settings.console_url}
-    if origin is not None and origin not in own:
+    if site not in {None, "same-origin", "none"} or origin not in {None, "null", *own}:
         raise HTTPException(403, "cross-site request refused")
     if not (
         isinstance(expected, str)
