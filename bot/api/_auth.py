@@ -140,23 +140,21 @@ def session_identity(session: ConsoleSession) -> Identity:
 
 async def _resolve(request: Request) -> Caller:
     scheme, _, offered = request.headers.get("authorization", "").partition(" ")
-    offered = offered.strip()
-    if scheme.lower() == "bearer" and offered:
-        if token_matches(request, offered):
-            return Caller(ADMIN, frozenset(SCOPES))
-        if not offered.startswith("opl_"):
-            raise HTTPException(401, "invalid API token")
+    offered = offered.strip() if scheme.lower() == "bearer" else ""
+    if offered.startswith("opl_"):
         try:
             token = await tokens_of(request).check(offered)
         except AuthenticationError as exc:
             raise HTTPException(401, str(exc)) from None
         who = Identity(channel="web", user_id=token.person, display_name=token.person, auth="token")
         return Caller(who, frozenset(token.scopes), token.id)
+    if offered and token_matches(request, offered):
+        return Caller(ADMIN, frozenset(SCOPES))
     session = await console_session(request)
     if session is not None:
         identity = session_identity(session)
         return Caller(identity, frozenset(SCOPES) if identity == ADMIN else PERSON_SCOPES)
-    if _token(request) is None and scheme.lower() != "bearer":
+    if _token(request) is None:
         raise HTTPException(401, "no API token is configured (set OPSLOOP_API_TOKEN)")
     raise HTTPException(
         401, "authentication required: send 'Authorization: Bearer <token>' or log in"

@@ -170,13 +170,14 @@ async def post_message(
     thread_id: str, body: PostMessage, request: Request, response: Response, caller: Actor
 ) -> dict[str, Any]:
     """Add a message to a thread; a worker takes it from here."""
+    sender = speaker(caller, body.user)  # before anything is looked up
     ops = _ops(request)
     thread = await ops.store.load_thread(thread_id)
     key = event_key(request, f"message:{thread_id}")
     event = MessageReceived(
         idempotency_key=key or f"web:{new_id('msg')}",
         conversation=thread.conversation,
-        sender=speaker(caller, body.user),
+        sender=sender,
         text=body.text,
     )
     item = await accept(ops, event, response)
@@ -189,7 +190,8 @@ async def pause(
     thread_id: str, body: PauseThread, request: Request, caller: Actor
 ) -> dict[str, Any]:
     """Stop the thread taking steps; messages that arrive meanwhile are kept."""
-    thread = await _ops(request).pause(thread_id, speaker(caller, body.actor), body.reason)
+    actor = speaker(caller, body.actor)
+    thread = await _ops(request).pause(thread_id, actor, body.reason)
     return summary_json(thread)
 
 
@@ -198,7 +200,8 @@ async def resume(
     thread_id: str, body: PauseThread, request: Request, caller: Actor
 ) -> dict[str, Any]:
     """Let a paused thread go on."""
-    thread = await _ops(request).unpause(thread_id, speaker(caller, body.actor))
+    actor = speaker(caller, body.actor)
+    thread = await _ops(request).unpause(thread_id, actor)
     if thread.status == ThreadStatus.RUNNING:
         dispatcher = _dispatcher(request)
         await enqueue(lambda: dispatcher.resume(thread_id), what=f"thread {thread_id}")
@@ -226,6 +229,7 @@ async def decide(
     request_id: str, body: Decide, request: Request, response: Response, caller: Decider
 ) -> dict[str, Any]:
     """Approve, reject or answer a request. Accepted once; refusals are recorded."""
+    actor = speaker(caller, body.actor)  # before anything is looked up
     ops = _ops(request)
     human = await ops.store.human_request(request_id)
     thread = await ops.store.load_thread(human.thread_id)
@@ -233,7 +237,7 @@ async def decide(
     event = ActionReceived(
         idempotency_key=key or f"web:{new_id('act')}",
         conversation=thread.conversation,
-        actor=speaker(caller, body.actor),
+        actor=actor,
         request_id=request_id,
         decision=HumanDecision(body.decision),
         comment=body.comment,

@@ -19,7 +19,7 @@ from bot.events import ADMIN
 from bot.policy import Policy
 from bot.store import DEFAULT_SCOPES, DEFAULT_TOKEN_TTL, ApiToken, Scope
 
-__all__ = ["expiry_of", "router", "token_json", "token_person"]
+__all__ = ["lifetime_of", "router", "token_json", "token_person"]
 
 router = APIRouter(prefix="/api", dependencies=[Depends(require_auth)], tags=["tokens"])
 
@@ -27,20 +27,20 @@ _DURATION = re.compile(r"^(\d{1,5})([mhdw])$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
-def expiry_of(text: str | None, now: datetime) -> datetime | None:
-    """When a token made ``now`` expires: ``30d``, ``12h``, ``2w``, ``90m``, or ``never``.
+def lifetime_of(text: str | None) -> timedelta | None:
+    """How long a token lasts: ``30d``, ``12h``, ``2w``, ``90m``, or ``never`` (``None``).
 
     Raises:
         BadInputError: anything else, or a zero duration.
     """
     if text is None:
-        return now + DEFAULT_TOKEN_TTL
+        return DEFAULT_TOKEN_TTL
     if text.strip().lower() == "never":
         return None
     match = _DURATION.match(text.strip().lower())
     if match is None or int(match[1]) == 0:
         raise BadInputError(f"expiry {text!r}: give a duration such as 30d, 12h, 2w, or 'never'")
-    return now + timedelta(**{_UNITS[match[2]]: int(match[1])})
+    return timedelta(**{_UNITS[match[2]]: int(match[1])})
 
 
 def token_person(policy: Policy, user: str) -> str:
@@ -134,10 +134,8 @@ async def create_token(
     if missing and not caller.is_admin:
         raise HTTPException(403, f"you may not hand out scopes you lack: {sorted(missing)}")
     tokens = tokens_of(request)
-    expires_at = expiry_of(body.expires, tokens.clock())
-    token, secret = await tokens.create(
-        person, scopes=body.scopes, label=body.label, expires_at=expires_at
-    )
+    lasts = lifetime_of(body.expires)
+    token, secret = await tokens.create(person, scopes=body.scopes, label=body.label, lasts=lasts)
     return {"token": secret, **token_json(token, tokens.clock())}
 
 

@@ -127,21 +127,28 @@ class ApiTokens:
         *,
         scopes: Iterable[Scope] = DEFAULT_SCOPES,
         label: str | None = None,
+        lasts: timedelta | None = DEFAULT_TOKEN_TTL,
         expires_at: datetime | None = None,
     ) -> tuple[ApiToken, str]:
-        """Make a token for ``person``; returns it and the token string (shown only here)."""
+        """Make a token for ``person``; returns it and the token string (shown only here).
+
+        It works for ``lasts`` (``None``: until revoked), or until ``expires_at`` if given.
+        """
         wanted = set(scopes)
         unknown = wanted - set(SCOPES)
         if unknown or not wanted:
             raise ValueError(f"scopes must be some of {', '.join(SCOPES)}")
         secret = secrets.token_urlsafe(32)
+        now = self.clock()
+        if expires_at is None and lasts is not None:
+            expires_at = now + lasts
         row = ApiTokenRow(
             id=new_id("tk"),
             person=person,
             scopes=" ".join(s for s in SCOPES if s in wanted),
             label=label,
             secret_hash=_digest(secret),
-            created_at=self.clock(),
+            created_at=now,
             expires_at=expires_at,
             revoked_at=None,
             last_used_at=None,

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bot.errors import ConfigError
-from bot.events import Identity
+from bot.events import ADMIN, Identity
 from bot.policy import DEFAULT_POLICY_FILE, ApprovalRule, Policy, load_policy
 
 DEV = Identity(channel="cli", user_id="dev-1")
@@ -409,3 +409,54 @@ def test_the_readme_policy_example_loads_and_does_what_the_readme_says(tmp_path)
     )
     assert (staging.approval, production.approval) == ("none", "required")
     assert policy.may_decide(Identity(channel="slack", user_id="U024BE7LH"), ["role:oncall"])
+
+
+# ---------------------------------------------------------------- the admin credential
+
+
+def test_admin_decides_only_where_the_approvers_name_admin(policy):
+    production = rule(policy, environment="production")
+    assert "admin" not in production.approvers
+    assert not policy.may_decide(ADMIN, production.approvers)
+    assert policy.may_decide(ADMIN, ("role:oncall", "admin"))
+    # A person is never admin by being named "admin" in approvers.
+    assert not policy.may_decide(DEV, ("admin",))
+    assert not policy.may_decide(Identity(channel="web", user_id="admin"), ("admin",))
+
+
+def test_admin_holds_no_role_even_where_a_role_names_it(policy):
+    loose = policy.model_copy(update={"roles": {"oncall": ("admin:admin", "oncall-1")}})
+    assert loose.roles_of(ADMIN) == set()
+    assert not loose.may_decide(ADMIN, ("role:oncall",))
+
+
+def test_load_policy_accepts_admin_in_approvers(tmp_path):
+    path = write(
+        tmp_path,
+        """
+version = 1
+[roles]
+oncall = ["slack:U1"]
+[[rules]]
+name = "break-glass"
+tiers = ["write"]
+approval = "required"
+approvers = ["role:oncall", "admin"]
+""",
+    )
+    loaded = load_policy(path)
+    assert loaded.rules[0].approvers == ("role:oncall", "admin")
+    assert loaded.principals_named(loaded.rules[0].approvers) == ["slack:U1"]
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        ('[people.admin]\nprincipals = ["web:admin"]\n', "'admin' is reserved"),
+        ('[people.ann]\nprincipals = ["admin:admin"]\n', "speaks for no person"),
+        ('[roles]\noncall = ["admin:admin"]\n', "holds no role"),
+    ],
+)
+def test_load_policy_refuses_admin_as_a_person(tmp_path, content, why):
+    with pytest.raises(ConfigError, match=why):
+        load_policy(write(tmp_path, "version = 1\n" + content))

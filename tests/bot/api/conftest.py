@@ -14,6 +14,7 @@ from bot.app import Opsloop
 from bot.config import Settings, load_settings
 from bot.model import Model
 from bot.model.offline import OfflineModel
+from bot.policy import Policy
 from bot.store import Database
 from tests.bot.api.harness import AUTH, SECRET, TOKEN, Api, MakeApi
 from tests.fakes import RecordingDispatcher
@@ -41,8 +42,9 @@ async def make_api(
             settings: Settings = api_settings,
             auth: bool = True,
             raise_app_exceptions: bool = True,
+            policy: Policy | None = None,
         ) -> Api:
-            ops = await make_ops(database, model or OfflineModel())
+            ops = await make_ops(database, model or OfflineModel(), policy_=policy)
             dispatcher = RecordingDispatcher()
             app = create_app(settings, ops=ops, dispatcher=dispatcher)
             await stack.enter_async_context(app.router.lifespan_context(app))
@@ -54,7 +56,9 @@ async def make_api(
                     headers=AUTH if auth else {},
                 )
             )
-            return Api(client=client, ops=ops, dispatcher=dispatcher)
+            api = Api(client=client, ops=ops, dispatcher=dispatcher, transport=transport)
+            stack.push_async_callback(api.aclose)
+            return api
 
         yield make
 

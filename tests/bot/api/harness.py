@@ -1,15 +1,20 @@
-"""The API tests' client of the app: an in-process app on a real database."""
+"""The API tests' client of the app: an in-process app on a real database.
+
+``Api.client`` holds the admin token (``OPSLOOP_API_TOKEN``), which speaks for nobody;
+people call through clients with their own per-person tokens (:meth:`Api.person`).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx2
 
 from bot.app import Opsloop
 from bot.events import CallTool
+from bot.store import DEFAULT_SCOPES, ApiTokens, Scope
 from tests.fakes import RecordingDispatcher
 
 TOKEN = "t" * 24
@@ -28,11 +33,37 @@ class Api:
     client: httpx2.AsyncClient
     ops: Opsloop
     dispatcher: RecordingDispatcher
+    transport: httpx2.AsyncBaseTransport | None = None
+    people: dict[str, httpx2.AsyncClient] = field(default_factory=dict)
+
+    async def mint(self, person: str, scopes: Iterable[Scope] = DEFAULT_SCOPES, **kw: Any) -> str:
+        """A new per-person token for ``person`` (made in the store, as the CLI does)."""
+        _, token = await ApiTokens(self.ops.store.db).create(person, scopes=scopes, **kw)
+        return token
+
+    def client_with(self, token: str) -> httpx2.AsyncClient:
+        """A client of the same app that sends ``token``; closed with the app."""
+        client = httpx2.AsyncClient(
+            transport=self.transport,
+            base_url=str(self.client.base_url),
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        self.people[f"token {token[:24]}"] = client
+        return client
+
+    async def person(self, person: str) -> httpx2.AsyncClient:
+        """A client that calls as ``person``, with a token of the default scopes."""
+        if person not in self.people:
+            self.people[person] = self.client_with(await self.mint(person))
+        return self.people[person]
+
+    async def aclose(self) -> None:
+        for client in self.people.values():
+            await client.aclose()
 
     async def launch(self, text: str, user: str = "dev-1", **extra: Any) -> dict[str, Any]:
-        response = await self.client.post(
-            "/api/threads", json={"text": text, "user": user, **extra}
-        )
+        client = await self.person(user)
+        response = await client.post("/api/threads", json={"text": text, **extra})
         assert response.status_code == 201, response.text
         body: dict[str, Any] = response.json()
         return body
@@ -49,9 +80,9 @@ class Api:
         return body
 
     async def decide(self, request_id: str, decision: str, actor: str, **extra: Any) -> int:
-        response = await self.client.post(
-            f"/api/human-requests/{request_id}",
-            json={"decision": decision, "actor": actor, **extra},
+        client = await self.person(actor)
+        response = await client.post(
+            f"/api/human-requests/{request_id}", json={"decision": decision, **extra}
         )
         assert response.status_code == 202, response.text
         item: int = response.json()["inbox_item"]

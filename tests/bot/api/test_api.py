@@ -152,7 +152,8 @@ async def test_post_a_message_to_a_thread(make_api: MakeApi) -> None:
     launched = await api.launch("what is running in staging?")
     await api.work(launched["inbox_item"])
 
-    response = await api.client.post(
+    dev2 = await api.person("dev-2")
+    response = await dev2.post(
         f"/api/threads/{launched['id']}/messages", json={"text": "and now?", "user": "dev-2"}
     )
     assert response.status_code == 202, response.text
@@ -293,18 +294,19 @@ async def test_pause_and_resume(make_api: MakeApi) -> None:
     launched = await api.launch("what is running in staging?")
     thread_id = launched["id"]
     await api.work(launched["inbox_item"])
+    oncall = await api.person("oncall-1")
 
-    response = await api.client.post(
+    response = await oncall.post(
         f"/api/threads/{thread_id}/pause", json={"actor": "oncall-1", "reason": "incident"}
     )
     assert response.status_code == 200, response.text
     assert response.json()["status"] == "paused"
-    response = await api.client.post(f"/api/threads/{thread_id}/pause", json={"actor": "x"})
+    response = await oncall.post(f"/api/threads/{thread_id}/pause", json={})
     assert "paused already" in error_of(response, 400)
 
     # A message that arrives meanwhile is kept, not acted on.
-    response = await api.client.post(
-        f"/api/threads/{thread_id}/messages", json={"text": "still there?", "user": "dev-1"}
+    response = await (await api.person("dev-1")).post(
+        f"/api/threads/{thread_id}/messages", json={"text": "still there?"}
     )
     await api.work(response.json()["inbox_item"])
     thread = await api.thread(thread_id)
@@ -313,7 +315,7 @@ async def test_pause_and_resume(make_api: MakeApi) -> None:
     status = [e for e in thread["events"] if e["kind"] == "status"][-1]
     assert status["reason"] == "paused by web:oncall-1: incident"
 
-    response = await api.client.post(f"/api/threads/{thread_id}/resume", json={"actor": "oncall-1"})
+    response = await oncall.post(f"/api/threads/{thread_id}/resume", json={})
     assert response.status_code == 200, response.text
     assert response.json()["status"] == "running"
     assert api.dispatcher.of("resume") == [thread_id]
@@ -325,16 +327,19 @@ async def test_pause_and_resume(make_api: MakeApi) -> None:
         "second",
     ]
 
-    response = await api.client.post(f"/api/threads/{thread_id}/resume", json={"actor": "x"})
+    response = await oncall.post(f"/api/threads/{thread_id}/resume", json={})
     assert "not paused" in error_of(response, 400)
+    thread = await api.thread(thread_id)
+    reasons = [e["reason"] for e in thread["events"] if e["kind"] == "status"]
+    assert "resumed by web:oncall-1" in reasons
 
 
 async def test_resume_with_nothing_new_waits(api: Api) -> None:
     launched = await api.launch("what is running in staging?")
     await api.work(launched["inbox_item"])
     path = f"/api/threads/{launched['id']}"
-    assert (await api.client.post(f"{path}/pause", json={"actor": "a"})).status_code == 200
-    response = await api.client.post(f"{path}/resume", json={"actor": "a"})
+    assert (await api.client.post(f"{path}/pause", json={})).status_code == 200
+    response = await api.client.post(f"{path}/resume", json={})
     assert response.json()["status"] == "waiting"
     assert api.dispatcher.of("resume") == []
 
@@ -345,20 +350,18 @@ async def test_pause_or_resume_a_busy_thread_is_409(api: Api) -> None:
     thread_id = launched["id"]
     assert await api.ops.store.acquire_lease(thread_id, "someone", 30)
     for action in ("pause", "resume"):
-        response = await api.client.post(
-            f"/api/threads/{thread_id}/{action}", json={"actor": "oncall-1"}
-        )
+        response = await api.client.post(f"/api/threads/{thread_id}/{action}", json={})
         assert "busy" in error_of(response, 409), action
     await api.ops.store.release_lease(thread_id, "someone")
-    response = await api.client.post(f"/api/threads/{thread_id}/pause", json={"actor": "a"})
+    response = await api.client.post(f"/api/threads/{thread_id}/pause", json={})
     assert response.status_code == 200
 
 
 async def test_a_thread_waiting_on_a_person_is_decided_not_resumed(api: Api) -> None:
     thread_id, request_id = await api.paused_on_deploy()
-    response = await api.client.post(f"/api/threads/{thread_id}/resume", json={"actor": "a"})
+    response = await api.client.post(f"/api/threads/{thread_id}/resume", json={})
     assert request_id in error_of(response, 400)
-    response = await api.client.post(f"/api/threads/{thread_id}/pause", json={"actor": "a"})
+    response = await api.client.post(f"/api/threads/{thread_id}/pause", json={})
     assert "paused already" in error_of(response, 400)
     assert (await api.thread(thread_id))["status"] == "paused"
 
@@ -372,8 +375,6 @@ async def test_a_thread_waiting_on_a_person_is_decided_not_resumed(api: Api) -> 
         {"text": 123, "user": "dev-1"},
         {"text": ["hi"], "user": "dev-1"},
         {"text": "hi", "user": 5},
-        {"text": "hi", "user": None},
-        {"text": "hi"},
         {"user": "dev-1"},
         {},
         {"text": "hi", "user": "dev-1", "admin": True},
@@ -401,11 +402,11 @@ async def test_launch_refuses_malformed_bodies(api: Api, body: Any) -> None:
 @pytest.mark.parametrize(
     ("path", "body"),
     [
-        ("/messages", {"text": "hi"}),
-        ("/messages", {"text": "hi", "user": "u", "agent": "deployer"}),
-        ("/pause", {}),
-        ("/pause", {"actor": "a", "reason": 5}),
-        ("/resume", {"actor": "a", "force": True}),
+        ("/messages", {"user": "dev-1"}),
+        ("/messages", {"text": "hi", "agent": "deployer"}),
+        ("/pause", {"actor": ""}),
+        ("/pause", {"reason": 5}),
+        ("/resume", {"force": True}),
     ],
 )
 async def test_thread_actions_refuse_malformed_bodies(api: Api, path: str, body: Any) -> None:
@@ -418,7 +419,7 @@ async def test_thread_actions_refuse_malformed_bodies(api: Api, path: str, body:
     "body",
     [
         {"decision": "maybe", "actor": "oncall-1"},
-        {"decision": "approve"},
+        {"actor": "oncall-1"},
         {"decision": "approve", "actor": "oncall-1", "extra": 1},
         {"decision": ["approve"], "actor": "oncall-1"},
         {"decision": "approve", "actor": "oncall-1", "comment": "c" * 10_001},
@@ -452,7 +453,7 @@ async def test_invalid_json_is_422(api: Api, raw: bytes) -> None:
 async def test_text_no_person_meant_is_400_and_nothing_is_stored(
     api: Api, text: str, why: str
 ) -> None:
-    response = await api.client.post("/api/threads", json={"text": text, "user": "dev-1"})
+    response = await api.client.post("/api/threads", json={"text": text})
     assert why in error_of(response, 400)
     assert api.dispatcher.calls == []
     assert await api.ops.store.list_threads() == []
@@ -506,7 +507,7 @@ async def test_oversized_body_streamed_is_413(api: Api) -> None:
 
 
 async def test_streamed_body_under_the_limit_is_read(api: Api) -> None:
-    body = json.dumps({"text": "what is running in staging?", "user": "dev-1"}).encode()
+    body = json.dumps({"text": "what is running in staging?"}).encode()
 
     async def stream() -> AsyncIterator[bytes]:
         for i in range(0, len(body), 7):
@@ -522,10 +523,10 @@ async def test_streamed_body_under_the_limit_is_read(api: Api) -> None:
     ("method", "path", "body"),
     [
         ("GET", "/api/threads/th_nonexistent", None),
-        ("POST", "/api/threads/th_nonexistent/messages", {"text": "hi", "user": "u"}),
-        ("POST", "/api/threads/th_nonexistent/pause", {"actor": "a"}),
-        ("POST", "/api/threads/th_nonexistent/resume", {"actor": "a"}),
-        ("POST", "/api/human-requests/hr_nonexistent", {"decision": "approve", "actor": "a"}),
+        ("POST", "/api/threads/th_nonexistent/messages", {"text": "hi"}),
+        ("POST", "/api/threads/th_nonexistent/pause", {}),
+        ("POST", "/api/threads/th_nonexistent/resume", {}),
+        ("POST", "/api/human-requests/hr_nonexistent", {"decision": "approve"}),
         ("GET", "/api/inbox/999999", None),
         ("GET", "/api/no-such-route", None),
         ("GET", "/nowhere", None),
@@ -541,8 +542,8 @@ async def test_unknown_ids_are_404(api: Api, method: str, path: str, body: Any) 
     ("method", "path", "body"),
     [
         ("GET", "/api/threads/th_%00x", None),
-        ("POST", "/api/threads/th_%00x/messages", {"text": "hi", "user": "u"}),
-        ("POST", "/api/human-requests/hr_%00x", {"decision": "approve", "actor": "a"}),
+        ("POST", "/api/threads/th_%00x/messages", {"text": "hi"}),
+        ("POST", "/api/human-requests/hr_%00x", {"decision": "approve"}),
     ],
 )
 async def test_an_id_with_a_nul_byte_is_404(
@@ -552,9 +553,7 @@ async def test_an_id_with_a_nul_byte_is_404(
 
 
 async def test_unknown_agent_is_refused(api: Api) -> None:
-    response = await api.client.post(
-        "/api/threads", json={"text": "hi", "user": "u", "agent": "nobody"}
-    )
+    response = await api.client.post("/api/threads", json={"text": "hi", "agent": "nobody"})
     assert "nobody" in error_of(response, 404)
     assert api.dispatcher.calls == []
 
@@ -763,6 +762,8 @@ async def test_openapi_lists_the_routes(make_api: MakeApi) -> None:
         "/api/human-requests": {"get"},
         "/api/human-requests/{request_id}": {"post"},
         "/api/inbox/{item_id}": {"get"},
+        "/api/tokens": {"get", "post"},
+        "/api/tokens/{token_id}": {"delete"},
         "/hooks/{name}": {"post"},
         "/healthz": {"get"},
         "/readyz": {"get"},
@@ -774,4 +775,4 @@ async def test_openapi_lists_the_routes(make_api: MakeApi) -> None:
     assert "201" in launch["responses"]
     schema = response.json()["components"]["schemas"]["LaunchThread"]
     assert schema["additionalProperties"] is False
-    assert set(schema["required"]) == {"text", "user"}
+    assert set(schema["required"]) == {"text"}  # the caller is who asks

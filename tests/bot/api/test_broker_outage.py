@@ -30,7 +30,8 @@ async def test_with_the_broker_down_stored_work_is_accepted_not_500(api: Api) ->
     """Regression: the event was stored, the enqueue raised, and the client got a 500;
     a client that retried made a duplicate, as the sweeper later ran both."""
     asked = broker_down(api)
-    launched = await api.client.post(
+    dev = await api.person("dev-1")
+    launched = await dev.post(
         "/api/threads", json={"text": "what is running in staging?", "user": "dev-1"}
     )
     assert launched.status_code == 201, launched.text
@@ -39,7 +40,7 @@ async def test_with_the_broker_down_stored_work_is_accepted_not_500(api: Api) ->
     assert (await api.ops.store.inbox_item(item)).status == "pending"  # the sweeper's now
 
     thread_id, request_id = launched.json()["id"], None
-    message = await api.client.post(
+    message = await dev.post(
         f"/api/threads/{thread_id}/messages", json={"text": "and production?", "user": "dev-1"}
     )
     assert message.status_code == 202, message.text
@@ -62,7 +63,8 @@ async def test_with_the_broker_down_stored_work_is_accepted_not_500(api: Api) ->
 async def test_a_decision_with_the_broker_down_is_accepted(api: Api) -> None:
     _, request_id = await api.paused_on_deploy()
     broker_down(api)
-    response = await api.client.post(
+    oncall = await api.person("oncall-1")
+    response = await oncall.post(
         f"/api/human-requests/{request_id}", json={"decision": "approve", "actor": "oncall-1"}
     )
     assert response.status_code == 202, response.text
@@ -82,8 +84,9 @@ async def test_a_slow_broker_does_not_stall_other_requests(
         returned.set()
 
     api.dispatcher.process = stuck  # type: ignore[method-assign]
+    dev = await api.person("dev-1")
     launch = asyncio.create_task(
-        api.client.post("/api/threads", json={"text": "what is running?", "user": "dev-1"})
+        dev.post("/api/threads", json={"text": "what is running?", "user": "dev-1"})
     )
     await asyncio.to_thread(entered.wait, 10)
     # The broker is stuck; the loop still serves others.
@@ -99,31 +102,35 @@ async def test_a_slow_broker_does_not_stall_other_requests(
 
 
 async def test_a_launch_retried_with_its_key_stores_one_event(api: Api) -> None:
-    body = {"text": "what is running in staging?", "user": "dev-1"}
+    body = {"text": "what is running in staging?"}
     headers = {"Idempotency-Key": "launch-7f3a"}
-    first = await api.client.post("/api/threads", json=body, headers=headers)
-    again = await api.client.post("/api/threads", json=body, headers=headers)
+    dev = await api.person("dev-1")
+    first = await dev.post("/api/threads", json=body, headers=headers)
+    again = await dev.post("/api/threads", json=body, headers=headers)
     assert first.status_code == again.status_code == 201
     assert first.json() == again.json()
     assert again.headers["Idempotent-Replayed"] == "true"
     assert "Idempotent-Replayed" not in first.headers
     # One event stored; the retry only hands the same item on again (harmless if queued).
     assert set(api.dispatcher.of("process")) == {first.json()["inbox_item"]}
-    other = await api.client.post("/api/threads", json=body, headers={"Idempotency-Key": "b"})
+    other = await dev.post("/api/threads", json=body, headers={"Idempotency-Key": "b"})
     assert other.json()["id"] != first.json()["id"]
+    # Another person's request with the same key and text is not a retry of dev-1's.
+    dev2 = await api.person("dev-2")
+    theirs = await dev2.post("/api/threads", json=body, headers=headers)
+    assert "different request" in error_of(theirs, 409)
 
 
 async def test_the_same_key_with_another_body_is_refused(api: Api) -> None:
     headers = {"Idempotency-Key": "k-1"}
-    await api.client.post(
-        "/api/threads", json={"text": "what runs?", "user": "dev-1"}, headers=headers
-    )
-    reused = await api.client.post(
+    dev = await api.person("dev-1")
+    await dev.post("/api/threads", json={"text": "what runs?", "user": "dev-1"}, headers=headers)
+    reused = await dev.post(
         "/api/threads", json={"text": "deploy it all", "user": "dev-1"}, headers=headers
     )
     assert "different request" in error_of(reused, 409)
     for bad in ("", "x" * 256, "naïve".encode()):
-        response = await api.client.post(
+        response = await dev.post(
             "/api/threads",
             json={"text": "what runs?", "user": "dev-1"},
             headers={"Idempotency-Key": bad},
@@ -136,12 +143,13 @@ async def test_a_decision_retried_with_its_key_is_one_decision(api: Api) -> None
     decide: dict[str, Any] = {"decision": "approve", "actor": "oncall-1", "comment": "ok"}
     headers = {"Idempotency-Key": "approve-1"}
     path = f"/api/human-requests/{request_id}"
-    first = await api.client.post(path, json=decide, headers=headers)
-    again = await api.client.post(path, json=decide, headers=headers)
+    oncall = await api.person("oncall-1")
+    first = await oncall.post(path, json=decide, headers=headers)
+    again = await oncall.post(path, json=decide, headers=headers)
     assert first.status_code == again.status_code == 202
     assert first.json() == again.json()
     await api.work(first.json()["inbox_item"])
     thread = await api.thread(thread_id)
     assert [e["kind"] for e in thread["events"]].count("human_response") == 1
-    rejected = await api.client.post(path, json={**decide, "decision": "reject"}, headers=headers)
+    rejected = await oncall.post(path, json={**decide, "decision": "reject"}, headers=headers)
     assert "different request" in error_of(rejected, 409)

@@ -180,3 +180,22 @@ def test_invalid_utf8_argument_is_refused_without_a_traceback(tmp_path: Path) ->
     assert result.returncode == 1
     assert b"not valid UTF-8" in result.stderr
     assert b"Traceback" not in result.stderr
+
+
+def test_thread_view_says_how_each_person_was_authenticated(cli) -> None:
+    paused = cli("chat", "-m", "deploy checkout 1.4.2 to production", "--as", "dev-1", "--json")
+    request_id = request_id_of(paused.output)
+    cli("approve", request_id, "--as", "dev-1")  # refused: recorded with how dev-1 was known
+    approved = cli("approve", request_id, "--as", "oncall-1")
+    assert approved.exit_code == 0, approved.output
+    [thread] = [json.loads(line) for line in cli("threads", "list", "--json").output.splitlines()]
+    shown = cli("threads", "show", thread["id"]).output
+    assert "dev-1 · cli-local>" in shown
+    assert f"refused {request_id} for dev-1 · cli-local" in shown
+    assert f"approved {request_id} by oncall-1 · cli-local" in shown
+    events = [
+        json.loads(line)
+        for line in cli("threads", "show", thread["id"], "--json").output.splitlines()
+    ]
+    [decided] = [e for e in events if e["kind"] == "human_response"]
+    assert decided["actor"]["auth"] == "cli-local"

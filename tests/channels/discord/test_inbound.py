@@ -35,6 +35,7 @@ async def test_a_mention_is_a_request_without_the_mention(
     assert (event.conversation.tenant, event.conversation.room) == (GUILD_ID, CHANNEL_ID)
     assert event.conversation.thread_key == message["id"]
     assert event.sender.user_id == DEV and event.sender.display_name == "Dev"
+    assert event.sender.auth == "discord"
 
 
 async def test_mentioning_the_bots_role_counts_as_mentioning_the_bot(

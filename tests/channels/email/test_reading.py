@@ -115,9 +115,13 @@ def verdict(*results: str, authserv: str | None = "mx.example.com", trust: bool 
 
 
 def test_dmarc_pass_or_aligned_dkim_from_our_own_server_authenticates():
-    assert verdict("mx.example.com; dmarc=pass (p=none) header.from=example.com").authenticated
-    assert verdict("mx.example.com 1; dkim=pass header.d=mail.example.com").authenticated
-    assert verdict('MX.example.com; dkim=pass header.i="@example.com"').authenticated
+    for judged in (
+        verdict("mx.example.com; dmarc=pass (p=none) header.from=example.com"),
+        verdict("mx.example.com 1; dkim=pass header.d=mail.example.com"),
+        verdict('MX.example.com; dkim=pass header.i="@example.com"'),
+    ):
+        assert judged.authenticated
+        assert judged.auth == "email-dmarc"  # what identities record as how they were known
 
 
 @pytest.mark.parametrize(
@@ -142,6 +146,7 @@ def test_anything_else_does_not(results):
 
 def test_a_trusted_server_or_a_missing_authserv_id_decides_alone():
     assert verdict(trust=True).authenticated
+    assert verdict(trust=True).auth == "email"  # only the server vouched
     assert not verdict("mx.example.com; dmarc=pass", authserv=None).authenticated
 
 

@@ -84,6 +84,7 @@ async def test_a_workspace_without_user_groups_means_no_groups() -> None:
     directory = Directory(300, clock=Clock())
     who = await directory.identity(client, "T1", "U1", name="from-payload", wait=10)  # type: ignore[arg-type]
     assert who.groups == ()
+    assert who.auth == "slack"
     assert directory.groups_known("T1")  # a real answer: there are none
     await directory.identity(client, "T1", "U1")  # type: ignore[arg-type]
     assert client.calls.count("usergroups.list") == 1  # and it is cached like one
