@@ -68,7 +68,7 @@ class ConsoleSessionRow(Base):
 
 
 class LoginCodeRow(Base):
-    """A one-time login code, as ``opsloop run`` and ``opsloop sessions link`` print it."""
+    """A one-time login code naming its person (`opsloop login --as`, `opsloop run`)."""
 
     __tablename__ = "console_login_codes"
 

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from bot.api._auth import PERSON_SCOPES, console_session, sessions_of, tokens_of
-from bot.api._tokens import expiry_of, token_person
+from bot.api._tokens import lifetime_of, token_person
 from bot.errors import BadInputError
 from bot.events import ADMIN, utcnow
 from bot.store import SCOPES, ConsoleSession, Scope
@@ -159,11 +159,11 @@ async def create_token(request: Request) -> Response:
         ):
             raise BadInputError(f"pick scopes among {', '.join(sorted(allowed))}")
         tokens = tokens_of(request)
-        expires_at = expiry_of(field.get("expires") or None, tokens.clock())
+        lasts = lifetime_of(field.get("expires") or None)
         label = field.get("label") or None
         if label is not None and len(label) > 200:
             raise BadInputError("a label is at most 200 characters")
-        made = await tokens.create(person, scopes=wanted, label=label, expires_at=expires_at)
+        made = await tokens.create(person, scopes=wanted, label=label, lasts=lasts)
     except BadInputError as exc:
         return await _tokens_page(request, current, status=400, problem=str(exc))
     return await _tokens_page(request, current, status=201, created=made)
