@@ -20,7 +20,7 @@ from bot.cli._common import (
 )
 from bot.cli._render import event_json_lines, print_events, threads_table
 from bot.cli._serve import api, gateway, run_all
-from bot.cli._sessions import sessions_app
+from bot.cli._sessions import login, sessions_app
 from bot.cli._tokens import tokens_app
 from bot.config import load_settings
 from bot.errors import ConfigError
@@ -46,6 +46,7 @@ app.command(help=chat.__doc__)(chat)
 app.command("run")(run_all)
 app.command()(api)
 app.command()(gateway)
+app.command("login")(login)
 
 AsUser = Annotated[
     str | None,

@@ -19,7 +19,7 @@ from sqlalchemy import text
 
 from bot.api._auth import session_key
 from bot.errors import DecisionRefusedError
-from bot.events import Reply, utcnow
+from bot.events import ADMIN, Identity, Reply, utcnow
 from bot.model import ScriptedModel
 from bot.policy import ApprovalRule, Policy, load_policy
 from bot.store import ApiTokens, ConsoleSessions
@@ -283,7 +283,8 @@ async def _session_client(api: Api, **start: Any) -> httpx2.AsyncClient:
 
 async def test_a_person_s_console_session_acts_only_as_that_person(api: Api) -> None:
     thread_id, request_id = await api.paused_on_deploy(user="dev-1")
-    browser = await _session_client(api, method="login-code", user_name="oncall-1")
+    oncall = Identity(channel="web", user_id="oncall-1", auth="login-link")
+    browser = await _session_client(api, method="login-code", identity=oncall)
     response = await browser.post(
         f"/api/human-requests/{request_id}", json={"decision": "approve", "actor": "oncall-2"}
     )
@@ -296,7 +297,7 @@ async def test_a_person_s_console_session_acts_only_as_that_person(api: Api) -> 
 
 
 async def test_an_admin_console_session_is_admin(api: Api) -> None:
-    browser = await _session_client(api, method="api-token")
+    browser = await _session_client(api, method="api-token", identity=ADMIN)
     response = await browser.post("/api/threads", json={"text": "hi", "user": "dev-1"})
     assert "the admin token speaks for nobody" in error_of(response, 403)
     response = await browser.post("/api/threads", json={"text": "what runs in staging?"})

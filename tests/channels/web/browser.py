@@ -44,8 +44,34 @@ class Watched:
     """A page, and what went wrong on it: requests off the server, script errors."""
 
     page: Page
+    browser: Browser
+    base_url: str
     outside: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+
+    def guard(self, page: Page) -> Page:
+        """Keep ``page`` on the server and record its script errors."""
+
+        def local_only(route: Route) -> None:
+            if route.request.url.startswith((self.base_url, "data:")):
+                route.continue_()
+            else:
+                self.outside.append(route.request.url)
+                route.abort()
+
+        page.set_default_timeout(WAIT_MS)
+        page.route("**/*", local_only)
+        page.on("pageerror", lambda error: self.problems.append(f"page error: {error}"))
+        page.on(
+            "console",
+            lambda m: self.problems.append(f"console: {m.text}") if m.type == "error" else None,
+        )
+        return page
+
+    def another_browser(self) -> Page:
+        """A page in a fresh browser context: its own cookies, as another person's browser."""
+        context = self.browser.new_context(viewport={"width": 1280, "height": 900})
+        return self.guard(context.new_page())
 
 
 @contextmanager
@@ -58,24 +84,8 @@ def console_page(base_url: str) -> Iterator[Watched]:
         )
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
-            watched = Watched(page)
-
-            def local_only(route: Route) -> None:
-                if route.request.url.startswith((base_url, "data:")):
-                    route.continue_()
-                else:
-                    watched.outside.append(route.request.url)
-                    route.abort()
-
-            page.set_default_timeout(WAIT_MS)
-            page.route("**/*", local_only)
-            page.on("pageerror", lambda error: watched.problems.append(f"page error: {error}"))
-            page.on(
-                "console",
-                lambda m: (
-                    watched.problems.append(f"console: {m.text}") if m.type == "error" else None
-                ),
-            )
+            watched = Watched(page, browser, base_url)
+            watched.guard(page)
             yield watched
         finally:
             browser.close()
@@ -91,11 +101,12 @@ def sign_in_with_token(page: Page, base_url: str, token: str) -> None:
     expect(page).to_have_url(f"{base_url}/")
 
 
-def act_as(page: Page, user: str) -> None:
-    """Switch whom the console acts as, and wait until the header says so."""
-    page.fill("#acting-user", user)
-    page.get_by_role("button", name="Switch").click()
-    expect(page.locator("#acting-status")).to_have_text(f"now acting as web:{user}")
+def sign_in_with_link(page: Page, base_url: str, link: str, principal: str) -> None:
+    """Open a one-time login link; the header then says who signed in, and how."""
+    page.goto(link)
+    expect(page).to_have_url(f"{base_url}/")
+    expect(page.locator(".whoami-name")).to_have_attribute("title", principal)
+    expect(page.locator(".whoami-auth")).to_have_text("login-link")
 
 
 def ask(page: Page, text: str) -> None:

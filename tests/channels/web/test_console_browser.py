@@ -2,7 +2,8 @@
 
 The whole stack runs as a user would start it: the API, a Celery worker and beat on the
 embedded defaults (SQLite, file-system queue, offline model) in a temporary home. The test
-signs in through the link ``opsloop run`` prints and waits only on what the page shows.
+signs in as a developer through the link ``opsloop run`` prints, and as an approver in a
+second browser through ``opsloop login --as``; it waits only on what the page shows.
 
 Screenshots go to ``$OPSLOOP_SCREENSHOTS`` if set, else to the test's temporary directory.
 The test fails under ``CI=true`` if Chromium is missing, and skips locally.
@@ -25,9 +26,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import expect
 
-from tests.channels.web.browser import act_as, ask, console_page, need_chromium, screenshots
+from tests.channels.web.browser import (
+    Watched,
+    ask,
+    console_page,
+    need_chromium,
+    screenshots,
+    sign_in_with_link,
+)
 
 
 @dataclass
@@ -35,6 +43,24 @@ class Running:
     url: str
     login_link: str
     log: Path
+    env: dict[str, str]
+    home: Path
+
+    def login_link_for(self, person: str) -> str:
+        """``opsloop login --as PERSON`` next to the running opsloop (same home)."""
+        result = subprocess.run(
+            [sys.executable, "-m", "bot.cli", "login", "--as", person],
+            env=self.env,
+            cwd=self.home,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, result
+        found = re.search(r"http://\S+/login\?code=\S+", result.stdout)
+        assert found, result.stdout
+        return found[0]
 
 
 def _free_port() -> int:
@@ -85,17 +111,19 @@ def opsloop_run(tmp_path: Path) -> Iterator[Running]:
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     log_path = tmp_path / "opsloop-run.log"
+    env = _clean_env(home, port, secrets.token_urlsafe(18))
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "bot.cli", "run"],
-            env=_clean_env(home, port, secrets.token_urlsafe(18)),
+            env=env,
             cwd=home,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group, to clean up if it hangs
         )
         try:
-            yield Running(url=url, login_link=_wait_for_link(process, url, log_path), log=log_path)
+            link = _wait_for_link(process, url, log_path)
+            yield Running(url=url, login_link=link, log=log_path, env=env, home=home)
         finally:
             process.send_signal(signal.SIGINT)
             try:
@@ -110,17 +138,22 @@ def opsloop_run(tmp_path: Path) -> Iterator[Running]:
 def test_a_person_chats_approves_rejects_and_audits_in_a_browser(
     opsloop_run: Running, tmp_path: Path
 ) -> None:
+    printed = opsloop_run.log.read_text()
+    assert "Open the console as web:dev-1" in printed
+    assert "A link for an approver: opsloop login --as oncall-1" in printed
     with console_page(opsloop_run.url) as watched:
-        run_the_story(watched.page, opsloop_run.url, opsloop_run.login_link, screenshots(tmp_path))
+        shots = screenshots(tmp_path)
+        run_the_story(watched, opsloop_run, shots)
 
 
-def run_the_story(page: Page, url: str, link: str, shots: Path) -> None:
-    # Sign in through the printed one-time link; the code leaves the address bar.
-    page.goto(link)
-    expect(page).to_have_url(f"{url}/")
-    expect(page.locator("#acting-user")).to_have_value("operator")
-    act_as(page, "dev-1")
-    expect(page.locator("#acting-roles")).to_have_text("developer")
+def run_the_story(watched: Watched, running: Running, shots: Path) -> None:
+    page, url = watched.page, running.url
+    # Sign in as dev-1 through the printed one-time link; the code leaves the address bar.
+    sign_in_with_link(page, url, running.login_link, "web:dev-1")
+    expect(page.locator("#my-roles")).to_have_text("developer")
+    expect(page.locator(".whoami-name")).to_have_text("dev-1")
+    expect(page.locator("#acting-user")).to_have_count(0)  # nobody else to be
+    expect(page.locator("#dev-banner")).to_have_count(0)
 
     # A question: answered at once, and the thread survives a reload.
     ask(page, "what is running in staging?")
@@ -154,26 +187,27 @@ def run_the_story(page: Page, url: str, link: str, shots: Path) -> None:
     page.screenshot(path=shots / "2-approval-card.png")
 
     # dev-1 asked and is no approver: refused, and told so on the card.
-    card.get_by_role("button", name="Approve").click()
+    card.get_by_role("button", name="Approve", exact=True).click()
     expect(card.locator(".refusals li")).to_contain_text("web:dev-1 may not decide")
     feedback = card.locator(".card-feedback")
     expect(feedback).to_have_text("web:dev-1's approval was refused (see above).")
-    expect(card.get_by_role("button", name="Approve")).to_be_enabled()
+    expect(card.get_by_role("button", name="Approve", exact=True)).to_be_enabled()
     page.screenshot(path=shots / "3-refused.png")
 
-    # The refusal was dev-1's: whoever acts next is not told it is theirs.
-    act_as(page, "oncall-1")
-    expect(page.locator("#acting-roles")).to_have_text("oncall")
-    expect(feedback).to_be_hidden()
-    expect(card).not_to_contain_text("Your decision was refused")
-    expect(card.locator(".refusals li")).to_contain_text("Refused for web:dev-1")  # the record
-    act_as(page, "dev-1")
-    expect(feedback).to_have_text("web:dev-1's approval was refused (see above).")
-    act_as(page, "oncall-1")
-    expect(feedback).to_be_hidden()
+    # On-call signs in in another browser, with a link of their own, and approves.
+    thread_url = page.url
+    oncall = watched.another_browser()
+    sign_in_with_link(oncall, url, running.login_link_for("oncall-1"), "web:oncall-1")
+    expect(oncall.locator("#my-roles")).to_have_text("oncall")
+    oncall.goto(thread_url)
+    theirs = oncall.locator(".card.approval")
+    expect(theirs.locator(".refusals li")).to_contain_text("Refused for web:dev-1")  # the record
+    expect(theirs.locator(".card-feedback")).not_to_contain_text("was refused")  # not theirs
+    theirs.get_by_role("button", name="Approve", exact=True).click()
+    expect(theirs.locator(".card-outcome")).to_contain_text("Approved by web:oncall-1")
+    oncall.screenshot(path=shots / "4-approved-by-oncall.png")
 
-    # On-call approves: the card shows who and when, the buttons and the expiry go.
-    card.get_by_role("button", name="Approve").click()
+    # dev-1's page follows: the card shows who and when, the buttons and the expiry go.
     expect(card.locator(".card-outcome")).to_contain_text("Approved by web:oncall-1")
     expect(card.get_by_role("button")).to_have_count(0)
     expect(card.locator(".card-facts")).not_to_contain_text("Expires")
@@ -192,9 +226,11 @@ def run_the_story(page: Page, url: str, link: str, shots: Path) -> None:
     assert "\n" in reply.inner_text()
     page.screenshot(path=shots / "4-approved.png")
 
-    # A second risky request, rejected with a reason the agent passes on.
+    # A second risky request, rejected by on-call with a reason the agent passes on.
     ask(page, "restart search in production")
-    second = page.locator(".card.approval").filter(has_text="restart")
+    expect(page.locator(".card.approval").filter(has_text="restart")).to_be_visible()
+    oncall.reload()
+    second = oncall.locator(".card.approval").filter(has_text="restart")
     second.get_by_role("button", name="Reject").click()
     second.locator("form.reject-form").get_by_role("button", name="Reject").click()
     expect(second.locator(".card-feedback")).to_have_text("A rejection needs a reason.")
@@ -204,7 +240,25 @@ def run_the_story(page: Page, url: str, link: str, shots: Path) -> None:
     expect(second.locator(".card-outcome")).to_contain_text("change freeze until Monday")
     expect(second.locator(".card-facts")).not_to_contain_text("Expires")
     expect(deployer.last).to_contain_text("rejected by web:oncall-1: change freeze until Monday")
-    page.screenshot(path=shots / "5-rejected.png")
+    oncall.screenshot(path=shots / "5-rejected.png")
+
+    # On-call's own sessions and tokens: a token is shown once and revoked with a form.
+    oncall.get_by_role("link", name="Sessions").click()
+    expect(oncall.locator("table.sessions tbody tr")).to_have_count(1)
+    expect(oncall.locator("tr.current")).to_contain_text("this browser")
+    expect(oncall.locator("tr.current")).to_contain_text("login-link")
+    oncall.get_by_role("link", name="Tokens").click()
+    oncall.get_by_placeholder("what it is for").fill("pager bot")
+    oncall.get_by_role("button", name="Make a token").click()
+    expect(oncall.locator("#new-token-secret")).to_have_text(re.compile(r"^opl_tk_\w+_"))
+    expect(oncall.locator("#new-token")).to_contain_text("acts as web:oncall-1 with read, act")
+    oncall.screenshot(path=shots / "5b-token-made.png")
+    oncall.get_by_role("link", name="Tokens").click()
+    expect(oncall.locator("#new-token")).to_have_count(0)  # shown once
+    row = oncall.locator("table.tokens tbody tr").filter(has_text="pager bot")
+    row.get_by_role("button", name="Revoke").click()
+    expect(oncall.locator(".alert.info")).to_contain_text("revoked")
+    expect(oncall.locator("table.tokens")).to_have_count(0)
 
     # The list of threads, and the timeline of the last one with what each call cost.
     page.get_by_role("link", name="Threads").click()

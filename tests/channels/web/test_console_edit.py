@@ -100,10 +100,12 @@ async def test_an_edited_approval_through_the_console_shows_in_the_timeline(
     make_console: MakeConsole,  # noqa: F811 (the fixture imported above)
 ) -> None:
     console = await make_console()
-    await console.login()
-    thread_id = await console.say("deploy checkout 1.4.2 to production", "dev-1")
+    await console.login("dev-1")
+    thread_id = await console.say("deploy checkout 1.4.2 to production")
     [request] = (await console.thread(thread_id))["pending_requests"]
-    await console.decide(request["request_id"], "approve", "oncall-1", changes={"version": "1.4.3"})
+    oncall = console.browser()
+    await oncall.login("oncall-1")
+    await oncall.decide(request["request_id"], "approve", changes={"version": "1.4.3"})
     thread = await console.thread(thread_id)
     assert thread["status"] == "waiting"
     [call] = [e for e in thread["events"] if e["kind"] == "tool_call"]

@@ -32,7 +32,7 @@ def policy(policy: Policy) -> Policy:
 
 async def test_the_timeline_shows_each_escalation_step(console: Console) -> None:
     await console.login()
-    thread_id = await console.say("deploy checkout 1.4.2 to production", "dev-1")
+    thread_id = await console.say("deploy checkout 1.4.2 to production")
     later = utcnow() + timedelta(minutes=16)
     console.ops.runtime = dataclasses.replace(console.ops.runtime, clock=lambda: later)
     [request_id] = await escalate_requests(console.ops)

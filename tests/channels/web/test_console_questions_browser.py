@@ -23,17 +23,18 @@ from playwright.sync_api import expect
 
 from bot.api import create_app
 from bot.app import Opsloop
+from bot.cli._sessions import new_login_link
 from bot.config import Settings, load_settings
 from bot.events import CallTool, HumanResponded, Reply, Usage, UserMessage
 from bot.model import FunctionModel, ModelRequest, ModelResponse
+from bot.store import Database
 from channels import web
 from tests.channels.web.browser import (
-    act_as,
     ask,
     console_page,
     need_chromium,
     screenshots,
-    sign_in_with_token,
+    sign_in_with_link,
 )
 from workers.jobs import deliver_thread, process_item
 
@@ -108,10 +109,28 @@ def _serve(settings: Settings, listening: socket.socket, box: dict[str, Any]) ->
     asyncio.run(main())
 
 
+def login_link(settings: Settings, principal: str) -> str:
+    """A one-time link, as ``opsloop login --as`` makes it, in the server's database."""
+
+    async def make() -> str:
+        database = Database(settings.database)
+        try:
+            return await new_login_link(database, settings.console_url, principal)
+        finally:
+            await database.dispose()
+
+    return asyncio.run(make())
+
+
 @pytest.fixture
-def console_url(tmp_path: Path) -> Iterator[str]:
+def console_settings(tmp_path: Path) -> Settings:
+    return load_settings(OPSLOOP_HOME=str(tmp_path), OPSLOOP_API_TOKEN=TOKEN)
+
+
+@pytest.fixture
+def console_url(console_settings: Settings) -> Iterator[str]:
     need_chromium()
-    settings = load_settings(OPSLOOP_HOME=str(tmp_path), OPSLOOP_API_TOKEN=TOKEN)
+    settings = console_settings
     with socket.socket() as listening:
         # Listening before the server runs: the browser's first request waits in the backlog.
         listening.bind(("127.0.0.1", 0))
@@ -128,13 +147,14 @@ def console_url(tmp_path: Path) -> Iterator[str]:
 
 
 def test_a_question_card_is_answered_with_an_option_then_with_text(
-    console_url: str, tmp_path: Path
+    console_url: str, console_settings: Settings, tmp_path: Path
 ) -> None:
     shots = screenshots(tmp_path)
+    link = login_link(console_settings, "web:dev-1")
+    link = link.replace(console_settings.console_url, console_url)  # the test's own port
     with console_page(console_url) as watched:
         page = watched.page
-        sign_in_with_token(page, console_url, TOKEN)
-        act_as(page, "dev-1")
+        sign_in_with_link(page, console_url, link, "web:dev-1")
 
         ask(page, "restart search please")
         card = page.locator(".card.question").last

@@ -31,15 +31,18 @@ async def test_two_on_call_approvals_through_the_console(
     make_console: MakeConsole,  # noqa: F811  (the fixture imported above)
 ) -> None:
     console = await make_console()
-    await console.login()
-    thread_id = await console.say("deploy checkout 1.4.2 to production", "dev-1")
+    await console.login("dev-1")
+    thread_id = await console.say("deploy checkout 1.4.2 to production")
+    oncall_1, oncall_2 = console.browser(), console.browser()
+    await oncall_1.login("oncall-1")
+    await oncall_2.login("oncall-2")
     [request] = (await console.thread(thread_id))["pending_requests"]
     rid = request["request_id"]
     assert (request["mode"], request["min_approvals"]) == ("any", 2)
     assert request["approvals"] == []
     assert request["still_needed"] == ["2 more of role:oncall"]
 
-    await console.decide(rid, "approve", "oncall-1", comment="looks right")
+    await oncall_1.decide(rid, "approve", comment="looks right")
     thread = await console.thread(thread_id)
     assert thread["status"] == "paused"
     [request] = thread["pending_requests"]
@@ -58,13 +61,13 @@ async def test_two_on_call_approvals_through_the_console(
     assert 'class="event kind-approval_given"' in timeline
     assert '<span class="still-needed">1 more of role:oncall</span>' in timeline
 
-    await console.decide(rid, "approve", "oncall-1")  # again: refused, still pending
+    await oncall_1.decide(rid, "approve")  # again: refused, still pending
     thread = await console.thread(thread_id)
     assert thread["events"][-1]["kind"] == "decision_refused"
     assert "already approved by you" in thread["events"][-1]["reason"]
     assert thread["status"] == "paused"
 
-    await console.decide(rid, "approve", "oncall-2")
+    await oncall_2.decide(rid, "approve")
     thread = await console.thread(thread_id)
     assert thread["status"] == "waiting"
     calls = [e for e in thread["events"] if e["kind"] == "tool_call" and e["tool"] == "deploy"]
