@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -104,9 +105,16 @@ class MailReader:
     """Turns mail into events; reads the thread and request state, writes the mail index."""
 
     def __init__(
-        self, settings: EmailSettings, store: Store, state: MailState, policy: Policy | None = None
+        self,
+        settings: EmailSettings,
+        store: Store,
+        state: MailState,
+        policy: Callable[[], Policy] | None = None,
     ) -> None:
-        """Read for the bot at ``settings.address``; ``policy`` checks replies to cards early."""
+        """Read for the bot at ``settings.address``.
+
+        ``policy`` gives the policy in force, to check replies to request cards early.
+        """
         self.settings = settings
         self.store = store
         self.state = state
@@ -323,7 +331,7 @@ class MailReader:
                 decision=HumanDecision(reading.decision),
                 comment=reading.comment,
             )
-            refusal = refusal_of(self.policy, request, event) if self.policy else None
+            refusal = refusal_of(self.policy(), request, event) if self.policy else None
             if refusal is None:
                 await self._remember(mail, card_key)
                 return Inbound(event=event)

@@ -48,7 +48,7 @@ class MailWatcher:
         self.context = context
         self.state = state or SqlMailState(context.ops.store.db)
         self.reader = MailReader(
-            settings, context.ops.store, self.state, context.ops.runtime.policy
+            settings, context.ops.store, self.state, lambda: context.ops.runtime.policy
         )
         self.connect = connect
         self.sender = sender or EmailSender(settings, policy=context.ops.runtime.policy)

@@ -58,9 +58,26 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def card_policy(email_policy: Policy) -> Policy:
-    """Production asks on-call, mails ONCALL and the list, and escalates to BOSS after 15m."""
+def card_policy(email_policy: Policy, request: pytest.FixtureRequest) -> Policy:
+    """Production asks on-call, mails ONCALL and the list, and escalates to BOSS after 15m.
+
+    With the parameter ``"two of on call"``: two of ONCALL and BOSS must approve, both are
+    mailed a card, and nothing escalates.
+    """
     roles = {**email_policy.roles, "eng-manager": (f"email:{BOSS}",)}
+    if getattr(request, "param", None) == "two of on call":
+        roles["oncall"] = (f"email:{ONCALL}", f"email:{BOSS}")
+        two = ApprovalRule(
+            name="production changes need two on-call people",
+            tiers=("write",),
+            environments=("production",),
+            approval="required",
+            approvers=("role:oncall",),
+            min_approvals=2,
+            notify=(f"email:{ONCALL}", f"email:{BOSS}"),
+        )
+        rules = (two, *email_policy.rules[1:])
+        return email_policy.model_copy(update={"roles": roles, "rules": rules})
     production = ApprovalRule(
         name="production changes need on-call approval",
         tiers=("write",),
@@ -243,3 +260,28 @@ async def swept(mail: Mail) -> dict[str, int]:
     assert counts is not None
     await mail.work()
     return counts
+
+
+@pytest.mark.parametrize("card_policy", ["two of on call"], indirect=True)
+async def test_one_approval_of_two_is_noted_in_every_card_thread_and_the_second_decides(
+    mail: Mail,
+) -> None:
+    request = await asked_through_the_api(mail)
+    [oncall_card] = await mail.sent_to(ONCALL)
+    [boss_card] = await mail.sent_to(BOSS)
+
+    raw, _ = reply_to(oncall_card, ONCALL, "APPROVE")
+    await mail.deliver(raw)
+    await mail.work()
+    assert (await mail.ops.store.human_request(request.id)).status == "pending"
+    for address, card in ((ONCALL, oncall_card), (BOSS, boss_card)):
+        note = (await mail.sent_to(address, 2))[-1]
+        assert note["In-Reply-To"] == card["Message-ID"]
+        assert f"approved by email:{ONCALL}" in text_of(note) and "Still needed" in text_of(note)
+
+    raw, _ = reply_to(boss_card, BOSS, "APPROVE")
+    await mail.deliver(raw)
+    await mail.work()
+    decided = await mail.ops.store.human_request(request.id)
+    assert decided.status == "approved"
+    assert "was approved by" in text_of((await mail.sent_to(BOSS, 3))[-1])
