@@ -21,24 +21,36 @@ if TYPE_CHECKING:
     from bot.app import Opsloop
     from bot.store import HumanRequest
 
-__all__ = ["DM_CHANNELS", "escalate_requests", "escalation_event", "places_for"]
+__all__ = ["DM_CHANNELS", "direct_place", "escalate_requests", "escalation_event", "places_for"]
 
 log = logging.getLogger(__name__)
 
-DM_CHANNELS = frozenset({"slack"})
-"""Channels whose principals can be asked directly (a Slack DM); others see the console."""
+DM_CHANNELS = frozenset({"slack", "discord", "email"})
+"""Channels whose principals can be asked directly (a Slack or Discord DM, a mail); others
+see the console."""
+
+
+def direct_place(principal: str) -> str:
+    """The place that asks ``principal`` directly.
+
+    A Discord user id looks like a channel id, so its DM place is ``discord:@<user id>``;
+    Slack user ids (``U…``) and email addresses are places as they are.
+    """
+    channel, _, who = principal.partition(":")
+    return f"discord:@{who}" if channel == "discord" else principal
 
 
 def places_for(policy: Policy, step: str) -> list[str]:
     """Where to ask the approvers of escalation ``step``.
 
     The rooms the policy configures for the step, else each named person's direct messages
-    where their channel has them (console people see the request in the console).
+    where their channel has them, or their mailbox (console people see the request in the
+    console).
     """
     if step in policy.rooms:
         return list(policy.rooms[step])
     principals = policy.principals_named([step])
-    return [p for p in principals if p.partition(":")[0] in DM_CHANNELS]
+    return [direct_place(p) for p in principals if p.partition(":")[0] in DM_CHANNELS]
 
 
 def escalation_event(policy: Policy, request: HumanRequest) -> RequestEscalated | None:

@@ -7,6 +7,11 @@ message, and the answer goes there. Where threads are not allowed (a channel typ
 them, no permission, the request message deleted) the answer goes into the channel as a
 reply to the request; in a direct message it goes into the DM.
 
+A request card for a place outside the thread goes to that channel (a ``notify`` place,
+``discord:<channel id>``) or, for an escalation step's person (``discord:@<user id>``), to
+the DM the bot opens with them (``POST /users/@me/channels``); each card is recorded per
+place and edited once the request is decided.
+
 A :class:`DecisionNotice` is not posted. It exists to tell one person that their decision
 was refused, privately, and on Discord that person always clicked a button or submitted a
 modal: the gateway holds that interaction, and its token, for the 15 minutes Discord
@@ -64,6 +69,7 @@ _UNKNOWN_CHANNEL = 10003
 _UNKNOWN_MESSAGE = 10008
 _WRONG_CHANNEL_TYPE = 50024
 _INVALID_FORM_BODY = 50035
+_CANNOT_MESSAGE_USER = 50007
 _THREAD_EXISTS = 160004
 _RESOLUTION_ROOM = 400
 """Characters a request's last message keeps free for the line saying who decided."""
@@ -112,7 +118,7 @@ class DiscordSender:
                 elif isinstance(message, RequestProgress):
                     await delivery.progress(message)
             except DiscordAPIError as exc:
-                if exc.code == _INVALID_FORM_BODY:
+                if exc.code in (_INVALID_FORM_BODY, _CANNOT_MESSAGE_USER):
                     raise DeliveryFailedError(str(exc)) from exc
                 raise
 
@@ -188,6 +194,10 @@ class _Delivery:
     async def post_request(self, message: RequestPrompt) -> None:
         """Post a request with its buttons and remember where, to edit it once decided."""
         request = message.request
+        if message.target and self.conversation.room.startswith("@"):
+            if await self.store.message_refs(request.request_id, message.target):
+                return  # posted already: a redelivery after the post went through
+            await self._open_dm(self.conversation.room[1:])
         recent = await self._recent() if self.item.attempts else []
         posted = _request_posted(request.request_id, recent)
         if posted is None:
@@ -202,6 +212,19 @@ class _Delivery:
             await self.store.add_message_ref(request.request_id, message.target, ref)
         else:
             await self.store.set_message_ref(request.request_id, ref)
+
+    async def _open_dm(self, user_id: str) -> None:
+        """Post into the DM with ``user_id`` (an escalation step's person) from now on."""
+        try:
+            opened = await self.rest.request(
+                "POST", "/users/@me/channels", {"recipient_id": user_id}
+            )
+        except DiscordAPIError as exc:
+            if exc.status in (400, 403, 404):  # an unknown user; one who takes no DMs
+                raise DeliveryFailedError(f"no DM with Discord user {user_id}: {exc}") from exc
+            raise
+        dm = str(opened["id"])
+        self.conversation = self.conversation.model_copy(update={"room": dm, "thread_key": dm})
 
     async def resolve(self, message: RequestResolved) -> None:
         """Edit the request's message: who decided and when; its buttons disabled."""

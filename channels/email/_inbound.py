@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 from pydantic import JsonValue
 
 from bot.edits import typed
+from bot.errors import NotFoundError
 from bot.events import (
     ActionReceived,
     ConversationRef,
@@ -24,8 +26,11 @@ from bot.events import (
     MessageReceived,
     utcnow,
 )
+from bot.human import refusal_of
+from bot.policy import Policy
 from bot.store import HumanRequest, Store
 from channels.email._auth import Verdict, automatic, verify_sender
+from channels.email._cards import is_card
 from channels.email._parse import (
     MalformedMailError,
     NotADecision,
@@ -109,11 +114,21 @@ def idempotency_key(message_id: str) -> str:
 class MailReader:
     """Turns mail into events; reads the thread and request state, writes the mail index."""
 
-    def __init__(self, settings: EmailSettings, store: Store, state: MailState) -> None:
-        """Read for the bot at ``settings.address``."""
+    def __init__(
+        self,
+        settings: EmailSettings,
+        store: Store,
+        state: MailState,
+        policy: Callable[[], Policy] | None = None,
+    ) -> None:
+        """Read for the bot at ``settings.address``.
+
+        ``policy`` gives the policy in force, to check replies to request cards early.
+        """
         self.settings = settings
         self.store = store
         self.state = state
+        self.policy = policy
         self.room = (settings.address or "").lower()
 
     def _conversation(self, thread_key: str) -> ConversationRef:
@@ -192,6 +207,9 @@ class MailReader:
         mail, verdict = judged
         ids = (mail.message_id, mail.sender)
         thread_key = await self._thread_key(mail)
+        if is_card(thread_key):
+            assert thread_key is not None
+            return await self._card_reply(mail, thread_key, verdict)
         conversation = self._conversation(thread_key or mail.message_id)
         thread_id = await self.store.thread_id_for(conversation) if thread_key else None
         if thread_id is not None:
@@ -289,6 +307,63 @@ class MailReader:
             changes=changes,
         )
         return Inbound(event=event)
+
+    async def _card_reply(self, mail: ParsedMail, card_key: str, verdict: Verdict) -> Inbound:
+        """A reply to a request card (see ``_cards.py``): a decision of its request, or refused.
+
+        A card's thread holds nothing else, so whatever does not decide is refused, with a
+        mail saying why to an authenticated sender.
+        """
+        ids = (mail.message_id, mail.sender)
+        conversation = self._conversation(card_key)
+        card = await self.state.record(card_key)
+        try:
+            request = await self.store.human_request(card.request_id or "") if card else None
+        except NotFoundError:
+            request = None
+        if request is None:
+            return self._refused(ids, "a reply to a request card of no known request", conversation)
+        reading = read_decision(mail.body)
+        if request.request.type == "question":
+            if not isinstance(reading, ReplyDecision) or reading.decision != "reject":
+                reading = ReplyDecision("answer", mail.body.strip() or None)
+        if not verdict.authenticated:
+            what = reading.decision if isinstance(reading, ReplyDecision) else "reply"
+            why = (
+                f"{what} of request {request.id} by {mail.sender} refused: "
+                f"the sender is not authenticated: {verdict.reason}"
+            )
+            return self._refused(ids, why, conversation, request.thread_id)
+        if not isinstance(reading, ReplyDecision):
+            reading = reading or NotADecision("it is neither APPROVE nor REJECT: <your reason>")
+            why, text = f"not a decision: {reading.why}", how_to_decide(reading, request)
+        elif request.status != "pending":
+            by = request.decided_by or "expiry"
+            why = f"request {request.id} was already {request.status} by {by}"
+            text = f"Your reply decided nothing: {why}."
+        elif isinstance(
+            changes := _typed_changes(reading.changes, request) if reading.changes else None,
+            NotADecision,
+        ):
+            why, text = f"not a decision: {changes.why}", how_to_decide(changes, request)
+        else:
+            event = ActionReceived(
+                idempotency_key=idempotency_key(mail.message_id),
+                conversation=conversation,
+                actor=self._identity(mail, verdict),
+                request_id=request.id,
+                decision=HumanDecision(reading.decision),
+                comment=reading.comment,
+                changes=changes,
+            )
+            refusal = refusal_of(self.policy(), request, event) if self.policy else None
+            if refusal is None:
+                await self._remember(mail, card_key)
+                return Inbound(event=event)
+            why, text = refusal, f"Your reply decided nothing: {refusal}."
+        refused = self._refused(ids, why, conversation, request.thread_id)
+        notice = Notice(to=mail.sender, answering=mail, text=text)
+        return Inbound(refused.event, refused.refused, request.thread_id, notice)
 
     async def _addressed(
         self, mail: ParsedMail, pending: list[HumanRequest]

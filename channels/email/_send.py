@@ -11,18 +11,23 @@ from email.message import EmailMessage
 
 import aiosmtplib
 
-from bot.events import Identity, UserMessage
+from bot.events import HumanRequested, Identity, UserMessage
 from bot.outbound import (
     DecisionNotice,
     OutboundReply,
     RequestProgress,
     RequestPrompt,
     RequestResolved,
-    changes_text,
 )
-from bot.plugins import DeliveryContext, DeliveryFailedError, DeliveryRetryError
+from bot.plugins import DeliveryContext, DeliveryRetryError
 from bot.policy import Policy, load_policy
 from bot.store import OutboxItem
+from channels.email._cards import (
+    card_message_id,
+    card_subject,
+    progress_text,
+    resolution_text,
+)
 from channels.email._compose import approval_text, build_mail, reply_subject
 from channels.email._inbound import Notice
 from channels.email._links import make_links
@@ -33,8 +38,6 @@ from channels.email._state import MailRecord, MailState, SqlMailState
 __all__ = ["EmailSender", "approver_addresses"]
 
 log = logging.getLogger(__name__)
-
-_DONE = {"approve": "approved", "reject": "rejected", "answer": "answered"}
 
 
 def approver_addresses(policy: Policy, approvers: Sequence[str]) -> list[str]:
@@ -65,13 +68,19 @@ class EmailSender:
     async def __call__(self, item: OutboxItem, context: DeliveryContext) -> None:
         """Send the mail(s) ``item`` calls for; each is sent at most once across retries."""
         message = item.message
-        card = isinstance(message, RequestPrompt | RequestResolved | RequestProgress)
-        if card and message.target:
-            # Approvers of email threads are mailed already; cards for email notify places
-            # and escalation steps are not sent yet: say so on the outbox item.
-            raise DeliveryFailedError(f"request cards for {message.target} are not mailed yet")
-        room = message.conversation.room
         state = SqlMailState(context.store.db)
+        if isinstance(message, RequestPrompt) and message.target:
+            await self._card(state, message, context)
+            return
+        if isinstance(message, RequestResolved | RequestProgress) and message.target:
+            text = (
+                resolution_text(message)
+                if isinstance(message, RequestResolved)
+                else progress_text(message)
+            )
+            await self._card_note(state, item, message.request_id, message.target, text, context)
+            return
+        room = message.conversation.room
         thread = await context.store.load_thread(item.thread_id)
         people = _participants(thread.events, room)
         mails = await self._mails(item, context, people)
@@ -116,17 +125,10 @@ class EmailSender:
         if isinstance(message, DecisionNotice):
             return [_Mail((message.to.user_id,), message.text)] if _mailable(message.to) else []
         if isinstance(message, RequestResolved):
-            who = message.actor.label if message.actor else "expiry"
-            text = f"Request {message.request_id} was {message.decision.value}d by {who}."
-            if message.changes:
-                text += f"\nWith changes: {changes_text(message.changes)}."
-            if message.comment:
-                text += f"\n\n{message.comment}"
+            text = resolution_text(message)
             copied = await self._approvers_mailed(context, message.request_id)
             cc = tuple(a for a in copied if a not in people)
-            return (
-                [_Mail(tuple(people), text.replace("answerd", "answered"), cc=cc)] if people else []
-            )
+            return [_Mail(tuple(people), text, cc=cc)] if people else []
         if isinstance(message, RequestProgress):
             return await self._progress_mails(message, context, people)
         assert isinstance(message, RequestPrompt)
@@ -136,11 +138,7 @@ class EmailSender:
         self, message: RequestProgress, context: DeliveryContext, people: list[str]
     ) -> list[_Mail]:
         """A short note in the thread: who has approved, who is still needed."""
-        text = (
-            f"Request {message.request_id} was approved by {', '.join(message.approved_by)}."
-            f"\nStill needed: {'; '.join(message.still_needed)}."
-            "\n\nIt stays open until then; one rejection rejects it."
-        )
+        text = progress_text(message)
         copied = await self._approvers_mailed(context, message.request_id)
         to = tuple(people) or tuple(copied)
         cc = tuple(a for a in copied if a not in to)
@@ -153,23 +151,86 @@ class EmailSender:
         if request.type == "question":
             text = approval_text(request, None, for_approver=True)
             return [_Mail(tuple(people), text, request_id=request.request_id)] if people else []
-        policy = self.policy or context.policy or load_policy(context.settings.policy_file)
-        approvers = approver_addresses(policy, request.approvers)
-        key = link_key(self.settings, context.settings)
-        base = self.settings.links_base(context.settings)
+        approvers = approver_addresses(self._policy(context), request.approvers)
         mails = []
         for address in approvers:
-            links = None
-            if key is not None:
-                tokens = make_links(key, request.request_id, address, request.expires_at)
-                links = {d: f"{base}/email/decide/{t}" for d, t in tokens.items()}
-            text = approval_text(request, links, for_approver=True)
+            text = approval_text(request, self._links(context, request, address), for_approver=True)
             mails.append(_Mail((address,), text, request_id=request.request_id))
         others = tuple(p for p in people if p not in approvers)
         if others or not approvers:
             text = approval_text(request, None, for_approver=not approvers)
             mails.append(_Mail(others or tuple(people), text, request_id=request.request_id))
         return [m for m in mails if m.to]
+
+    def _policy(self, context: DeliveryContext) -> Policy:
+        return self.policy or context.policy or load_policy(context.settings.policy_file)
+
+    def _links(
+        self, context: DeliveryContext, request: HumanRequested, address: str
+    ) -> dict[str, str] | None:
+        """The signed Approve / Reject links for ``address``, if links are enabled."""
+        key = link_key(self.settings, context.settings)
+        if key is None:
+            return None
+        base = self.settings.links_base(context.settings)
+        tokens = make_links(key, request.request_id, address, request.expires_at)
+        return {d: f"{base}/email/decide/{t}" for d, t in tokens.items()}
+
+    async def _card(
+        self, state: MailState, message: RequestPrompt, context: DeliveryContext
+    ) -> None:
+        """Mail the request card for an ``email:`` place, once, as a thread of its own.
+
+        It says what the thread's approval mail says; the signed links (which decide as the
+        address they were mailed to) only go to an address that may decide the request now.
+        """
+        request, place = message.request, message.target or ""
+        address = place.partition(":")[2].lower()
+        stored = await context.store.human_request(request.request_id)
+        allowed = approver_addresses(self._policy(context), stored.approvers)
+        links = self._links(context, request, address) if address in allowed else None
+        message_id = card_message_id(request.request_id, place, self.settings.domain)
+        subject = card_subject(request)
+        record = MailRecord(
+            message_id=message_id,
+            room=(self.settings.address or "").lower(),
+            thread_key=message_id,
+            direction="out",
+            correspondent=address,
+            subject=subject,
+            subject_key=subject_key(subject),
+            request_id=request.request_id,
+        )
+        text = approval_text(request, links, for_approver=True)
+        await self._send_once(state, record, to=(address,), text=text, parent=None)
+        ref = {"message_id": message_id, "to": [address], "subject": subject}
+        await context.store.add_message_ref(request.request_id, place, ref)
+
+    async def _card_note(
+        self,
+        state: MailState,
+        item: OutboxItem,
+        request_id: str,
+        place: str,
+        text: str,
+        context: DeliveryContext,
+    ) -> None:
+        """Say ``text`` (a decision, a partial approval) in the thread of each card at ``place``."""
+        refs = await context.store.message_refs(request_id, place)
+        for index, ref in enumerate(refs):
+            card, to = str(ref["message_id"]), tuple(ref["to"])
+            subject = reply_subject(str(ref.get("subject") or ""))
+            record = MailRecord(
+                message_id=_message_id(item, index, to, self.settings.domain),
+                room=(self.settings.address or "").lower(),
+                thread_key=card,
+                direction="out",
+                correspondent=to[0],
+                subject=subject,
+                subject_key=subject_key(subject),
+                refs=(card,),
+            )
+            await self._send_once(state, record, to=to, text=text, parent=card)
 
     async def send_notice(
         self, state: MailState, notice: Notice, *, room: str, thread_key: str
@@ -204,7 +265,7 @@ class EmailSender:
         *,
         to: tuple[str, ...],
         text: str,
-        parent: str,
+        parent: str | None,
         cc: tuple[str, ...] = (),
     ) -> None:
         """Send the mail ``record`` describes unless an earlier attempt did, and remember it."""

@@ -47,7 +47,9 @@ class MailWatcher:
         self.settings = settings
         self.context = context
         self.state = state or SqlMailState(context.ops.store.db)
-        self.reader = MailReader(settings, context.ops.store, self.state)
+        self.reader = MailReader(
+            settings, context.ops.store, self.state, lambda: context.ops.runtime.policy
+        )
         self.connect = connect
         self.sender = sender or EmailSender(settings, policy=context.ops.runtime.policy)
         self.key = f"{settings.imap_user}@{settings.imap_host}/{settings.imap_mailbox}"

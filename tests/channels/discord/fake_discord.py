@@ -11,7 +11,10 @@ call, and answers 429 or 401 where a test asks it to. It refuses what Discord re
 - an interaction acknowledged more than 3 seconds after it was dispatched is ``404`` with
   code 10062, "Unknown interaction";
 - ``enforce_nonce`` dedupes a message only "in the past few minutes" (``nonce_window``);
-  a test moves the fake's clock on with ``skew``.
+  a test moves the fake's clock on with ``skew``;
+- ``POST /users/@me/channels`` takes exactly ``{"recipient_id": <snowflake>}`` and answers
+  the one DM channel with that user (the same one each time); a message to a user in
+  ``closed_dms`` is ``403`` with code 50007, "Cannot send messages to this user".
 """
 
 from __future__ import annotations
@@ -72,6 +75,10 @@ class FakeDiscord:
     """Seconds added to the fake's clock: a test lets time pass without waiting."""
     no_thread_permission: set[str] = field(default_factory=set)
     """Channels where the bot may not create threads (403, Missing Permissions)."""
+    closed_dms: set[str] = field(default_factory=set)
+    """Users who take no direct messages from the bot (403, Cannot send messages)."""
+    dms: dict[str, str] = field(default_factory=dict)
+    """The DM channel opened with each user, by user id."""
     _acknowledged: dict[str, int] = field(default_factory=dict)
     _interactions: dict[str, dict[str, Any]] = field(default_factory=dict)
     _originals: dict[str, str] = field(default_factory=dict)
@@ -180,6 +187,7 @@ class FakeDiscord:
             ("POST", r"/channels/(\d+)/messages", self._post),
             ("PATCH", r"/channels/(\d+)/messages/(\d+)", self._edit),
             ("POST", r"/channels/(\d+)/messages/(\d+)/threads", self._start_thread),
+            ("POST", r"/users/@me/channels", self._open_dm),
         ]
 
     # ------------------------------------------------------------ endpoints
@@ -238,9 +246,29 @@ class FakeDiscord:
         )
         return _json(message)
 
+    def _open_dm(self, body: dict[str, Any]) -> web.Response:
+        recipient = body.get("recipient_id")
+        if set(body) != {"recipient_id"} or not re.fullmatch(r"\d{15,21}", str(recipient)):
+            errors = {"recipient_id": {"_errors": [{"code": "BASE_TYPE_REQUIRED"}]}}
+            return _json({"code": 50035, "errors": errors, "message": "Invalid Form Body"}, 400)
+        if recipient not in self.dms:
+            dm = self.next_id()
+            self.channels[dm] = {
+                "id": dm,
+                "type": 1,
+                "last_message_id": None,
+                "flags": 0,
+                "recipients": [user(str(recipient), f"user-{recipient}")],
+            }
+            self.dms[str(recipient)] = dm
+        return _json(self.channels[self.dms[str(recipient)]])
+
     def _post(self, body: dict[str, Any], channel_id: str) -> web.Response:
         if channel_id not in self.channels:
             return _error(404, 10003, "Unknown Channel")
+        recipients = self.channels[channel_id].get("recipients") or [{}]
+        if recipients[0].get("id") in self.closed_dms:
+            return _error(403, 50007, "Cannot send messages to this user")
         nonce = body.get("nonce")
         seen = self._nonces.get(nonce) if nonce else None
         if body.get("enforce_nonce") and seen and self.now() - seen[1] <= self.nonce_window:
@@ -287,8 +315,14 @@ class FakeDiscord:
 
     def add_message(self, channel_id: str, content: str, **extra: Any) -> dict[str, Any]:
         """A message by the bot in a channel, as if posted earlier."""
+        guild = self.channels.get(channel_id, {}).get("type") != 1  # not a DM
         message = message_payload(
-            self.next_id(), channel_id, user(BOT_ID, "opsloop", bot=True), content, **extra
+            self.next_id(),
+            channel_id,
+            user(BOT_ID, "opsloop", bot=True),
+            content,
+            guild=guild,
+            **extra,
         )
         self.messages[message["id"]] = message
         return message
@@ -310,6 +344,10 @@ class FakeDiscord:
         token = f"token-{interaction_id}"
         channel = self.channels[channel_id]
         payload = interaction_payload(interaction_id, token, kind, data, by=by, channel=channel)
+        if channel["type"] == 1:  # in a DM: a user, no guild or member (context 1: BOT_DM)
+            del payload["guild_id"], payload["guild_locale"]
+            payload["user"] = payload.pop("member")["user"]
+            payload["context"] = 1
         if message is not None:
             payload["message"] = message
         self._interactions[token] = {
