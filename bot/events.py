@@ -90,6 +90,12 @@ class Identity(_Frozen):
     """A verified email address, where the platform vouches for it."""
     groups: tuple[str, ...] = ()
     """Platform groups the person belongs to (Slack user groups, Discord roles)."""
+    auth: str | None = None
+    """How this identity was authenticated: ``oidc``, ``token``, ``admin``, ``login-link``,
+    ``slack``, ``discord``, ``email-dmarc`` (``email`` when only a trusted server vouched),
+    ``cli-local``, ``dev``… ``None`` on events recorded before it was kept."""
+    via: str | None = None
+    """The integration that speaks for this person (``token:<id>`` of a ``service`` token)."""
 
     @property
     def principal(self) -> str:
