@@ -14,6 +14,7 @@ from bot.api import SESSION_SECRET, UserId, console_session, sessions_of, token_
 from bot.app import Opsloop
 from bot.errors import NotFoundError
 from bot.events import HumanRequested, HumanResponded, ModelCalled, ThreadStatus
+from channels.web._oidc import add_oidc_routes, logout_url, sso_on
 from channels.web._render import STATIC_DIR, console_user, page, roles_of
 
 __all__ = ["add_routes"]
@@ -76,6 +77,7 @@ def _login_page(
         problem=problem,
         configured=configured,
         signed_out=signed_out,
+        sso=sso_on(request),
     )
 
 
@@ -111,8 +113,15 @@ async def login_with_token(request: Request) -> Response:
 
 @router.get("/logout")
 async def logout(request: Request) -> Response:
-    """End the console session: revoked in the database, so its cookie is worthless."""
+    """End the console session: revoked in the database, so its cookie is worthless.
+
+    A session from single sign-on then goes on to the provider's end-session page, which
+    sends the browser back here.
+    """
+    provider_logout = await logout_url(request)  # before the session (and its ID token) ends
     await _end_session(request)
+    if provider_logout is not None:
+        return RedirectResponse(provider_logout, status_code=303)
     return _login_page(request, None, signed_out=True)
 
 
@@ -210,4 +219,5 @@ async def timeline(thread_id: str, request: Request) -> Response:
 def add_routes(app: FastAPI) -> None:
     """Add the console's pages and static files to the HTTP app."""
     app.include_router(router)
+    add_oidc_routes(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
