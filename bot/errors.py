@@ -7,6 +7,7 @@ The hierarchy::
     ├── UserFacingError             safe to show a chat user as it is
     │   ├── BadInputError           an empty, oversized or undecodable message
     │   ├── NotFoundError           an unknown thread, request or agent
+    │   ├── AuthenticationError     a credential that is unknown, revoked or expired
     │   └── DecisionRefusedError    a human decision that is not accepted
     ├── StoreError                  the database said no
     │   └── ConcurrentStepError     another step of the same thread committed first
@@ -22,6 +23,7 @@ everything else is logged and summarised.
 from __future__ import annotations
 
 __all__ = [
+    "AuthenticationError",
     "BadInputError",
     "ConcurrentStepError",
     "ConfigError",
@@ -55,6 +57,10 @@ class BadInputError(UserFacingError):
 
 class NotFoundError(UserFacingError):
     """An unknown thread, human request, agent or tool."""
+
+
+class AuthenticationError(UserFacingError):
+    """A credential that is not usable: unknown, malformed, revoked or expired."""
 
 
 class DecisionRefusedError(UserFacingError):

@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal, TypeAlias
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, JsonValue, TypeAdapter
 
 __all__ = [
+    "ADMIN",
     "ActionReceived",
     "AgentReply",
     "CallTool",
@@ -106,6 +107,19 @@ class Identity(_Frozen):
     def label(self) -> str:
         """A human-friendly name for transcripts."""
         return self.display_name or self.user_id
+
+    @property
+    def attested_label(self) -> str:
+        """The label with how it was authenticated (``oncall-1 · token``), for timelines."""
+        how = " · ".join(part for part in (self.auth, self.via and f"via {self.via}") if part)
+        return f"{self.label} · {how}" if how else self.label
+
+
+ADMIN = Identity(channel="admin", user_id="admin", display_name="admin", auth="admin")
+"""The shared ``OPSLOOP_API_TOKEN``: a bootstrap credential that speaks for no person.
+
+It decides a request only where the rule's approvers name ``"admin"``, and holds no role.
+"""
 
 
 # ---------------------------------------------------------------- decisions

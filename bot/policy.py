@@ -15,9 +15,10 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from bot.errors import ConfigError
-from bot.events import Identity
+from bot.events import ADMIN, Identity
 
 __all__ = [
+    "ADMIN_APPROVER",
     "DEFAULT_POLICY_FILE",
     "ApprovalRule",
     "Person",
@@ -28,6 +29,9 @@ __all__ = [
 ]
 
 DEFAULT_POLICY_FILE = Path(__file__).with_name("default_policy.toml")
+
+ADMIN_APPROVER = "admin"
+"""The approvers entry that lets the admin credential (the shared API token) decide."""
 
 RiskTier = Literal["read", "write"]
 
@@ -63,7 +67,8 @@ class ApprovalRule(_Strict):
     approval: Literal["required", "none"]
     """Whether a matching call needs a human's approval."""
     approvers: tuple[str, ...] = ("role:oncall",)
-    """Who may approve: roles (``role:oncall``) and principals (``slack:U123``)."""
+    """Who may approve: roles (``role:oncall``), people, principals (``slack:U123``), and
+    ``"admin"`` where the shared API token (which speaks for no person) may decide too."""
 
 
 class Person(_Strict):
@@ -138,6 +143,8 @@ class Policy(_Strict):
         """
         found: list[str] = []
         for who in approvers:
+            if who == ADMIN_APPROVER:  # the admin credential: no principal to reach
+                continue
             members = self.roles.get(who[5:], ()) if who.startswith("role:") else (who,)
             for member in members:
                 if "-group:" not in member:
@@ -151,7 +158,12 @@ class Policy(_Strict):
         return named | {m for m in members if ":" in m and "-group:" not in m}
 
     def roles_of(self, who: Identity) -> set[str]:
-        """The roles ``who`` holds: as a person (through any of their principals) or a group."""
+        """The roles ``who`` holds: as a person (through any of their principals) or a group.
+
+        The admin credential holds none: it is nobody's principal.
+        """
+        if who.principal == ADMIN.principal:
+            return set()
         person = self.person_of(who.principal)
         names = {person} | self.principals_of(person) | {who.principal}
         names |= {f"{who.channel}-group:{g}" for g in who.groups}
@@ -189,8 +201,13 @@ class Policy(_Strict):
         return ApprovalRule(name="default: unmatched changes need approval", approval="required")
 
     def may_decide(self, who: Identity, approvers: Iterable[str]) -> bool:
-        """Whether ``who`` is one of ``approvers`` (by principal, person or role)."""
+        """Whether ``who`` is one of ``approvers`` (by principal, person or role).
+
+        The admin credential may decide only where the approvers name ``"admin"``.
+        """
         allowed = set(approvers)
+        if who.principal == ADMIN.principal:
+            return ADMIN_APPROVER in allowed
         person = self.person_of(who.principal)
         if who.principal in allowed or person in allowed:
             return True
@@ -233,7 +250,14 @@ def load_policy(path: Path | None = None) -> Policy:
     for name, person in policy.people.items():
         if ":" in name:  # a person's name must never read as a principal or a role
             raise ConfigError(f"policy file {path}: person {name!r}: a name has no ':'")
+        if name == ADMIN_APPROVER:  # "admin" in approvers means the admin credential
+            raise ConfigError(f"policy file {path}: 'admin' is reserved; name the person otherwise")
         for principal in person.principals:
+            if principal.startswith(f"{ADMIN.channel}:"):
+                raise ConfigError(
+                    f"policy file {path}: person {name!r}: {principal} is the admin credential,"
+                    " which speaks for no person"
+                )
             if owners.setdefault(principal, name) != name:
                 raise ConfigError(
                     f"policy file {path}: {principal} belongs to both "
@@ -241,6 +265,11 @@ def load_policy(path: Path | None = None) -> Policy:
                 )
     for role, members in policy.roles.items():
         for member in members:
+            if member.startswith(f"{ADMIN.channel}:"):
+                raise ConfigError(
+                    f"policy file {path}: role {role!r} names {member!r}: the admin credential"
+                    ' holds no role (name "admin" in a rule\'s approvers instead)'
+                )
             if ":" not in member and member not in policy.people:
                 raise ConfigError(
                     f"policy file {path}: role {role!r} names {member!r}, who is not in [people]"

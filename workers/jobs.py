@@ -176,7 +176,7 @@ async def fire_schedule(
         conversation=ConversationRef(channel="schedule", room=name, thread_key=slot),
         source=f"schedule:{name}",
         text=text,
-        requested_by=Identity(channel="schedule", user_id=name),
+        requested_by=Identity(channel="schedule", user_id=name, auth="policy-schedule"),
         agent=agent,
     )
     item = await ops.ingest(event)

@@ -16,14 +16,18 @@ from sqlalchemy import text
 from starlette.exceptions import HTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
-from bot.api import _hooks, _routes
+from bot.api import _hooks, _routes, _tokens
 from bot.api._auth import (
     SESSION_SECRET,
+    Caller,
     console_session,
     key_id,
+    need,
     require_auth,
+    session_identity,
     session_key,
     sessions_of,
+    speaker,
     token_matches,
 )
 from bot.api._limits import BodyLimit, is_timestamp, json_depth
@@ -31,6 +35,7 @@ from bot.api._routes import UserId, web_identity
 from bot.app import Opsloop, ThreadBusyError
 from bot.config import Settings
 from bot.errors import (
+    AuthenticationError,
     BadInputError,
     ConfigError,
     DecisionRefusedError,
@@ -42,13 +47,18 @@ from bot.store import ConsoleSessions
 
 __all__ = [
     "SESSION_SECRET",
+    "Caller",
     "UserId",
     "console_session",
     "create_app",
     "dispatcher_from_plugins",
     "is_timestamp",
     "json_depth",
+    "need",
+    "require_auth",
+    "session_identity",
     "sessions_of",
+    "speaker",
     "token_matches",
     "web_identity",
 ]
@@ -127,7 +137,12 @@ def create_app(
 
     @app.exception_handler(UserFacingError)
     async def refused(request: Request, exc: UserFacingError) -> JSONResponse:
-        status = {NotFoundError: 404, DecisionRefusedError: 409, BadInputError: 400}
+        status = {
+            NotFoundError: 404,
+            DecisionRefusedError: 409,
+            BadInputError: 400,
+            AuthenticationError: 401,
+        }
         return _error(status.get(type(exc), 400), str(exc))
 
     @app.exception_handler(ThreadBusyError)
@@ -160,6 +175,7 @@ def create_app(
 
     _add_docs(app)
     app.include_router(_routes.router)
+    app.include_router(_tokens.router)
     app.include_router(_hooks.router)
     for plugin in plugins:
         if plugin.routes is not None:

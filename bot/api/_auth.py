@@ -1,4 +1,10 @@
-"""Who may use the API: a bearer token, or a console session (a revocable database row).
+"""Who is calling the API: the admin token, a per-person token, or a console session.
+
+Every request resolves to a :class:`Caller`: an identity someone authenticated, the scopes
+it holds, and the per-person token it came with, if any. Routes act as the caller; a body
+that names someone else is refused unless the caller holds the ``service`` scope (see
+:func:`speaker`). The shared ``OPSLOOP_API_TOKEN`` is the admin credential (:data:`ADMIN`),
+never a person.
 
 The session cookie is signed with a key derived from the token, and carries only the
 session's secret; the database says whether that session is still active, so a session
@@ -11,20 +17,33 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from fastapi import HTTPException, Request
 
-from bot.store import ConsoleSession, ConsoleSessions
+from bot.errors import AuthenticationError
+from bot.events import ADMIN, Identity
+from bot.store import SCOPES, ApiTokens, ConsoleSession, ConsoleSessions, Scope
 
 __all__ = [
+    "PERSON_SCOPES",
     "SESSION_SECRET",
+    "Caller",
     "console_session",
     "key_id",
+    "need",
     "require_auth",
+    "session_identity",
     "session_key",
     "sessions_of",
+    "speaker",
     "token_matches",
+    "tokens_of",
 ]
+
+PERSON_SCOPES: frozenset[Scope] = frozenset({"read", "act", "decide"})
+"""What a person signed in to the console may do."""
 
 SESSION_SECRET = "sid"
 """The key of the session's secret in the signed cookie."""
@@ -71,17 +90,127 @@ async def console_session(request: Request) -> ConsoleSession | None:
     return found
 
 
-def _bearer_ok(request: Request) -> bool:
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling, as authenticated, and what they may do."""
+
+    identity: Identity
+    """The person (``web:<id>``, ``oidc:<id>``) or :data:`ADMIN`; ``auth`` says how."""
+    scopes: frozenset[Scope]
+    """What the credential allows."""
+    token_id: str | None = None
+    """The per-person token used, if any (``via`` names it when it speaks for another)."""
+
+    @property
+    def credential(self) -> str:
+        """What the caller presented, in words for error messages."""
+        return "session" if self.token_id is None and self.identity != ADMIN else "token"
+
+    @property
+    def is_admin(self) -> bool:
+        """Whether it may manage everyone's tokens and read everything."""
+        return "admin" in self.scopes
+
+    def may(self, scope: Scope) -> bool:
+        """Whether the credential holds ``scope`` (``admin`` reads too)."""
+        return scope in self.scopes or (scope == "read" and self.is_admin)
+
+
+def tokens_of(request: Request) -> ApiTokens:
+    """The per-person tokens kept in the app's database."""
+    return ApiTokens(request.app.state.ops.store.db)
+
+
+def session_identity(session: ConsoleSession) -> Identity:
+    """Whom a console session speaks for.
+
+    A session signed in with the admin token, or with a login link that named nobody, is
+    :data:`ADMIN`; a link made for a person signs in as ``web:<person>``.
+    """
+    if session.method == "api-token" or not session.user_name:
+        return ADMIN
+    return Identity(
+        channel="web",
+        user_id=session.user_name,
+        display_name=session.user_name,
+        auth="login-link",
+    )
+
+
+async def _resolve(request: Request) -> Caller:
     scheme, _, offered = request.headers.get("authorization", "").partition(" ")
-    return scheme.lower() == "bearer" and token_matches(request, offered.strip())
-
-
-async def require_auth(request: Request) -> None:
-    """Accept ``Authorization: Bearer <token>`` or an active console session; 401 otherwise."""
-    if _token(request) is None:
+    offered = offered.strip()
+    if scheme.lower() == "bearer" and offered:
+        if token_matches(request, offered):
+            return Caller(ADMIN, frozenset(SCOPES))
+        if not offered.startswith("opl_"):
+            raise HTTPException(401, "invalid API token")
+        try:
+            token = await tokens_of(request).check(offered)
+        except AuthenticationError as exc:
+            raise HTTPException(401, str(exc)) from None
+        who = Identity(channel="web", user_id=token.person, display_name=token.person, auth="token")
+        return Caller(who, frozenset(token.scopes), token.id)
+    session = await console_session(request)
+    if session is not None:
+        identity = session_identity(session)
+        return Caller(identity, frozenset(SCOPES) if identity == ADMIN else PERSON_SCOPES)
+    if _token(request) is None and scheme.lower() != "bearer":
         raise HTTPException(401, "no API token is configured (set OPSLOOP_API_TOKEN)")
-    if _bearer_ok(request) or await console_session(request) is not None:
-        return
     raise HTTPException(
         401, "authentication required: send 'Authorization: Bearer <token>' or log in"
+    )
+
+
+async def require_auth(request: Request) -> Caller:
+    """The authenticated caller (resolved once a request); 401 when there is none."""
+    found: Caller | None = getattr(request.state, "caller", None)
+    if found is None:
+        found = await _resolve(request)
+        request.state.caller = found
+    return found
+
+
+def need(scope: Scope) -> Callable[[Request], Awaitable[Caller]]:
+    """A dependency: the caller, who must hold ``scope`` (403 otherwise)."""
+
+    async def check(request: Request) -> Caller:
+        caller = await require_auth(request)
+        if not caller.may(scope):
+            raise HTTPException(403, f"{caller.credential} lacks the {scope!r} scope")
+        return caller
+
+    return check
+
+
+def speaker(caller: Caller, named: str | None) -> Identity:
+    """Who a request speaks for: the caller, or the person ``named`` in its body.
+
+    A body may name the caller (as well-behaved clients always did), or, with the
+    ``service`` scope, another web user, who is then recorded with ``via`` the token.
+
+    Raises:
+        HTTPException: 403 when the body names someone the caller may not speak for.
+    """
+    me = caller.identity
+    if named is None or (me.channel == "web" and named == me.user_id):
+        return me
+    if me.principal == ADMIN.principal:
+        raise HTTPException(
+            403,
+            f"the admin token speaks for nobody, so not for {named!r}: make them a token "
+            f"(opsloop tokens create --user {named}) or leave the field out to act as admin",
+        )
+    if "service" not in caller.scopes or caller.token_id is None:
+        raise HTTPException(
+            403,
+            f"{me.principal} may not speak for web:{named} (only a token with the 'service'"
+            " scope may); leave the field out to act as yourself",
+        )
+    return Identity(
+        channel="web",
+        user_id=named,
+        display_name=named,
+        auth="token",
+        via=f"token:{caller.token_id}",
     )

@@ -118,7 +118,7 @@ async def webhook(name: str, request: Request) -> dict[str, Any]:
         ),
         source=f"webhook:{name}",
         text=text,
-        requested_by=Identity(channel="webhook", user_id=name),
+        requested_by=Identity(channel="webhook", user_id=name, auth="webhook-signature"),
         payload=data,
         agent=agent,
     )

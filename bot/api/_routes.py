@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from bot.api._auth import require_auth
+from bot.api._auth import Caller, need, require_auth, speaker
 from bot.api._idempotency import accept, event_key
 from bot.app import Opsloop
 from bot.events import (
@@ -28,6 +28,10 @@ __all__ = ["UserId", "router", "web_identity"]
 
 router = APIRouter(prefix="/api", dependencies=[Depends(require_auth)], tags=["threads"])
 
+Reader = Annotated[Caller, Depends(need("read"))]
+Actor = Annotated[Caller, Depends(need("act"))]
+Decider = Annotated[Caller, Depends(need("decide"))]
+
 UserId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\s\x00-\x1f\x7f]+$")]
 
 
@@ -40,8 +44,9 @@ class LaunchThread(_Body):
 
     text: str = Field(min_length=1, max_length=100_000)
     """The request."""
-    user: UserId
-    """Who asks (their web user id; policy names them ``web:<id>``)."""
+    user: UserId | None = None
+    """Who asks: the caller, whom it may name; another web user only with the ``service``
+    scope (policy names them ``web:<id>``)."""
     agent: str | None = Field(default=None, max_length=64)
     """An agent by name; the router picks one otherwise."""
 
@@ -51,8 +56,8 @@ class PostMessage(_Body):
 
     text: str = Field(min_length=1, max_length=100_000)
     """The message."""
-    user: UserId
-    """Who writes."""
+    user: UserId | None = None
+    """Who writes: the caller (another web user only with the ``service`` scope)."""
 
 
 class Decide(_Body):
@@ -60,8 +65,8 @@ class Decide(_Body):
 
     decision: Literal["approve", "reject", "answer"]
     """What to do."""
-    actor: UserId
-    """Who decides (their web user id)."""
+    actor: UserId | None = None
+    """Who decides: the caller (another web user only with the ``service`` scope)."""
     comment: str | None = Field(default=None, max_length=10_000)
     """The reason (required to reject), the answer, or a note."""
 
@@ -69,15 +74,15 @@ class Decide(_Body):
 class PauseThread(_Body):
     """Pause or resume a thread."""
 
-    actor: UserId
-    """Who does it."""
+    actor: UserId | None = None
+    """Who does it: the caller (another web user only with the ``service`` scope)."""
     reason: str | None = Field(default=None, max_length=1000)
     """Why."""
 
 
-def web_identity(user: str) -> Identity:
+def web_identity(user: str, auth: str | None = None) -> Identity:
     """The identity of a person using the API or the console."""
-    return Identity(channel="web", user_id=user, display_name=user)
+    return Identity(channel="web", user_id=user, display_name=user, auth=auth)
 
 
 def _ops(request: Request) -> Opsloop:
@@ -119,7 +124,9 @@ async def _hand_on(request: Request, item: InboxItem) -> None:
 
 
 @router.post("/threads", status_code=201)
-async def launch(body: LaunchThread, request: Request, response: Response) -> dict[str, Any]:
+async def launch(
+    body: LaunchThread, request: Request, response: Response, caller: Actor
+) -> dict[str, Any]:
     """Start a thread with a message; a worker takes it from here."""
     ops = _ops(request)
     key = event_key(request, "launch")
@@ -128,7 +135,7 @@ async def launch(body: LaunchThread, request: Request, response: Response) -> di
     event = MessageReceived(
         idempotency_key=key or f"web:{new_id('msg')}",
         conversation=conversation,
-        sender=web_identity(body.user),
+        sender=speaker(caller, body.user),
         text=body.text,
         agent=body.agent,
     )
@@ -141,6 +148,7 @@ async def launch(body: LaunchThread, request: Request, response: Response) -> di
 @router.get("/threads")
 async def list_threads(
     request: Request,
+    _: Reader,
     status: ThreadStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
@@ -150,7 +158,7 @@ async def list_threads(
 
 
 @router.get("/threads/{thread_id}")
-async def get_thread(thread_id: str, request: Request) -> dict[str, Any]:
+async def get_thread(thread_id: str, request: Request, _: Reader) -> dict[str, Any]:
     """One thread: status, events, pending requests, cost."""
     ops = _ops(request)
     thread = await ops.store.load_thread(thread_id)
@@ -159,7 +167,7 @@ async def get_thread(thread_id: str, request: Request) -> dict[str, Any]:
 
 @router.post("/threads/{thread_id}/messages", status_code=202)
 async def post_message(
-    thread_id: str, body: PostMessage, request: Request, response: Response
+    thread_id: str, body: PostMessage, request: Request, response: Response, caller: Actor
 ) -> dict[str, Any]:
     """Add a message to a thread; a worker takes it from here."""
     ops = _ops(request)
@@ -168,7 +176,7 @@ async def post_message(
     event = MessageReceived(
         idempotency_key=key or f"web:{new_id('msg')}",
         conversation=thread.conversation,
-        sender=web_identity(body.user),
+        sender=speaker(caller, body.user),
         text=body.text,
     )
     item = await accept(ops, event, response)
@@ -177,16 +185,20 @@ async def post_message(
 
 
 @router.post("/threads/{thread_id}/pause")
-async def pause(thread_id: str, body: PauseThread, request: Request) -> dict[str, Any]:
+async def pause(
+    thread_id: str, body: PauseThread, request: Request, caller: Actor
+) -> dict[str, Any]:
     """Stop the thread taking steps; messages that arrive meanwhile are kept."""
-    thread = await _ops(request).pause(thread_id, web_identity(body.actor), body.reason)
+    thread = await _ops(request).pause(thread_id, speaker(caller, body.actor), body.reason)
     return summary_json(thread)
 
 
 @router.post("/threads/{thread_id}/resume")
-async def resume(thread_id: str, body: PauseThread, request: Request) -> dict[str, Any]:
+async def resume(
+    thread_id: str, body: PauseThread, request: Request, caller: Actor
+) -> dict[str, Any]:
     """Let a paused thread go on."""
-    thread = await _ops(request).unpause(thread_id, web_identity(body.actor))
+    thread = await _ops(request).unpause(thread_id, speaker(caller, body.actor))
     if thread.status == ThreadStatus.RUNNING:
         dispatcher = _dispatcher(request)
         await enqueue(lambda: dispatcher.resume(thread_id), what=f"thread {thread_id}")
@@ -196,6 +208,7 @@ async def resume(thread_id: str, body: PauseThread, request: Request) -> dict[st
 @router.get("/human-requests")
 async def list_requests(
     request: Request,
+    _: Reader,
     status: Literal["pending", "approved", "rejected", "answered", "expired"] = "pending",
 ) -> dict[str, Any]:
     """Human requests with a status, oldest first."""
@@ -210,7 +223,7 @@ async def list_requests(
 
 @router.post("/human-requests/{request_id}", status_code=202)
 async def decide(
-    request_id: str, body: Decide, request: Request, response: Response
+    request_id: str, body: Decide, request: Request, response: Response, caller: Decider
 ) -> dict[str, Any]:
     """Approve, reject or answer a request. Accepted once; refusals are recorded."""
     ops = _ops(request)
@@ -220,7 +233,7 @@ async def decide(
     event = ActionReceived(
         idempotency_key=key or f"web:{new_id('act')}",
         conversation=thread.conversation,
-        actor=web_identity(body.actor),
+        actor=speaker(caller, body.actor),
         request_id=request_id,
         decision=HumanDecision(body.decision),
         comment=body.comment,
@@ -232,7 +245,7 @@ async def decide(
 
 @router.get("/inbox/{item_id}")
 async def inbox_item(
-    item_id: Annotated[int, Field(ge=1, le=2**31 - 1)], request: Request
+    item_id: Annotated[int, Field(ge=1, le=2**31 - 1)], request: Request, _: Reader
 ) -> dict[str, Any]:
     """Where one accepted event stands: pending, applied, done or failed (with why)."""
     item = await _ops(request).store.inbox_item(item_id)

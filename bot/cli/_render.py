@@ -39,7 +39,9 @@ def _short(value: Any, limit: int = 400) -> str:
 
 def _line(event: Any, verbose: bool, decided: set[str]) -> str | None:
     if isinstance(event, UserMessage):
-        return f"[bold cyan]{escape(event.source or event.sender.label)}>[/] {escape(event.text)}"
+        # The thread view (verbose) says how each person was authenticated.
+        who = event.sender.attested_label if verbose else event.sender.label
+        return f"[bold cyan]{escape(event.source or who)}>[/] {escape(event.text)}"
     if isinstance(event, AgentReply):
         return f"[bold green]opsloop ({event.agent})>[/] {escape(event.text)}"
     if isinstance(event, ToolCalled):
@@ -68,14 +70,13 @@ def _line(event: Any, verbose: bool, decided: set[str]) -> str | None:
             f'  opsloop answer {event.request_id} "..." --as USER'
         )
     if isinstance(event, HumanResponded):
-        by = escape(event.actor.label) if event.actor else "expiry"
+        by = escape(event.actor.attested_label) if event.actor else "expiry"
         note = f": {escape(event.comment)}" if event.comment else ""
         done = {"approve": "approved", "reject": "rejected", "answer": "answered"}
         return f"[bold]{done[event.decision.value]}[/] {event.request_id} by {by}{note}"
     if isinstance(event, DecisionRefused):
-        return f"[red]refused[/] {event.request_id} for {escape(event.actor.label)}: " + escape(
-            event.reason
-        )
+        who = escape(event.actor.attested_label)
+        return f"[red]refused[/] {event.request_id} for {who}: " + escape(event.reason)
     if verbose and isinstance(event, ModelCalled):
         u = event.usage
         return (

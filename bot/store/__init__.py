@@ -5,15 +5,29 @@ from bot.store._records import HumanRequest, InboxItem, OutboxItem, Thread, Thre
 from bot.store._sessions import SESSION_TTL, ConsoleSession, ConsoleSessions
 from bot.store._store import Store
 from bot.store._tables import UTCDateTime
+from bot.store._tokens import (
+    DEFAULT_SCOPES,
+    DEFAULT_TOKEN_TTL,
+    SCOPES,
+    ApiToken,
+    ApiTokens,
+    Scope,
+)
 
 __all__ = [
+    "DEFAULT_SCOPES",
+    "DEFAULT_TOKEN_TTL",
+    "SCOPES",
     "SESSION_TTL",
+    "ApiToken",
+    "ApiTokens",
     "ConsoleSession",
     "ConsoleSessions",
     "Database",
     "HumanRequest",
     "InboxItem",
     "OutboxItem",
+    "Scope",
     "Store",
     "Thread",
     "ThreadSummary",

@@ -48,7 +48,11 @@ def identity_of(user: discord.User | discord.Member) -> Identity:
         # ``_roles`` holds exactly the payload's ids (``@everyone`` is never among them).
         groups = tuple(str(role) for role in user._roles if role != user.guild.id)
     return Identity(
-        channel="discord", user_id=str(user.id), display_name=user.display_name, groups=groups
+        channel="discord",
+        user_id=str(user.id),
+        display_name=user.display_name,
+        groups=groups,
+        auth="discord",
     )
 
 

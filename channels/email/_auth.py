@@ -17,6 +17,10 @@ class Verdict:
     """DMARC passed or an aligned DKIM signature verified (or the server is trusted)."""
     reason: str
     """What decided it, in words."""
+    auth: str = "email"
+    """How an authenticated sender was authenticated, as identities record it:
+    ``email-dmarc`` (DMARC, or an aligned DKIM signature) or ``email`` (the server is
+    trusted to take only authenticated mail)."""
 
 
 def _unfold(value: str) -> str:
@@ -74,11 +78,12 @@ def verify_sender(
         for method, result, props in results:
             if method == "dmarc" and result == "pass":
                 if _aligned(props.get("header.from", from_domain), from_domain):
-                    return Verdict(True, f"dmarc=pass for {from_domain} ({ours})")
+                    return Verdict(True, f"dmarc=pass for {from_domain} ({ours})", "email-dmarc")
         for method, result, props in results:
             signer = props.get("header.d") or props.get("header.i", "").rpartition("@")[2]
             if method == "dkim" and result == "pass" and _aligned(signer, from_domain):
-                return Verdict(True, f"dkim=pass aligned with {from_domain} ({ours})")
+                why = f"dkim=pass aligned with {from_domain} ({ours})"
+                return Verdict(True, why, "email-dmarc")
         summary = ", ".join(f"{m}={r}" for m, r, _ in results) or "no results"
         return Verdict(False, f"{summary} ({ours})")
     return Verdict(False, f"no Authentication-Results from {ours}")

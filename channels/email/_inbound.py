@@ -201,18 +201,21 @@ class MailReader:
         event = MessageReceived(
             idempotency_key=idempotency_key(mail.message_id),
             conversation=conversation,
-            sender=self._identity(mail, verdict.authenticated),
+            sender=self._identity(mail, verdict),
             text=text.strip() or "(empty email)",
         )
         await self._remember(mail, conversation.thread_key)
         return Inbound(event=event)
 
-    def _identity(self, mail: ParsedMail, authenticated: bool) -> Identity:
+    def _identity(self, mail: ParsedMail, verdict: Verdict) -> Identity:
+        # An unauthenticated sender (accepted only with EMAIL_ACCEPT_UNAUTHENTICATED) is
+        # recorded as such: no verified address, no authentication method.
         return Identity(
             channel="email",
             user_id=mail.sender,
             display_name=mail.sender_name,
-            email=mail.sender if authenticated else None,
+            email=mail.sender if verdict.authenticated else None,
+            auth=verdict.auth if verdict.authenticated else None,
         )
 
     async def _thread_key(self, mail: ParsedMail) -> str | None:
@@ -264,7 +267,7 @@ class MailReader:
         event = ActionReceived(
             idempotency_key=idempotency_key(mail.message_id),
             conversation=conversation,
-            actor=self._identity(mail, True),
+            actor=self._identity(mail, verdict),
             request_id=request.id,
             decision=HumanDecision(reading.decision),
             comment=reading.comment,

@@ -38,7 +38,10 @@ def action(
     return ActionReceived(
         idempotency_key=idempotency_key(f"link.{claim.token_id}"),
         conversation=conversation,
-        actor=Identity(channel="email", user_id=claim.address, email=claim.address),
+        # The link was signed for this address and mailed only to it.
+        actor=Identity(
+            channel="email", user_id=claim.address, email=claim.address, auth="email-link"
+        ),
         request_id=claim.request_id,
         decision=HumanDecision.APPROVE if approve else HumanDecision.REJECT,
         comment=reason or (None if approve else "(to be given)"),

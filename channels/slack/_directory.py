@@ -105,7 +105,9 @@ class Directory:
         display = (cached_name.value if cached_name else None) or name
         groups = self._groups.get(team)
         mine: tuple[str, ...] = groups.value.get(user_id, ()) if groups else ()
-        return Identity(channel="slack", user_id=user_id, display_name=display, groups=mine)
+        return Identity(
+            channel="slack", user_id=user_id, display_name=display, groups=mine, auth="slack"
+        )
 
     def _due(self, entry: _Entry | None, key: object) -> bool:
         now = self._clock()
