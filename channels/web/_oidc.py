@@ -127,7 +127,8 @@ def identity_from_claims(claims: dict[str, Any], settings: Settings) -> Identity
     """The person the provider vouched for, from the ID token's (already checked) claims.
 
     Raises:
-        SignInProblem: the claim that names people is missing or not a short string.
+        SignInProblem: the claim that names people is missing or not a short string, or it
+            is ``email`` and the provider says that address is not verified.
     """
     claim = settings.oidc_user_claim
     value = claims.get(claim)
@@ -138,6 +139,11 @@ def identity_from_claims(claims: dict[str, Any], settings: Settings) -> Identity
             f"The sign-in service did not say who you are: your ID token has no usable "
             f"'{claim}' claim (OPSLOOP_OIDC_USER_CLAIM). Ask an administrator to add it "
             "at the provider, or to name another claim."
+        )
+    if claim == "email" and claims.get("email_verified") is False:
+        raise SignInProblem(
+            "The sign-in service has not verified your email address, which names you here: "
+            "verify it there, then sign in again."
         )
     user_id = value.strip()
     raw_groups = claims.get(settings.oidc_groups_claim)

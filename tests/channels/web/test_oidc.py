@@ -385,3 +385,9 @@ def test_claims_without_the_user_claim_are_refused(tmp_path: Path) -> None:
     for bad in ({}, {"sub": ""}, {"sub": "  "}, {"sub": ["a"]}, {"sub": True}, {"sub": "x" * 201}):
         with pytest.raises(SignInProblem):
             identity_from_claims(bad, settings)
+
+    by_email = load_settings(OPSLOOP_HOME=str(tmp_path))
+    with pytest.raises(SignInProblem, match="not verified"):
+        identity_from_claims({"email": "ann@example.com", "email_verified": False}, by_email)
+    # Providers that do not say (Entra ID) are trusted to have checked it themselves.
+    assert identity_from_claims({"email": "ann@example.com"}, by_email).email is None
