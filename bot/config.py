@@ -95,6 +95,8 @@ class Settings(BaseSettings):
     """Seconds before stored-but-unprocessed work counts as lost and is enqueued again."""
     api_token: SecretStr | None = Field(default=None, validation_alias=env("OPSLOOP_API_TOKEN"))
     """Bearer token for the HTTP API and the console login; without one every request is 401."""
+    dev_identities: bool = Field(default=False, validation_alias=env("OPSLOOP_DEV_IDENTITIES"))
+    """Development only: the console may act as anyone ("Acting as"); ``opsloop api`` refuses it."""
     bind: str = Field(
         default="127.0.0.1:8000",
         pattern=r"^[^\s:]+:\d{1,5}$",

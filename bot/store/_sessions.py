@@ -10,12 +10,13 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import datetime, timedelta
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict
-from sqlalchemy import ColumnElement, Index, String, and_, or_, select, update
+from pydantic import BaseModel, ConfigDict, field_validator
+from sqlalchemy import JSON, ColumnElement, Index, String, and_, or_, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
-from bot.events import new_id, utcnow
+from bot.events import Identity, new_id, utcnow
 from bot.store._database import Database
 from bot.store._tables import Base
 
@@ -50,6 +51,14 @@ class ConsoleSessionRow(Base):
     secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
     user_name: Mapped[str | None] = mapped_column(String(255))
     method: Mapped[str] = mapped_column(String(40))
+    principal: Mapped[str | None] = mapped_column(String(255))
+    """Who is signed in (``web:dev-1``, ``oidc:ann@example.com``, ``admin:admin``)."""
+    auth: Mapped[str | None] = mapped_column(String(40))
+    """How that identity was authenticated (``login-link``, ``oidc``, ``admin``, ``dev``)."""
+    groups: Mapped[list[str] | None] = mapped_column(JSON)
+    """The identity provider's groups (OIDC), for policy roles such as ``oidc-group:sre``."""
+    display_name: Mapped[str | None] = mapped_column(String(255))
+    """How to show the person."""
     key_id: Mapped[str | None] = mapped_column(String(16))
     """Which cookie-signing key signed it in: a session under another key is dead."""
     created_at: Mapped[datetime]
@@ -64,6 +73,8 @@ class LoginCodeRow(Base):
     __tablename__ = "console_login_codes"
 
     code_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    principal: Mapped[str | None] = mapped_column(String(255))
+    """Whom the link signs in (``web:dev-1``); a code naming nobody signs nobody in."""
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None]
@@ -79,7 +90,15 @@ class ConsoleSession(BaseModel):
     user_name: str | None
     """Who signed in, where the method names a person (the API token names nobody)."""
     method: str
-    """How it was authenticated: ``login-code`` or ``api-token``."""
+    """How the browser signed in: ``login-link``, ``admin`` (the API token), ``oidc``…"""
+    principal: str | None = None
+    """Who is signed in; ``None`` for a session from before sessions named anyone."""
+    auth: str | None = None
+    """How that identity was authenticated; ``dev`` once switched with development identities."""
+    groups: tuple[str, ...] = ()
+    """The identity provider's groups."""
+    display_name: str | None = None
+    """How to show the person."""
     created_at: datetime
     """When it started."""
     last_seen_at: datetime
@@ -89,9 +108,34 @@ class ConsoleSession(BaseModel):
     revoked_at: datetime | None
     """When it was revoked (signed out, or by ``opsloop sessions revoke``)."""
 
+    @field_validator("groups", mode="before")
+    @classmethod
+    def _no_groups(cls, value: Any) -> Any:
+        return () if value is None else value
+
+    @property
+    def identity(self) -> Identity | None:
+        """Whom this session acts as, or ``None`` if it names nobody."""
+        channel, _, user_id = (self.principal or "").partition(":")
+        if not channel or not user_id:
+            return None
+        return Identity(
+            channel=channel,
+            user_id=user_id,
+            display_name=self.display_name,
+            groups=self.groups,
+            auth=self.auth,
+        )
+
     def active(self, now: datetime) -> bool:
         """Neither revoked nor expired at ``now``."""
         return self.revoked_at is None and now < self.expires_at
+
+
+def _auth_of(identity: Identity | None, method: str) -> str | None:
+    if identity is None:
+        return None
+    return identity.auth or method
 
 
 def _session(row: ConsoleSessionRow) -> ConsoleSession:
@@ -99,6 +143,10 @@ def _session(row: ConsoleSessionRow) -> ConsoleSession:
         id=row.id,
         user_name=row.user_name,
         method=row.method,
+        principal=row.principal,
+        auth=row.auth,
+        groups=tuple(row.groups or ()),
+        display_name=row.display_name,
         created_at=row.created_at,
         last_seen_at=row.last_seen_at,
         expires_at=row.expires_at,
@@ -113,20 +161,24 @@ class ConsoleSessions:
         """Use ``database``."""
         self.db = database
 
-    async def new_login_code(self, ttl: timedelta = LOGIN_CODE_TTL) -> str:
-        """A fresh one-time login code; only its hash is kept."""
+    async def new_login_code(self, principal: str, ttl: timedelta = LOGIN_CODE_TTL) -> str:
+        """A fresh one-time login code that signs in ``principal``; only its hash is kept."""
         code = secrets.token_urlsafe(16)
         now = utcnow()
         async with self.db.session() as session:
             session.add(
                 LoginCodeRow(
-                    code_hash=_digest(code), created_at=now, expires_at=now + ttl, used_at=None
+                    code_hash=_digest(code),
+                    principal=principal,
+                    created_at=now,
+                    expires_at=now + ttl,
+                    used_at=None,
                 )
             )
         return code
 
-    async def use_login_code(self, code: str) -> bool:
-        """Spend ``code``: true once, for an unexpired code; false ever after."""
+    async def use_login_code(self, code: str) -> str | None:
+        """Spend ``code``: the principal it signs in, once, while fresh; ``None`` ever after."""
         now = utcnow()
         async with self.db.session() as session:
             result = await session.execute(
@@ -135,27 +187,38 @@ class ConsoleSessions:
                     LoginCodeRow.code_hash == _digest(code),
                     LoginCodeRow.used_at.is_(None),
                     LoginCodeRow.expires_at > now,
+                    LoginCodeRow.principal.is_not(None),
                 )
                 .values(used_at=now)
+                .returning(LoginCodeRow.principal)
             )
-        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+            principal: str | None = result.scalar_one_or_none()
+        return principal
 
     async def start(
         self,
         *,
         method: str,
-        user_name: str | None = None,
+        identity: Identity | None = None,
         key_id: str | None = None,
         ttl: timedelta = SESSION_TTL,
     ) -> tuple[ConsoleSession, str]:
-        """Start a session; returns it and the secret for the cookie (shown only here)."""
+        """Start a session for ``identity``; returns it and the cookie's secret (shown only here).
+
+        ``identity.auth`` (how it was authenticated) is kept with it; ``method`` says how the
+        browser signed in.
+        """
         secret = secrets.token_urlsafe(32)
         now = utcnow()
         row = ConsoleSessionRow(
             id=new_id("cs"),
             secret_hash=_digest(secret),
-            user_name=user_name,
+            user_name=identity.label if identity else None,
             method=method,
+            principal=identity.principal if identity else None,
+            auth=_auth_of(identity, method),
+            groups=list(identity.groups) if identity else None,
+            display_name=identity.display_name if identity else None,
             key_id=key_id,
             created_at=now,
             last_seen_at=now,
@@ -195,10 +258,39 @@ class ConsoleSessions:
             found = found.model_copy(update={"last_seen_at": now})
         return found
 
-    async def list_sessions(self, *, include_ended: bool = False) -> list[ConsoleSession]:
-        """Sessions, newest first; only active ones unless ``include_ended``."""
+    async def act_as(self, session_id: str, identity: Identity, auth: str) -> ConsoleSession:
+        """Make an active session act as ``identity`` from now on, authenticated by ``auth``.
+
+        Only the development-identities switch does this; a real sign-in starts a new session.
+        """
+        values = {
+            "principal": identity.principal,
+            "auth": auth,
+            "groups": list(identity.groups),
+            "display_name": identity.display_name,
+            "user_name": identity.label,
+        }
+        async with self.db.session() as session:
+            await session.execute(
+                update(ConsoleSessionRow).where(ConsoleSessionRow.id == session_id).values(values)
+            )
+            row = await session.get(ConsoleSessionRow, session_id)
+            if row is None:
+                raise LookupError(session_id)
+            await session.refresh(row)
+            return _session(row)
+
+    async def list_sessions(
+        self, *, include_ended: bool = False, principal: str | None = None
+    ) -> list[ConsoleSession]:
+        """Sessions, newest first; only active ones unless ``include_ended``.
+
+        With ``principal``, only that identity's sessions.
+        """
         now = utcnow()
         query = select(ConsoleSessionRow).order_by(ConsoleSessionRow.created_at.desc())
+        if principal is not None:
+            query = query.where(ConsoleSessionRow.principal == principal)
         if not include_ended:
             query = query.where(
                 ConsoleSessionRow.revoked_at.is_(None), ConsoleSessionRow.expires_at > now
@@ -206,9 +298,15 @@ class ConsoleSessions:
         async with self.db.session() as session:
             return [_session(row) for row in await session.scalars(query)]
 
-    async def revoke(self, session_id: str) -> bool:
-        """Revoke one session by its public id; false if there is no such active session."""
-        return await self._revoke(ConsoleSessionRow.id == session_id) == 1
+    async def revoke(self, session_id: str, *, principal: str | None = None) -> bool:
+        """Revoke one session by its public id; false if there is no such active session.
+
+        With ``principal``, only if the session is that identity's own.
+        """
+        which = ConsoleSessionRow.id == session_id
+        if principal is not None:
+            which = and_(which, ConsoleSessionRow.principal == principal)
+        return await self._revoke(which) == 1
 
     async def revoke_secret(self, secret: str) -> bool:
         """Revoke the session with this secret (signing out)."""

@@ -10,20 +10,26 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict
 
-from bot.api import SESSION_SECRET, UserId, console_session, sessions_of, token_matches
+from bot.api import UserId, console_session, sessions_of, token_matches
 from bot.app import Opsloop
 from bot.errors import NotFoundError
-from bot.events import HumanRequested, HumanResponded, ModelCalled, ThreadStatus
+from bot.events import HumanRequested, HumanResponded, Identity, ModelCalled, ThreadStatus
+from channels.web import _account
 from channels.web._oidc import add_oidc_routes, logout_url, sso_on
-from channels.web._render import STATIC_DIR, console_user, page, roles_of
+from channels.web._render import STATIC_DIR, page, roles_of, signed_in_as
+from channels.web._signin import check_csrf, end_session, sign_in
 
 __all__ = ["add_routes"]
 
 router = APIRouter(include_in_schema=False)
 
 
+ADMIN = Identity(channel="admin", user_id="admin", display_name="admin", auth="admin")
+"""Who the shared API token signs in: the admin, never a person."""
+
+
 class ActAs(BaseModel):
-    """Whom the console acts as."""
+    """Whom the console acts as (development identities only)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -47,25 +53,6 @@ def _ops(request: Request) -> Opsloop:
 LoginProblem = Literal["code", "token", "token-in-link"]
 
 
-async def _end_session(request: Request) -> None:
-    """Revoke the session this cookie names, if any, and forget it."""
-    secret = request.session.get(SESSION_SECRET)
-    if isinstance(secret, str) and secret:
-        await sessions_of(request).revoke_secret(secret)
-    request.session.clear()
-    request.state.console_session = None
-
-
-async def _start_session(request: Request, method: str) -> Response:
-    await _end_session(request)  # a fresh session: nothing carried over from before
-    session, secret = await sessions_of(request).start(
-        method=method, key_id=request.app.state.session_key_id
-    )
-    request.session[SESSION_SECRET] = secret
-    request.state.console_session = session
-    return RedirectResponse("/", status_code=303)
-
-
 def _login_page(
     request: Request, problem: LoginProblem | None, *, signed_out: bool = False
 ) -> Response:
@@ -81,17 +68,23 @@ def _login_page(
     )
 
 
+def _link_identity(principal: str) -> Identity:
+    """The person a one-time login link names, authenticated by that link."""
+    channel, _, user_id = principal.partition(":")
+    return Identity(channel=channel, user_id=user_id, display_name=user_id, auth="login-link")
+
+
 @router.get("/login")
 async def login(request: Request, code: str | None = None, token: str | None = None) -> Response:
-    """The sign-in page; ``?code=`` spends a one-time login code (the link ``opsloop run`` prints).
+    """The sign-in page; ``?code=`` spends a one-time login code (``opsloop login --as``).
 
     An API token in the address is refused: it would stay in browser history and proxy logs.
     """
     if code is None and token is None and await _signed_in(request):
         return RedirectResponse("/", status_code=303)
     configured = request.app.state.settings.api_token is not None
-    if code and configured and await sessions_of(request).use_login_code(code):
-        return await _start_session(request, "login-code")
+    if code and configured and (principal := await sessions_of(request).use_login_code(code)):
+        return await sign_in(request, _link_identity(principal))
     # A used or bad link leaves a signed-in browser signed in: opening the start-up link
     # again must not sign its owner out.
     problem: LoginProblem | None = (
@@ -102,12 +95,12 @@ async def login(request: Request, code: str | None = None, token: str | None = N
 
 @router.post("/login")
 async def login_with_token(request: Request) -> Response:
-    """Sign in with the API token, posted from the sign-in form."""
+    """Sign in with the API token, posted from the sign-in form: as the admin, not a person."""
     form = parse_qs((await request.body()).decode("utf-8", "replace"), max_num_fields=10)
     offered = (form.get("token") or [""])[0].strip()
     if offered and token_matches(request, offered):
-        return await _start_session(request, "api-token")
-    await _end_session(request)
+        return await sign_in(request, ADMIN)
+    await end_session(request)
     return _login_page(request, "token")
 
 
@@ -119,7 +112,7 @@ async def logout(request: Request) -> Response:
     sends the browser back here.
     """
     provider_logout = await logout_url(request)  # before the session (and its ID token) ends
-    await _end_session(request)
+    await end_session(request)
     if provider_logout is not None:
         return RedirectResponse(provider_logout, status_code=303)
     return _login_page(request, None, signed_out=True)
@@ -131,12 +124,22 @@ async def _need_session(request: Request) -> None:
         raise HTTPException(401, "authentication required: log in")
 
 
-@router.post("/console/as", dependencies=[Depends(_need_session)])
+async def _need_dev_identities(request: Request) -> None:
+    """404 unless OPSLOOP_DEV_IDENTITIES is on: otherwise there is no switch at all."""
+    if not request.app.state.settings.dev_identities:
+        raise HTTPException(404, "not found")
+
+
+@router.post("/console/as", dependencies=[Depends(_need_dev_identities), Depends(_need_session)])
 async def act_as(body: ActAs, request: Request) -> Response:
-    """Choose the web user id the console acts as."""
-    request.session["user"] = body.user
+    """Development identities only: act as the web user ``body.user`` (recorded as ``dev``)."""
+    session = await console_session(request)
+    assert session is not None  # _need_session
+    check_csrf(request, request.headers.get("x-csrf-token"))
+    who = Identity(channel="web", user_id=body.user, display_name=body.user)
+    request.state.console_session = await sessions_of(request).act_as(session.id, who, "dev")
     return JSONResponse(
-        {"user": body.user, "principal": f"web:{body.user}", "roles": roles_of(request, body.user)}
+        {"user": body.user, "principal": who.principal, "roles": roles_of(request, who)}
     )
 
 
@@ -146,7 +149,12 @@ async def chat(request: Request) -> Response:
     if not await _signed_in(request):
         return _to_login()
     policy = _ops(request).runtime.policy
-    data = {"user": console_user(request), "roles": policy.roles}
+    me = signed_in_as(request)
+    data = {
+        "principal": me.principal if me else None,
+        "user": me.label if me else None,
+        "roles": policy.roles,
+    }
     return page(request, "chat.html", nav="chat", data=data)
 
 
@@ -219,5 +227,6 @@ async def timeline(thread_id: str, request: Request) -> Response:
 def add_routes(app: FastAPI) -> None:
     """Add the console's pages and static files to the HTTP app."""
     app.include_router(router)
+    app.include_router(_account.router)
     add_oidc_routes(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -15,14 +15,12 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 from bot.app import Opsloop
 from bot.events import Identity, ThreadStatus
+from channels.web._signin import csrf_token
 
-__all__ = ["DEFAULT_USER", "STATIC_DIR", "console_user", "page", "roles_of", "status_label"]
+__all__ = ["STATIC_DIR", "page", "roles_of", "signed_in_as", "status_label"]
 
 HERE = Path(__file__).parent
 STATIC_DIR = HERE / "static"
-
-DEFAULT_USER = "operator"
-"""Whom the console acts as until the person picks a user id."""
 
 SECURITY_HEADERS = {
     # Nothing but our own files: no inline script, no CDN, no framing.
@@ -139,31 +137,48 @@ _env.globals["status_label"] = status_label
 _env.globals["status_filters"] = _status_filters()
 
 
-def console_user(request: Request) -> str:
-    """The web user id the console acts as (``web:<id>`` to policy)."""
-    user = request.session.get("user")
-    return user if isinstance(user, str) and user else DEFAULT_USER
+def signed_in_as(request: Request) -> Identity | None:
+    """Who this request's console session signed in (checked earlier in the request)."""
+    session = getattr(request.state, "console_session", None)
+    identity: Identity | None = session.identity if session is not None else None
+    return identity
 
 
-def roles_of(request: Request, user: str) -> list[str]:
-    """The policy roles a web user holds."""
+def roles_of(request: Request, who: Identity) -> list[str]:
+    """The policy roles ``who`` holds."""
     ops: Opsloop = request.app.state.ops
-    return sorted(ops.runtime.policy.roles_of(Identity(channel="web", user_id=user)))
+    return sorted(ops.runtime.policy.roles_of(who))
+
+
+AUTH_LABELS: dict[str, str] = {
+    "login-link": "signed in with a one-time link",
+    "admin": "signed in with the API token (admin)",
+    "oidc": "signed in with single sign-on",
+    "dev": "development identity: anyone can pick it",
+}
+"""How the header explains a session's authentication."""
 
 
 def page(request: Request, template: str, *, status: int = 200, **context: Any) -> HTMLResponse:
     """Render ``template`` with the header's context, behind strict security headers."""
-    user = console_user(request)
+    me = signed_in_as(request)
     ops: Opsloop | None = getattr(request.app.state, "ops", None)
-    principals = ops.runtime.policy.known_principals() if ops else set()
-    known = sorted(m.removeprefix("web:") for m in principals if m.startswith("web:"))
+    settings = request.app.state.settings
+    known: list[str] = []
+    if ops and settings.dev_identities:
+        principals = ops.runtime.policy.known_principals()
+        known = sorted(m.removeprefix("web:") for m in principals if m.startswith("web:"))
     context.setdefault("nav", "")
+    signed_in = getattr(request.state, "console_session", None) is not None
     html = _env.get_template(template).render(
-        user=user,
-        user_roles=roles_of(request, user) if ops else [],
+        me=me,
+        my_roles=roles_of(request, me) if ops and me else [],
+        auth_label=AUTH_LABELS.get(me.auth or "", me.auth or "") if me else "",
         known_users=known,
-        signed_in=getattr(request.state, "console_session", None) is not None,
-        console_url=request.app.state.settings.console_url,
+        dev_identities=settings.dev_identities,
+        signed_in=signed_in,
+        csrf=csrf_token(request) if signed_in else "",
+        console_url=settings.console_url,
         **context,
     )
     return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)

@@ -3,6 +3,8 @@
 /** Call the API; resolves to the JSON body, throws an Error with the server's message. */
 export async function api(method, path, body) {
   const init = { method, credentials: "same-origin", headers: { Accept: "application/json" } };
+  const csrf = document.querySelector('meta[name="csrf-token"]')?.content;
+  if (method !== "GET" && csrf) init.headers["X-CSRF-Token"] = csrf;
   if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);

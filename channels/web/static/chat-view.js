@@ -182,8 +182,8 @@ export class RequestCard {
     if (on) this.say(text, "info", actor);
   }
 
-  // A note under the buttons. One with an ``actor`` (the web user id it was about) only
-  // shows while the console acts as that user: it is theirs, not whoever acts next.
+  // A note under the buttons. One with an ``actor`` (the principal it was about) only
+  // shows while the console acts as that principal: it is theirs, not whoever acts next.
   say(text, tone, actor = null) {
     this.note = { text: text || "", tone: tone || "", actor };
     this.feedback.textContent = this.note.text;
@@ -234,7 +234,7 @@ export function renderEvent(event, ctx) {
       const id = event.sender.user_id;
       return message({ who: event.sender.display_name || id, tag: event.source || principal(event.sender),
         avatar: initials(event.sender.display_name || id), hueOf: principal(event.sender), at: event.at,
-        text: event.text, mine: principal(event.sender) === `web:${ctx.user}` });
+        text: event.text, mine: principal(event.sender) === ctx.principal });
     }
     case "agent_reply":
       return message({ who: "opsloop", tag: `agent · ${event.agent}`, avatar: "◎", hueOf: "opsloop",

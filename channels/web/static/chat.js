@@ -19,7 +19,8 @@ const queued = el("ol", { class: "messages queued", "aria-label": "Messages bein
 ui.messages.after(queued);
 
 const state = {
-  user: data.user,
+  principal: data.principal, // who this session signed in; the API acts as them
+  label: data.user,
   threadId: null,
   lastSeq: 0,
   status: null,
@@ -89,7 +90,7 @@ function render(thread) {
   header(thread);
   state.status = thread.status;
   const follow = nearBottom();
-  const ctx = { user: state.user, roles: data.roles, cards: state.cards, onDecide: decide };
+  const ctx = { principal: state.principal, roles: data.roles, cards: state.cards, onDecide: decide };
   let added = false;
   for (const event of thread.events) {
     if (event.seq <= state.lastSeq) continue;
@@ -122,7 +123,7 @@ async function checkItems(generation) {
 // A message of ours reached the log: its "sending…" placeholder goes (the first match).
 function shown(event) {
   for (const [id, what] of state.items) {
-    if (what.kind === "message" && what.text === event.text && `web:${what.user}` === principal(event.sender)) {
+    if (what.kind === "message" && what.text === event.text && what.principal === principal(event.sender)) {
       what.placeholder.remove();
       state.items.delete(id);
       return;
@@ -141,15 +142,15 @@ function settle({ id, item, what }) {
   if (!card || !card.node.isConnected) return;
   if (item.status === "failed") {
     const listed = [...card.refusals.children].find((li) => li.dataset.reason === item.error);
-    const whose = `web:${what.user}'s ${VERB[what.decision]}`;
+    const whose = `${what.principal}'s ${VERB[what.decision]}`;
     card.busy(false);
     if (listed) {
-      card.say(`${whose} was refused (see above).`, "error", what.user);
-      if (what.user === state.user) listed.classList.add("flash");
+      card.say(`${whose} was refused (see above).`, "error", what.principal);
+      if (what.principal === state.principal) listed.classList.add("flash");
     } else {
-      card.say(`${whose} was refused: ${item.error}`, "error", what.user);
+      card.say(`${whose} was refused: ${item.error}`, "error", what.principal);
     }
-    card.actingAs(state.user);
+    card.actingAs(state.principal);
   } else if (card.actions.isConnected) {
     card.busy(false);
     card.say("");
@@ -191,18 +192,19 @@ async function poll() {
 
 const VERB = { approve: "approval", reject: "rejection", answer: "answer" };
 
+// Decisions and messages carry no name: the API acts as whoever this session signed in.
 async function decide(card, decision, comment) {
-  const user = state.user;
-  card.busy(true, `Sending your ${VERB[decision]} as web:${user}…`, user);
+  const who = state.principal;
+  card.busy(true, `Sending your ${VERB[decision]} as ${who}…`, who);
   try {
-    const body = { decision, actor: user };
+    const body = { decision };
     if (comment) body.comment = comment;
     const result = await api("POST", `/api/human-requests/${encodeURIComponent(card.id)}`, body);
-    track(result.inbox_item, { kind: "decision", requestId: card.id, user, decision });
+    track(result.inbox_item, { kind: "decision", requestId: card.id, principal: who, decision });
   } catch (error) {
     card.busy(false);
-    card.say(`Not sent (web:${user}'s ${VERB[decision]}): ${error.message}`, "error", user);
-    card.actingAs(state.user);
+    card.say(`Not sent (${who}'s ${VERB[decision]}): ${error.message}`, "error", who);
+    card.actingAs(state.principal);
   }
   schedule(0);
 }
@@ -210,7 +212,7 @@ async function decide(card, decision, comment) {
 async function send(text) {
   const placeholder = el("li", { class: "msg mine sending" },
     el("div", { class: "avatar", "aria-hidden": "true", text: "…" }),
-    el("div", { class: "msg-body" }, el("div", { class: "msg-head" }, el("span", { class: "name", text: state.user }),
+    el("div", { class: "msg-body" }, el("div", { class: "msg-head" }, el("span", { class: "name", text: state.label }),
       el("span", { class: "tag", text: "sending…" })), el("div", { class: "msg-text", text })));
   ui.empty.hidden = true;
   queued.append(placeholder);
@@ -218,13 +220,13 @@ async function send(text) {
   try {
     let result;
     if (!state.threadId) {
-      result = await api("POST", "/api/threads", { text, user: state.user });
+      result = await api("POST", "/api/threads", { text });
       open(result.id, { push: true });
       queued.append(placeholder); // open() cleared the queue
     } else {
-      result = await api("POST", `/api/threads/${encodeURIComponent(state.threadId)}/messages`, { text, user: state.user });
+      result = await api("POST", `/api/threads/${encodeURIComponent(state.threadId)}/messages`, { text });
     }
-    track(result.inbox_item, { kind: "message", placeholder, text, user: state.user });
+    track(result.inbox_item, { kind: "message", placeholder, text, principal: state.principal });
     schedule(0);
     return true;
   } catch (error) {
@@ -273,10 +275,12 @@ ui.newThread.addEventListener("click", () => {
   ui.text.focus();
 });
 
+// Development identities only: the header's switch changed whom this session acts as.
 document.addEventListener("opsloop:user", (event) => {
-  state.user = event.detail.user;
+  state.principal = event.detail.principal;
+  state.label = event.detail.user;
   // What a card said to the previous user (a refusal, say) is not news for this one.
-  for (const card of state.cards.values()) card.actingAs(state.user);
+  for (const card of state.cards.values()) card.actingAs(state.principal);
 });
 
 document.addEventListener("visibilitychange", () => {

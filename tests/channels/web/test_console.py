@@ -1,4 +1,4 @@
-"""The web console in-process: sign-in, sessions, "acting as", pages, escaping, delivery.
+"""The web console in-process: sign-in as a person, sessions, pages, escaping, delivery.
 
 The app runs with its lifespan over ``httpx2.ASGITransport`` on a real SQLite database and
 the offline model. The dispatcher only records what the API enqueued; the test then does
@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from bot.config import Settings, load_settings
 from bot.model.offline import OfflineModel
 from bot.store import ConsoleSessions, Database
 from channels import web
-from channels.web import _pages
+from channels.web import _account, _pages
 from channels.web._render import status_label
 from tests.fakes import RecordingDispatcher
 from workers.jobs import deliver_thread, process_item
@@ -40,13 +40,30 @@ class Console:
     client: httpx2.AsyncClient
     ops: Opsloop
     dispatcher: RecordingDispatcher
+    browsers: list[httpx2.AsyncClient] = field(default_factory=list)
+    """Clients of other browsers on the same server, closed with the app."""
 
-    async def login(self) -> None:
-        """Through a one-time link, as ``opsloop run`` prints it."""
-        code = await ConsoleSessions(self.ops.store.db).new_login_code()
+    async def login(self, user: str = "dev-1") -> None:
+        """Through a one-time link for ``web:<user>``, as ``opsloop login --as`` prints it."""
+        code = await ConsoleSessions(self.ops.store.db).new_login_code(f"web:{user}")
         response = await self.client.get("/login", params={"code": code})
         assert response.status_code == 303, response.text
         assert response.headers["location"] == "/"
+
+    def browser(self) -> Console:
+        """Another browser (its own cookies) on the same server."""
+        client = httpx2.AsyncClient(
+            transport=self.client._transport, base_url="http://console.test"
+        )
+        self.browsers.append(client)
+        return Console(client, self.ops, self.dispatcher, self.browsers)
+
+    async def csrf(self) -> str:
+        """The CSRF token the console's pages carry for this browser."""
+        html = (await self.client.get("/threads")).text
+        found = re.search(r'<meta name="csrf-token" content="([^"]+)">', html)
+        assert found, "a signed-in page carries the CSRF token"
+        return found[1]
 
     async def post_token(self, token: str) -> httpx2.Response:
         """The sign-in form, with the API token pasted in."""
@@ -57,7 +74,9 @@ class Console:
         )
 
     async def act_as(self, user: str) -> httpx2.Response:
-        return await self.client.post("/console/as", json={"user": user})
+        """The development-identities switch, as console.js posts it."""
+        headers = {"x-csrf-token": await self.csrf()} if "session" in self.client.cookies else {}
+        return await self.client.post("/console/as", json={"user": user}, headers=headers)
 
     async def work(self) -> None:
         """Run every enqueued item as a worker would, then deliver what it produced."""
@@ -76,22 +95,22 @@ class Console:
         body: dict[str, Any] = response.json()
         return body
 
-    async def say(self, text: str, user: str, thread_id: str | None = None) -> str:
+    async def say(self, text: str, thread_id: str | None = None) -> str:
+        """Post as the console does: no name in the body, the session says who."""
         if thread_id is None:
-            response = await self.client.post("/api/threads", json={"text": text, "user": user})
+            response = await self.client.post("/api/threads", json={"text": text})
         else:
             response = await self.client.post(
-                f"/api/threads/{thread_id}/messages", json={"text": text, "user": user}
+                f"/api/threads/{thread_id}/messages", json={"text": text}
             )
         assert response.status_code in {201, 202}, response.text
         await self.work()
         thread: str = response.json()["id"]
         return thread
 
-    async def decide(self, request_id: str, decision: str, actor: str, **extra: Any) -> None:
+    async def decide(self, request_id: str, decision: str, **extra: Any) -> None:
         response = await self.client.post(
-            f"/api/human-requests/{request_id}",
-            json={"decision": decision, "actor": actor, **extra},
+            f"/api/human-requests/{request_id}", json={"decision": decision, **extra}
         )
         assert response.status_code == 202, response.text
         await self.work()
@@ -112,6 +131,7 @@ async def make_console(
     console_settings: Settings,
 ) -> AsyncIterator[MakeConsole]:
     opened: list[tuple[httpx2.AsyncClient, Any]] = []
+    consoles: list[Console] = []
 
     async def make(settings: Settings = console_settings) -> Console:
         ops = await make_ops(sqlite_database, OfflineModel())
@@ -123,9 +143,13 @@ async def make_console(
             transport=httpx2.ASGITransport(app=app), base_url="http://console.test"
         )
         opened.append((client, lifespan))
-        return Console(client=client, ops=ops, dispatcher=dispatcher)
+        consoles.append(Console(client=client, ops=ops, dispatcher=dispatcher))
+        return consoles[-1]
 
     yield make
+    for console in consoles:
+        for other in console.browsers:
+            await other.aclose()
     for client, lifespan in opened:
         await client.aclose()
         await lifespan.__aexit__(None, None, None)
@@ -162,7 +186,7 @@ async def test_a_wrong_or_missing_code_starts_no_session(console: Console, query
     assert "text/html" in response.headers["content-type"]
     said = "expired or was already used" if "code=" in query else "not signed in"
     assert said in response.text
-    assert "opsloop sessions link" in response.text  # tells people where links come from
+    assert "opsloop login --as" in response.text  # tells people where links come from
     assert 'method="post" action="/login"' in response.text  # and offers the token form
     assert (await console.client.get("/")).status_code == 303
 
@@ -184,7 +208,7 @@ async def test_login_says_so_when_the_server_has_no_token(
     response = await console.post_token("anything")
     assert response.status_code == 401
     assert "No API token is configured" in response.text
-    code = await ConsoleSessions(console.ops.store.db).new_login_code()
+    code = await ConsoleSessions(console.ops.store.db).new_login_code("web:dev-1")
     response = await console.client.get("/login", params={"code": code})
     assert response.status_code == 401
     assert "No API token is configured" in response.text
@@ -197,8 +221,7 @@ async def test_pages_need_a_session(console: Console, path: str) -> None:
     assert response.headers["location"] == "/login"
 
 
-async def test_the_api_and_acting_as_need_a_session(console: Console) -> None:
-    assert (await console.act_as("dev-1")).status_code == 401
+async def test_the_api_needs_a_session(console: Console) -> None:
     response = await console.client.post("/api/threads", json={"text": "hi", "user": "dev-1"})
     assert response.status_code == 401
     assert console.dispatcher.of("process") == []
@@ -236,7 +259,7 @@ async def test_an_api_token_in_the_address_signs_nobody_in(console: Console) -> 
 
 async def test_a_login_link_works_once_and_only_while_fresh(console: Console) -> None:
     sessions = ConsoleSessions(console.ops.store.db)
-    code = await sessions.new_login_code()
+    code = await sessions.new_login_code("web:dev-1")
     first = await console.client.get("/login", params={"code": code})
     assert first.status_code == 303
     # Opening the used link again in the same browser does not sign it out.
@@ -247,7 +270,7 @@ async def test_a_login_link_works_once_and_only_while_fresh(console: Console) ->
     again = await console.client.get("/login", params={"code": code})
     assert again.status_code == 401
     assert "expired or was already used" in again.text
-    stale = await sessions.new_login_code(ttl=timedelta(seconds=-1))
+    stale = await sessions.new_login_code("web:dev-1", ttl=timedelta(seconds=-1))
     assert (await console.client.get("/login", params={"code": stale})).status_code == 401
     # Only hashes are kept: a copy of the database signs nobody in.
     async with console.ops.store.db.transaction(write=False) as connection:
@@ -268,7 +291,7 @@ async def test_signing_out_revokes_the_session_so_a_copied_cookie_is_refused(
     assert (await console.client.get("/api/threads", headers=replay)).status_code == 401
     assert (await console.client.get("/threads", headers=replay)).status_code == 303
     [ended] = await ConsoleSessions(console.ops.store.db).list_sessions(include_ended=True)
-    assert ended.revoked_at is not None and ended.method == "login-code"
+    assert ended.revoked_at is not None and ended.method == "login-link"
 
 
 async def test_a_revoked_session_is_refused_at_once(console: Console) -> None:
@@ -309,19 +332,26 @@ async def test_everything_else_needs_a_token_or_a_session(console: Console) -> N
     """Every route of the app, unauthenticated: 401, or the console's redirect to sign in."""
     app = console.client._transport.app  # type: ignore[attr-defined]
     # The app's own routes, and those of the routers it includes.
-    routes = [*app.routes, *_routes.router.routes, *_hooks.router.routes, *_pages.router.routes]
+    routes = [
+        *app.routes,
+        *_routes.router.routes,
+        *_hooks.router.routes,
+        *_pages.router.routes,
+        *_account.router.routes,
+    ]
     checked = 0
     for route in routes:
         path = getattr(route, "path", "")
         if path in OPEN_PATHS:
             continue
         url = re.sub(r"\{[^}]+\}", "x", path)
+        gone = 404 if path == "/console/as" else None  # no switch without dev identities
         for method in sorted(getattr(route, "methods", None) or {"GET"}):
             if method == "HEAD":
                 continue
             response = await console.client.request(method, url, json={})
             redirected = response.status_code == 303 and response.headers["location"] == "/login"
-            assert response.status_code == 401 or redirected, (method, path, response.status_code)
+            assert response.status_code in {401, gone} or redirected, (method, path, response)
             checked += 1
     assert checked >= 15
     assert console.dispatcher.calls == []
@@ -349,38 +379,180 @@ async def test_static_files_are_served_and_nothing_comes_from_the_internet(
         assert "innerHTML" not in text, path.name
 
 
-# ---------------------------------------------------------------- acting as
+# ---------------------------------------------------------------- who you are
 
 
-async def test_the_console_acts_as_operator_until_someone_is_chosen(console: Console) -> None:
-    await console.login()
+async def test_a_login_link_for_dev_1_signs_in_as_dev_1_and_the_page_says_so(
+    console: Console,
+) -> None:
+    await console.login("dev-1")
     html = (await console.client.get("/")).text
-    assert 'id="acting-user" name="user" value="operator"' in html
-    assert page_data(html)["user"] == "operator"
+    assert page_data(html)["principal"] == "web:dev-1"
+    whoami = html[html.index('id="whoami"') : html.index("</div>", html.index('id="whoami"'))]
+    assert '<span class="whoami-name" title="web:dev-1">dev-1</span>' in whoami
+    assert ">login-link</span>" in whoami
+    assert '<span class="role">developer</span>' in whoami
+    assert 'href="/logout">Sign out</a>' in html
+    # No way to be anyone else: no switch, no banner.
+    for absent in ('id="acting-as"', "acting-user", "Acting as", 'id="dev-banner"'):
+        assert absent not in html, absent
+    [session] = await ConsoleSessions(console.ops.store.db).list_sessions()
+    assert (session.principal, session.auth) == ("web:dev-1", "login-link")
 
+
+async def test_the_api_token_form_signs_in_the_admin_not_a_person(console: Console) -> None:
+    assert (await console.post_token(TOKEN)).status_code == 303
+    html = (await console.client.get("/")).text
+    assert page_data(html)["principal"] == "admin:admin"
+    assert '<span class="whoami-name" title="admin:admin">admin</span>' in html
+    assert '<span class="role none">no role</span>' in html
+    [session] = await ConsoleSessions(console.ops.store.db).list_sessions()
+    assert (session.principal, session.auth, session.method) == ("admin:admin", "admin", "admin")
+
+
+async def test_a_new_sign_in_replaces_the_session_and_its_person(console: Console) -> None:
+    await console.login("dev-1")
+    await console.login("oncall-1")
+    assert page_data((await console.client.get("/")).text)["principal"] == "web:oncall-1"
+    [active] = await ConsoleSessions(console.ops.store.db).list_sessions()
+    assert active.principal == "web:oncall-1"
+
+
+async def test_there_is_no_acting_as_switch_without_development_identities(
+    console: Console,
+) -> None:
+    await console.login("dev-1")
     response = await console.act_as("oncall-1")
-    assert response.status_code == 200
-    assert response.json() == {"user": "oncall-1", "principal": "web:oncall-1", "roles": ["oncall"]}
-    html = (await console.client.get("/threads")).text
-    assert 'value="oncall-1"' in html
-    assert '<span class="role">oncall</span>' in html
-    assert page_data((await console.client.get("/")).text)["user"] == "oncall-1"
+    assert response.status_code == 404
+    assert page_data((await console.client.get("/")).text)["principal"] == "web:dev-1"
+    [session] = await ConsoleSessions(console.ops.store.db).list_sessions()
+    assert (session.principal, session.auth) == ("web:dev-1", "login-link")
 
 
-async def test_acting_as_refuses_ids_policy_could_not_name(console: Console) -> None:
-    await console.login()
-    for bad in ("", "two words", "bell\x07", "x" * 129):
-        response = await console.act_as(bad)
-        assert response.status_code == 422, bad
-    assert page_data((await console.client.get("/")).text)["user"] == "operator"
+@pytest.fixture
+def dev_identities(tmp_path: Path) -> Settings:
+    return load_settings(
+        OPSLOOP_HOME=str(tmp_path), OPSLOOP_API_TOKEN=TOKEN, OPSLOOP_DEV_IDENTITIES="true"
+    )
 
 
-async def test_the_chat_page_offers_the_policy_s_web_users_and_roles(console: Console) -> None:
-    await console.login()
+async def test_with_development_identities_a_banner_shows_and_the_switch_works(
+    make_console: MakeConsole, dev_identities: Settings
+) -> None:
+    console = await make_console(dev_identities)
+    assert (await console.act_as("oncall-1")).status_code == 401  # still needs a session
+    await console.login("dev-1")
+    for path in ("/", "/threads", "/sessions", "/tokens"):
+        html = (await console.client.get(path)).text
+        assert 'class="dev-banner"' in html and "anyone can act as anyone" in html, path
     html = (await console.client.get("/")).text
+    assert 'id="acting-user" name="user" value="dev-1"' in html
     for user in ("dev-1", "oncall-1"):
         assert f'<option value="{user}">' in html
+
+    response = await console.act_as("oncall-1")
+    assert response.status_code == 200, response.text
+    assert response.json() == {"user": "oncall-1", "principal": "web:oncall-1", "roles": ["oncall"]}
+    html = (await console.client.get("/threads")).text
+    assert 'value="oncall-1"' in html and '<span class="role">oncall</span>' in html
+    assert page_data((await console.client.get("/")).text)["principal"] == "web:oncall-1"
+    [session] = await ConsoleSessions(console.ops.store.db).list_sessions()
+    assert (session.principal, session.auth) == ("web:oncall-1", "dev")
+
+    for bad in ("", "two words", "bell\x07", "x" * 129):
+        assert (await console.act_as(bad)).status_code == 422, bad
+    no_token = await console.client.post("/console/as", json={"user": "dev-2"})
+    assert no_token.status_code == 403
+    assert page_data((await console.client.get("/")).text)["principal"] == "web:oncall-1"
+
+
+async def test_the_chat_page_carries_the_policy_s_roles(console: Console) -> None:
+    await console.login()
+    html = (await console.client.get("/")).text
     assert "oncall-1" in page_data(html)["roles"]["oncall"]  # roles name people
+    assert "<option" not in html  # nobody to pick from: you are who signed in
+
+
+# ---------------------------------------------------------------- sessions page
+
+
+async def test_the_sessions_page_lists_your_own_and_revokes_one(console: Console) -> None:
+    laptop = console.browser()
+    await laptop.login("dev-1")
+    other = console.browser()
+    await other.login("oncall-1")
+    await console.login("dev-1")
+    sessions = ConsoleSessions(console.ops.store.db)
+    mine = {s.id: s for s in await sessions.list_sessions(principal="web:dev-1")}
+    [theirs] = await sessions.list_sessions(principal="web:oncall-1")
+    assert len(mine) == 2
+
+    html = (await console.client.get("/sessions")).text
+    assert "Your console sessions" in html
+    for sid in mine:
+        assert f'data-session="{sid}"' in html
+    assert theirs.id not in html
+    current = re.search(r'<tr data-session="(cs_\w+)" class="current">', html)
+    assert current and current[1] in mine
+    assert html.count("this browser") == 1
+    [laptop_id] = set(mine) - {current[1]}
+
+    # A form without this browser's CSRF token (another site's) revokes nothing.
+    for form in ({}, {"csrf": "forged"}):
+        response = await console.client.post(
+            f"/sessions/{laptop_id}/revoke",
+            content=urlencode(form),
+            headers={"content-type": "application/x-www-form-urlencoded"},
+        )
+        assert response.status_code == 403
+    cross_site = await console.client.post(
+        f"/sessions/{laptop_id}/revoke",
+        content=urlencode({"csrf": await console.csrf()}),
+        headers={
+            "content-type": "application/x-www-form-urlencoded",
+            "origin": "https://evil.example",
+        },
+    )
+    assert cross_site.status_code == 403
+    assert (await laptop.client.get("/api/threads")).status_code == 200
+
+    # Someone else's session is not yours to revoke.
+    response = await revoke(console, theirs.id)
+    assert response.headers["location"] == "/sessions?revoked="
+    assert (await other.client.get("/api/threads")).status_code == 200
+
+    response = await revoke(console, laptop_id)
+    assert response.status_code == 303
+    assert response.headers["location"] == f"/sessions?revoked={laptop_id}"
+    assert (await laptop.client.get("/api/threads")).status_code == 401
+    shown = (await console.client.get(response.headers["location"])).text
+    assert "revoked: its browser is signed out" in shown
+    assert laptop_id not in shown.replace(f"Session <code>{laptop_id}</code>", "")
+
+    # Revoking this browser's own session signs it out.
+    response = await revoke(console, current[1])
+    assert response.headers["location"] == "/login"
+    assert (await console.client.get("/api/threads")).status_code == 401
+
+
+async def test_the_admin_sees_and_revokes_everyone_s_sessions(console: Console) -> None:
+    other = console.browser()
+    await other.login("oncall-1")
+    assert (await console.post_token(TOKEN)).status_code == 303
+    html = (await console.client.get("/sessions")).text
+    assert "Every console session" in html and "web:oncall-1" in html
+    [theirs] = await ConsoleSessions(console.ops.store.db).list_sessions(principal="web:oncall-1")
+    response = await revoke(console, theirs.id)
+    assert response.headers["location"] == f"/sessions?revoked={theirs.id}"
+    assert (await other.client.get("/api/threads")).status_code == 401
+
+
+async def revoke(console: Console, session_id: str) -> httpx2.Response:
+    return await console.client.post(
+        f"/sessions/{session_id}/revoke",
+        content=urlencode({"csrf": await console.csrf()}),
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
 
 
 # ---------------------------------------------------------------- a whole conversation
@@ -389,12 +561,14 @@ async def test_the_chat_page_offers_the_policy_s_web_users_and_roles(console: Co
 async def test_an_approval_flow_through_the_session_then_the_list_and_timeline(
     console: Console,
 ) -> None:
-    await console.login()
-    thread_id = await console.say("deploy checkout 1.4.2 to production", "dev-1")
+    await console.login("dev-1")
+    thread_id = await console.say("deploy checkout 1.4.2 to production")
     thread = await console.thread(thread_id)
     [request] = thread["pending_requests"]
-    await console.decide(request["request_id"], "approve", "dev-1")  # not an approver
-    await console.decide(request["request_id"], "approve", "oncall-1")
+    await console.decide(request["request_id"], "approve")  # dev-1 is not an approver
+    oncall = console.browser()
+    await oncall.login("oncall-1")
+    await oncall.decide(request["request_id"], "approve")
     thread = await console.thread(thread_id)
     kinds = [e["kind"] for e in thread["events"]]
     assert "decision_refused" in kinds
@@ -435,7 +609,7 @@ async def test_a_thread_waiting_on_an_approver_says_so_in_the_list_and_timeline(
     console: Console,
 ) -> None:
     await console.login()
-    thread_id = await console.say("deploy checkout 1.4.2 to production", "dev-1")
+    thread_id = await console.say("deploy checkout 1.4.2 to production")
     assert (await console.thread(thread_id))["status"] == "paused"  # the API's value stays
     waiting = (
         'data-status="paused" title="a step waits for an approver&#39;s decision">'
@@ -476,9 +650,8 @@ async def test_an_unknown_thread_is_a_404_page(console: Console) -> None:
 
 
 async def test_messages_and_user_ids_are_escaped_everywhere(console: Console) -> None:
-    await console.login()
-    assert (await console.act_as("<b>mallory</b>")).status_code == 200
-    thread_id = await console.say(f"what is running in staging? {SCRIPT}", "dev-1")
+    await console.login("<b>mallory</b>")
+    thread_id = await console.say(f"what is running in staging? {SCRIPT}")
     escaped = "&lt;script&gt;alert(&#39;owned&#39;)&lt;/script&gt;"
     for path in ("/threads", f"/threads/{thread_id}", "/"):
         html = (await console.client.get(path)).text
@@ -487,3 +660,5 @@ async def test_messages_and_user_ids_are_escaped_everywhere(console: Console) ->
         assert "&lt;b&gt;mallory&lt;/b&gt;" in html or "\\u003cb\\u003e" in html, path
     assert escaped in (await console.client.get(f"/threads/{thread_id}")).text
     assert page_data((await console.client.get("/")).text)["user"] == "<b>mallory</b>"
+    sessions = (await console.client.get("/sessions")).text
+    assert "<b>mallory</b>" not in sessions

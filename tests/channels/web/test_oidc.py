@@ -192,7 +192,12 @@ async def test_a_person_signs_in_through_the_provider(make_browser: MakeBrowser)
     assert chat.status_code == 200, chat.text
     [session] = await _sessions(browser).list_sessions()
     assert session.method == "oidc"
-    assert session.user_name == "oidc:dev-1@example.com"
+    who = session.identity
+    assert who is not None
+    assert who.principal == "oidc:dev-1@example.com"
+    assert who.groups == ("developers",)
+    assert who.auth == "oidc"
+    assert who.display_name == "Dev One"
     lasts = session.expires_at - session.created_at
     assert timedelta(hours=11, minutes=59) < lasts <= timedelta(hours=12)
 
@@ -220,7 +225,9 @@ async def test_the_session_lasts_as_long_as_configured(make_browser: MakeBrowser
     browser = await make_browser(OPSLOOP_OIDC_SESSION_HOURS="2")
     assert (await browser.sign_in("oncall-1")).status_code == 200
     [session] = await _sessions(browser).list_sessions()
-    assert session.user_name == "oidc:oncall-1@example.com"
+    assert session.identity is not None
+    assert session.identity.principal == "oidc:oncall-1@example.com"
+    assert session.identity.groups == ("sre-oncall",)
     lasts = session.expires_at - session.created_at
     assert timedelta(hours=1, minutes=59) < lasts <= timedelta(hours=2)
 
@@ -229,7 +236,8 @@ async def test_another_claim_can_name_people(make_browser: MakeBrowser) -> None:
     browser = await make_browser(OPSLOOP_OIDC_USER_CLAIM="preferred_username")
     assert (await browser.sign_in("no-email")).status_code == 200
     [session] = await _sessions(browser).list_sessions()
-    assert session.user_name == "oidc:no-email"
+    assert session.identity is not None
+    assert session.identity.principal == "oidc:no-email"
 
 
 # ---------------------------------------------------------------- what must not sign in
@@ -341,12 +349,13 @@ async def test_signing_out_ends_the_session_and_the_providers(make_browser: Make
     again = await browser.at_provider(await browser.start(), "oncall-1")
     assert (await browser.back(again)).status_code == 200
     [session] = await _sessions(browser).list_sessions()
-    assert session.user_name == "oidc:oncall-1@example.com"
+    assert session.identity is not None
+    assert session.identity.principal == "oidc:oncall-1@example.com"
 
 
 async def test_signing_out_of_a_link_session_stays_here(make_browser: MakeBrowser) -> None:
     browser = await make_browser()
-    code = await _sessions(browser).new_login_code()
+    code = await _sessions(browser).new_login_code("web:dev-1")
     assert (await browser.console.get("/login", params={"code": code})).status_code == 303
     response = await browser.console.get("/logout")
     assert response.status_code == 200
