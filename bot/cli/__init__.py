@@ -11,7 +11,7 @@ from bot.cli._chat import chat
 from bot.cli._common import console, default_user, errors, fail, guarded, identity, run
 from bot.cli._render import event_json_lines, print_events, threads_table
 from bot.cli._serve import api, gateway, run_all
-from bot.cli._sessions import sessions_app
+from bot.cli._sessions import login, sessions_app
 from bot.config import load_settings
 from bot.errors import ConfigError
 from bot.events import ActionReceived, ConversationRef, HumanDecision, ThreadStatus, new_id
@@ -35,6 +35,7 @@ app.command(help=chat.__doc__)(chat)
 app.command("run")(run_all)
 app.command()(api)
 app.command()(gateway)
+app.command("login")(login)
 
 AsUser = Annotated[
     str | None,

@@ -19,10 +19,11 @@ from typing import Annotated
 import typer
 
 from bot.cli._common import EXIT_CONFIG, console, fail, guarded
-from bot.cli._sessions import new_login_link
+from bot.cli._sessions import login_people, login_principal, new_login_link
 from bot.config import Settings, load_settings
 from bot.errors import ConfigError
 from bot.plugins import ChannelContext, Gateway, load_plugins
+from bot.policy import load_policy
 from bot.store import Database
 
 __all__ = ["api", "run_all"]
@@ -87,6 +88,9 @@ def api(
     fd: Annotated[
         int | None, typer.Option(hidden=True, help="Serve on this inherited listening socket.")
     ] = None,
+    under_run: Annotated[
+        bool, typer.Option(hidden=True, help="Started by `opsloop run` (a development machine).")
+    ] = False,
 ) -> None:
     """Serve the HTTP API, webhooks and the web console."""
     import uvicorn
@@ -96,6 +100,12 @@ def api(
     settings = _settings()
     if settings.api_token is None:
         fail("set OPSLOOP_API_TOKEN: the API refuses every request without a token", EXIT_CONFIG)
+    if settings.dev_identities and not under_run:
+        fail(
+            "OPSLOOP_DEV_IDENTITIES=true lets anyone act as anyone: `opsloop api` refuses to "
+            "serve with it (it is for `opsloop run` on a development machine); unset it",
+            EXIT_CONFIG,
+        )
     sock = socket.socket(fileno=fd) if fd is not None else _listen(bind or settings.bind)
     _check_schema(settings, auto_migrate=settings.database.startswith("sqlite"))
     config = uvicorn.Config(
@@ -148,12 +158,45 @@ def gateway() -> None:
     guarded(serve())
 
 
-async def _login_link(settings: Settings) -> str:
+def _people(settings: Settings, person: str | None) -> tuple[str, str | None]:
+    """The ``web:`` principal the start-up link signs in, and an approver to suggest."""
+    try:
+        policy = load_policy(settings.policy_file)
+        developer, approver = login_people(policy)
+        chosen = person or developer
+        if chosen is None:
+            fail(
+                "the policy names no person with a web: principal to sign in as: add "
+                '[people.NAME] principals = ["web:NAME"]',
+                EXIT_CONFIG,
+            )
+        principal = login_principal(policy, chosen)
+    except ConfigError as exc:
+        fail(str(exc), EXIT_CONFIG)
+    return principal, approver if approver != chosen else None
+
+
+async def _login_link(settings: Settings, principal: str) -> str:
     database = Database(settings.database)
     try:
-        return await new_login_link(database, settings.console_url)
+        return await new_login_link(database, settings.console_url, principal)
     finally:
         await database.dispose()
+
+
+def _started(settings: Settings, principal: str, link: str, approver: str | None) -> str:
+    """What ``opsloop run`` says once the API answers."""
+    lines = [
+        f"\nopsloop is running. Open the console as {principal} (the link works once, "
+        f"within 15 minutes):\n\n    {link}\n",
+    ]
+    if approver:
+        lines.append(f"A link for an approver: opsloop login --as {approver}")
+    lines.append("Another person: opsloop login --as PERSON (people are in the policy).")
+    if settings.dev_identities:
+        lines.append("[red]Development identities are on: anyone can act as anyone.[/]")
+    lines.append(f"API: {settings.console_url}/docs · Ctrl-C stops everything.")
+    return "\n".join(lines)
 
 
 def _wait_healthy(url: str, child: subprocess.Popen[bytes], timeout: float = 60) -> bool:
@@ -170,12 +213,22 @@ def _wait_healthy(url: str, child: subprocess.Popen[bytes], timeout: float = 60)
 
 def run_all(
     workers: Annotated[int, typer.Option(min=1, max=16, help="Worker processes.")] = 2,
+    person: Annotated[
+        str | None,
+        typer.Option(
+            "--as",
+            metavar="PERSON",
+            help="Whom the start-up login link signs in (default: the first developer).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Start everything on this machine: API and console, workers, scheduler, gateways.
 
     Ctrl-C stops it all. Without REDIS_URL the queue is an embedded one under OPSLOOP_HOME.
     """
     settings = _settings()
+    principal, approver = _people(settings, person)
     listening = _listen(settings.bind)
     _check_schema(settings, auto_migrate=True)
     token = (
@@ -188,7 +241,10 @@ def run_all(
     except ConfigError as exc:
         fail(str(exc), EXIT_CONFIG)
     commands = {
-        "api": [*me, "api", "--log-level", "warning", "--fd", str(listening.fileno())],
+        "api": [
+            *me,
+            *("api", "--log-level", "warning", "--under-run", "--fd", str(listening.fileno())),
+        ],
         "worker": [
             *me,
             "worker",
@@ -228,12 +284,8 @@ def run_all(
             console.print("[red]the API did not come up; see the messages above[/]")
             code = 1
         else:
-            link = guarded(_login_link(settings))
-            console.print(
-                f"\nopsloop is running. Open the console (the link works once, within 15 "
-                f"minutes; `opsloop sessions link` makes another):\n\n    {link}\n\n"
-                f"API: {settings.console_url}/docs · Ctrl-C stops everything."
-            )
+            link = guarded(_login_link(settings, principal))
+            console.print(_started(settings, principal, link, approver))
         while code == 0 and not stopping:
             for name, child in children.items():
                 if child.poll() is not None:

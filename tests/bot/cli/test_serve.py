@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from bot.cli._sessions import login_people
 from bot.config import load_settings
 from bot.errors import ConfigError
+from bot.policy import load_policy
 
 
 @pytest.fixture
@@ -82,3 +84,50 @@ def test_api_on_a_port_in_use_says_so_in_one_line(tmp_path: Path, held_port: int
         assert result.returncode == 2, (bad, result)
         assert "must be host:port, port 1 to 65535" in result.stderr
         assert "Traceback" not in result.stderr
+
+
+def test_api_refuses_development_identities(tmp_path: Path) -> None:
+    result = opsloop(tmp_path, "api", OPSLOOP_API_TOKEN="t" * 32, OPSLOOP_DEV_IDENTITIES="true")
+    assert result.returncode == 2, result
+    [line] = result.stderr.strip().splitlines()
+    assert "OPSLOOP_DEV_IDENTITIES=true lets anyone act as anyone" in line
+    assert "`opsloop api` refuses" in line
+
+
+def test_run_refuses_to_sign_in_someone_the_policy_does_not_know(tmp_path: Path) -> None:
+    result = opsloop(tmp_path, "run", "--as", "mallory")
+    assert result.returncode == 2, result
+    assert "'mallory' is not a person in the policy; people: oncall-1" in result.stderr
+    assert "login?code=" not in result.stdout and "running" not in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("policy", "expected"),
+    [
+        (None, ("dev-1", "oncall-1")),
+        # No developer role: the first person; the approver is someone else.
+        (
+            '[people.ann]\nprincipals = ["web:ann"]\n[people.bob]\nprincipals = ["web:bob"]\n'
+            '[roles]\nsre = ["ann", "bob"]\n'
+            '[[rules]]\nname = "x"\ntiers = ["write"]\napproval = "required"\n'
+            'approvers = ["role:sre"]\n',
+            ("ann", "bob"),
+        ),
+        # Nobody who can sign in to the console approves: no approver line.
+        (
+            '[people.ann]\nprincipals = ["web:ann"]\n[people.bob]\nprincipals = ["slack:U2"]\n'
+            '[roles]\ndeveloper = ["ann"]\noncall = ["bob"]\n'
+            '[[rules]]\nname = "x"\ntiers = ["write"]\napproval = "required"\n'
+            'approvers = ["role:oncall"]\n',
+            ("ann", None),
+        ),
+    ],
+)
+def test_run_offers_a_developer_and_an_approver(
+    tmp_path: Path, policy: str | None, expected: tuple[str | None, str | None]
+) -> None:
+    path = None
+    if policy is not None:
+        path = tmp_path / "policy.toml"
+        path.write_text("version = 1\n" + policy)
+    assert login_people(load_policy(path)) == expected

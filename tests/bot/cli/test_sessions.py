@@ -14,16 +14,18 @@ from typer.testing import CliRunner
 
 from bot.cli import app
 from bot.config import load_settings
+from bot.events import Identity
 from bot.store import ConsoleSessions, Database
 
 T = TypeVar("T")
+ADMIN = Identity(channel="admin", user_id="admin", display_name="admin", auth="admin")
 
 
 @pytest.fixture
 def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("OPSLOOP_HOME", str(tmp_path))
-    for name in ("OPSLOOP_BIND", "OPSLOOP_PUBLIC_URL", "DATABASE_URL"):
+    for name in ("OPSLOOP_BIND", "OPSLOOP_PUBLIC_URL", "DATABASE_URL", "OPSLOOP_POLICY_FILE"):
         monkeypatch.delenv(name, raising=False)
     runner = CliRunner()
 
@@ -45,27 +47,66 @@ def with_sessions(tmp_path: Path, work: Callable[[ConsoleSessions], Awaitable[T]
     return asyncio.run(body())
 
 
-def test_link_prints_a_one_time_login_link(cli, tmp_path: Path) -> None:
-    result = cli("sessions", "link")
+@pytest.mark.parametrize("command", [["login"], ["sessions", "link"]])
+def test_login_prints_a_one_time_link_for_a_person(cli, tmp_path: Path, command: list[str]) -> None:
+    result = cli(*command, "--as", "oncall-1")
     assert result.exit_code == 0, result.output
+    assert "as web:oncall-1" in result.output
     found = re.search(r"http://127\.0\.0\.1:8000/login\?code=(\S+)", result.output)
     assert found, result.output
     code = found[1]
-    assert with_sessions(tmp_path, lambda s: s.use_login_code(code)) is True
-    assert with_sessions(tmp_path, lambda s: s.use_login_code(code)) is False
+    assert with_sessions(tmp_path, lambda s: s.use_login_code(code)) == "web:oncall-1"
+    assert with_sessions(tmp_path, lambda s: s.use_login_code(code)) is None
+
+
+@pytest.mark.parametrize("command", [["login"], ["sessions", "link"]])
+def test_login_needs_a_person_from_the_policy(cli, command: list[str]) -> None:
+    result = cli(*command)
+    assert result.exit_code == 2
+    assert "--as" in result.output
+    result = cli(*command, "--as", "mallory")
+    assert result.exit_code == 2
+    assert "'mallory' is not a person in the policy" in result.output
+    assert "people: oncall-1, oncall-2, dev-1, dev-2" in result.output
+    assert "login?code=" not in result.output
+
+
+def test_login_takes_a_web_principal_and_refuses_a_person_without_one(
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text(
+        'version = 1\n[people.ann]\nprincipals = ["slack:U1"]\n'
+        '[people.bob]\nprincipals = ["web:bob", "slack:U2"]\n'
+        '[roles]\noncall = ["ann", "web:carol"]\n'
+    )
+    monkeypatch.setenv("OPSLOOP_POLICY_FILE", str(policy))
+    result = cli("login", "--as", "ann")
+    assert result.exit_code == 2
+    assert 'ann has no web: principal in the policy: add "web:ann"' in result.output
+    assert "as web:carol" in cli("login", "--as", "web:carol").output
+    assert "as web:bob" in cli("login", "--as", "bob").output
+    assert cli("login", "--as", "web:nobody").exit_code == 2
 
 
 def test_list_and_revoke_one_then_all(cli, tmp_path: Path) -> None:
     assert "No active console sessions" in cli("sessions", "list").output
-    first, _ = with_sessions(tmp_path, lambda s: s.start(method="login-code"))
-    second, _ = with_sessions(tmp_path, lambda s: s.start(method="api-token"))
-    with_sessions(tmp_path, lambda s: s.start(method="api-token"))
+    dev = Identity(channel="web", user_id="dev-1", auth="login-link")
+    first, _ = with_sessions(tmp_path, lambda s: s.start(method="login-link", identity=dev))
+    second, _ = with_sessions(tmp_path, lambda s: s.start(method="admin", identity=ADMIN))
+    with_sessions(tmp_path, lambda s: s.start(method="admin", identity=ADMIN))
 
     listed = [json.loads(line) for line in cli("sessions", "list", "--json").output.splitlines()]
     assert {s["id"] for s in listed} >= {first.id, second.id} and len(listed) == 3
     assert "secret" not in json.dumps(listed)
     table = cli("sessions", "list").output
-    assert first.id in table and "login-code" in table
+    row = next(line for line in table.splitlines() if first.id in line)
+    assert "web:dev-1" in row and "login-link" in row
+    assert "admin:admin" in table
+    assert {(s["principal"], s["auth"]) for s in listed} == {
+        ("web:dev-1", "login-link"),
+        ("admin:admin", "admin"),
+    }
 
     result = cli("sessions", "revoke", first.id)
     assert result.exit_code == 0 and f"revoked {first.id}" in result.output
