@@ -122,19 +122,20 @@ def tokens_of(request: Request) -> ApiTokens:
 
 
 def session_identity(session: ConsoleSession) -> Identity:
-    """Whom a console session speaks for.
+    """Whom a console session speaks for: the identity it signed in (or switched to).
 
-    A session signed in with the admin token, or with a login link that named nobody, is
-    :data:`ADMIN`; a link made for a person signs in as ``web:<person>``.
+    The API-token form signs in :data:`ADMIN`; a login link, ``web:<person>``; OpenID
+    Connect, ``oidc:<person>`` with the IdP's groups. Each carries how it was authenticated.
+
+    Raises:
+        HTTPException: 401 for a session that names nobody (none is made any more).
     """
-    if session.method == "api-token" or not session.user_name:
+    if session.principal == ADMIN.principal:
         return ADMIN
-    return Identity(
-        channel="web",
-        user_id=session.user_name,
-        display_name=session.user_name,
-        auth="login-link",
-    )
+    found = session.identity
+    if found is None:
+        raise HTTPException(401, "this console session names nobody: sign in again")
+    return found
 
 
 async def _resolve(request: Request) -> Caller:

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict
 from bot.api import UserId, console_session, sessions_of, token_matches
 from bot.app import Opsloop
 from bot.errors import NotFoundError
-from bot.events import HumanRequested, HumanResponded, Identity, ModelCalled, ThreadStatus
+from bot.events import ADMIN, HumanRequested, HumanResponded, Identity, ModelCalled, ThreadStatus
 from channels.web import _account
 from channels.web._oidc import add_oidc_routes, logout_url, sso_on
 from channels.web._render import STATIC_DIR, page, roles_of, signed_in_as
@@ -22,10 +22,6 @@ from channels.web._signin import check_csrf, end_session, sign_in
 __all__ = ["add_routes"]
 
 router = APIRouter(include_in_schema=False)
-
-
-ADMIN = Identity(channel="admin", user_id="admin", display_name="admin", auth="admin")
-"""Who the shared API token signs in: the admin, never a person."""
 
 
 class ActAs(BaseModel):

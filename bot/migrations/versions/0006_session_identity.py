@@ -1,7 +1,7 @@
 """console sessions and login links name who they sign in
 
 Revision ID: 0006_session_identity
-Revises: 0005
+Revises: 0006_api_tokens
 Create Date: 2026-12-01 10:00:00.000000
 
 Sessions from before this revision name nobody: a token session becomes the admin's; a
@@ -17,7 +17,7 @@ from alembic import op
 from bot.store._tables import UTCDateTime
 
 revision: str = "0006_session_identity"
-down_revision: str | None = "0006_api_tokens"  # chained after h-api in this branch
+down_revision: str | None = "0006_api_tokens"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

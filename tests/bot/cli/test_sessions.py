@@ -14,11 +14,10 @@ from typer.testing import CliRunner
 
 from bot.cli import app
 from bot.config import load_settings
-from bot.events import Identity
+from bot.events import ADMIN, Identity
 from bot.store import ConsoleSessions, Database
 
 T = TypeVar("T")
-ADMIN = Identity(channel="admin", user_id="admin", display_name="admin", auth="admin")
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from bot.api import _hooks, _routes, create_app
 from bot.app import Opsloop
 from bot.config import Settings, load_settings
 from bot.model.offline import OfflineModel
-from bot.store import ConsoleSessions, Database
+from bot.store import ApiTokens, ConsoleSessions, Database
 from channels import web
 from channels.web import _account, _pages
 from channels.web._render import status_label
@@ -458,6 +458,9 @@ async def test_with_development_identities_a_banner_shows_and_the_switch_works(
     assert page_data((await console.client.get("/")).text)["principal"] == "web:oncall-1"
     [session] = await ConsoleSessions(console.ops.store.db).list_sessions()
     assert (session.principal, session.auth) == ("web:oncall-1", "dev")
+    thread_id = await console.say("what is running in staging?")
+    sender = (await console.thread(thread_id))["events"][0]["sender"]
+    assert (sender["user_id"], sender["auth"]) == ("oncall-1", "dev")  # recorded as such
 
     for bad in ("", "two words", "bell\x07", "x" * 129):
         assert (await console.act_as(bad)).status_code == 422, bad
@@ -545,6 +548,117 @@ async def test_the_admin_sees_and_revokes_everyone_s_sessions(console: Console) 
     response = await revoke(console, theirs.id)
     assert response.headers["location"] == f"/sessions?revoked={theirs.id}"
     assert (await other.client.get("/api/threads")).status_code == 401
+
+
+# ---------------------------------------------------------------- tokens page
+
+
+async def post_form(console: Console, path: str, **fields: Any) -> httpx2.Response:
+    """A console form, as the browser posts it (with this browser's CSRF token)."""
+    return await console.client.post(
+        path,
+        content=urlencode({"csrf": await console.csrf(), **fields}, doseq=True),
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+
+
+async def test_a_person_makes_a_token_sees_it_once_and_revokes_it(console: Console) -> None:
+    await console.login("dev-1")
+    response = await post_form(
+        console, "/tokens", label="my laptop", scope=["read", "act"], expires="30d"
+    )
+    assert response.status_code == 201, response.text
+    found = re.search(r'<code id="new-token-secret">(opl_(tk_\w+?)_[\w-]+)</code>', response.text)
+    assert found, response.text
+    secret, token_id = found[1], found[2]
+    assert "shown only this once" in response.text
+
+    listing = (await console.client.get("/tokens")).text
+    assert f'data-token="{token_id}"' in listing and "my laptop" in listing
+    assert secret not in listing and "opl_" not in listing  # shown once only
+
+    # The token acts as dev-1, whatever the body says.
+    bearer = {"authorization": f"Bearer {secret}"}
+    api = console.browser()
+    assert (await api.client.get("/api/threads", headers=bearer)).status_code == 200
+    launched = await api.client.post("/api/threads", json={"text": "hi"}, headers=bearer)
+    assert launched.status_code == 201, launched.text
+    await console.work()
+    thread = await console.thread(launched.json()["id"])
+    sender = thread["events"][0]["sender"]
+    assert (sender["user_id"], sender["auth"]) == ("dev-1", "token")
+    as_other = await api.client.post(
+        "/api/threads", json={"text": "hi", "user": "oncall-1"}, headers=bearer
+    )
+    assert as_other.status_code == 403
+
+    response = await post_form(console, f"/tokens/{token_id}/revoke")
+    assert response.status_code == 303
+    assert response.headers["location"] == f"/tokens?revoked={token_id}"
+    assert (await api.client.get("/api/threads", headers=bearer)).status_code == 401
+    assert f'data-token="{token_id}"' not in (await console.client.get("/tokens")).text
+
+
+async def test_tokens_are_a_person_s_own_with_no_more_than_their_scopes(
+    console: Console,
+) -> None:
+    other = console.browser()
+    await other.login("oncall-1")
+    made = await post_form(other, "/tokens", scope=["read"])
+    [theirs] = re.findall(r'data-token="(tk_\w+)"', made.text)
+    await console.login("dev-1")
+    page = (await console.client.get("/tokens")).text
+    assert "Your API tokens" in page and theirs not in page
+    assert 'value="admin"' not in page and 'value="service"' not in page
+    for scopes in (["read", "admin"], ["service"], ["bogus"], []):
+        response = await post_form(console, "/tokens", scope=scopes)
+        assert response.status_code == 400, scopes
+        assert "pick scopes among act, decide, read" in response.text
+    assert (await post_form(console, "/tokens", scope=["read"], expires="soon")).status_code == 400
+    forged = await console.client.post(
+        "/tokens",
+        content=urlencode({"scope": "read"}),
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert forged.status_code == 403
+    refused = await post_form(console, f"/tokens/{theirs}/revoke")
+    assert refused.headers["location"] == "/tokens?revoked="
+    tokens = await tokens_of_db(console)
+    assert [t.id for t in await tokens.list_tokens(person="dev-1")] == []
+    assert [t.id for t in await tokens.list_tokens(person="oncall-1")] == [theirs]
+
+
+async def test_the_admin_makes_tokens_for_people_and_sees_them_all(console: Console) -> None:
+    assert (await console.post_token(TOKEN)).status_code == 303
+    response = await post_form(console, "/tokens", user="oncall-1", scope=["read", "decide"])
+    assert response.status_code == 201, response.text
+    assert "it acts as web:oncall-1 with read, decide" in response.text
+    nobody = await post_form(console, "/tokens", user="mallory", scope=["read"])
+    assert nobody.status_code == 400 and "unknown person" in nobody.text
+    page = (await console.client.get("/tokens")).text
+    assert "Every API token" in page and "<td>web:oncall-1</td>" in page
+
+
+async def tokens_of_db(console: Console) -> ApiTokens:
+    return ApiTokens(console.ops.store.db)
+
+
+async def test_a_body_naming_someone_else_is_refused(console: Console) -> None:
+    """The console's session is one person: the API will not act as anyone else for it."""
+    await console.login("dev-1")
+    thread_id = await console.say("deploy checkout 1.4.2 to production")
+    [request] = (await console.thread(thread_id))["pending_requests"]
+    for path, body in (
+        ("/api/threads", {"text": "hi", "user": "oncall-1"}),
+        (f"/api/threads/{thread_id}/messages", {"text": "hi", "user": "oncall-1"}),
+        (
+            f"/api/human-requests/{request['request_id']}",
+            {"decision": "approve", "actor": "oncall-1"},
+        ),
+    ):
+        response = await console.client.post(path, json=body)
+        assert response.status_code == 403, (path, response.text)
+    assert (await console.thread(thread_id))["pending_requests"] != []
 
 
 async def revoke(console: Console, session_id: str) -> httpx2.Response:
