@@ -6,12 +6,22 @@ with one line per problem (:func:`load_settings`); secret values are never shown
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from functools import cached_property
 from pathlib import Path
 from typing import Literal, TypeVar
+from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.errors import ConfigError
@@ -48,6 +58,16 @@ DEFAULT_PRICES: dict[str, Price] = {
 def env(name: str) -> AliasChoices:
     """The alias that reads a setting from the environment variable ``name``."""
     return AliasChoices(name, name.lower())
+
+
+def _loopback(host: str) -> bool:
+    """Whether ``host`` names this machine (plain http is acceptable only there)."""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class Settings(BaseSettings):
@@ -91,6 +111,36 @@ class Settings(BaseSettings):
         default=256 * 1024, ge=1024, validation_alias=env("OPSLOOP_MAX_BODY_BYTES")
     )
     """Largest HTTP request body accepted."""
+
+    oidc_issuer: str | None = Field(default=None, validation_alias=env("OPSLOOP_OIDC_ISSUER"))
+    """OpenID Connect issuer URL (its discovery document is ``<issuer>/.well-known/...``);
+    unset means no single sign-on. https, except on a loopback address."""
+    oidc_client_id: str | None = Field(
+        default=None, validate_default=True, validation_alias=env("OPSLOOP_OIDC_CLIENT_ID")
+    )
+    """The console's client id at the OpenID Provider; needed with an issuer."""
+    oidc_client_secret: SecretStr | None = Field(
+        default=None, validation_alias=env("OPSLOOP_OIDC_CLIENT_SECRET")
+    )
+    """The client secret; unset for a public client (PKCE alone)."""
+    oidc_scopes: str = Field(
+        default="openid email profile", validation_alias=env("OPSLOOP_OIDC_SCOPES")
+    )
+    """Scopes asked for, space-separated; must include ``openid``."""
+    oidc_user_claim: str = Field(
+        default="email", min_length=1, validation_alias=env("OPSLOOP_OIDC_USER_CLAIM")
+    )
+    """The ID token claim that names the person: ``oidc:<value>`` (``email``,
+    ``preferred_username``, ``sub``…)."""
+    oidc_groups_claim: str = Field(
+        default="groups", min_length=1, validation_alias=env("OPSLOOP_OIDC_GROUPS_CLAIM")
+    )
+    """The ID token claim listing the person's groups (``oidc-group:<name>`` in policy)."""
+    oidc_session_hours: float = Field(
+        default=12.0, gt=0, validation_alias=env("OPSLOOP_OIDC_SESSION_HOURS")
+    )
+    """Hours a console session signed in through OpenID Connect lasts (at most the usual
+    session lifetime)."""
     policy_file: Path | None = Field(default=None, validation_alias=env("OPSLOOP_POLICY_FILE"))
     """The team's policy file; unset means the bundled default policy."""
     prompts_dir: Path | None = Field(default=None, validation_alias=env("OPSLOOP_PROMPTS_DIR"))
@@ -217,6 +267,39 @@ class Settings(BaseSettings):
                     raise ValueError("must be name=secret pairs, each secret 16+ characters")
         return value
 
+    @field_validator("oidc_issuer")
+    @classmethod
+    def _issuer_shape(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        url = urlsplit(value.strip())
+        if url.scheme not in {"https", "http"} or not url.hostname:
+            raise ValueError("must be the issuer's URL, e.g. https://idp.example.com/realms/ops")
+        if url.query or url.fragment:
+            raise ValueError("must be the issuer's URL, without a query or fragment")
+        if url.scheme == "http" and not _loopback(url.hostname):
+            raise ValueError("must be an https:// URL (plain http only on a loopback address)")
+        return value.strip()
+
+    @field_validator("oidc_client_id")
+    @classmethod
+    def _client_with_issuer(cls, value: str | None, info: ValidationInfo) -> str | None:
+        value = value.strip() if value else None
+        issuer = info.data.get("oidc_issuer")
+        if issuer and not value:
+            raise ValueError("is needed when OPSLOOP_OIDC_ISSUER is set")
+        if value and not issuer and "oidc_issuer" in info.data:
+            raise ValueError("is set but OPSLOOP_OIDC_ISSUER is not (single sign-on stays off)")
+        return value
+
+    @field_validator("oidc_scopes")
+    @classmethod
+    def _scopes_have_openid(cls, value: str) -> str:
+        scopes = value.split()
+        if "openid" not in scopes:
+            raise ValueError("must include openid (space-separated scopes)")
+        return " ".join(scopes)
+
     @property
     def webhook_secrets(self) -> dict[str, bytes]:
         """Webhook secrets by name."""
@@ -263,6 +346,15 @@ class Settings(BaseSettings):
 S = TypeVar("S", bound=BaseSettings)
 
 
+def _env_name(model: type[BaseSettings], where: int | str) -> str:
+    """The environment variable of a setting an error names (by field name or by alias)."""
+    field = model.model_fields.get(str(where))
+    alias = field.validation_alias if field is not None else None
+    if isinstance(alias, AliasChoices) and isinstance(alias.choices[0], str):
+        return alias.choices[0]
+    return str(where).upper()
+
+
 def validated(model: type[S], what: str, **overrides: object) -> S:
     """Read ``model`` from the environment, or raise one :class:`ConfigError`.
 
@@ -279,7 +371,7 @@ def validated(model: type[S], what: str, **overrides: object) -> S:
     except ValidationError as exc:
         lines = []
         for error in exc.errors(include_input=False, include_url=False):
-            name = str(error["loc"][0]).upper() if error["loc"] else "SETTINGS"
+            name = _env_name(model, error["loc"][0]) if error["loc"] else "SETTINGS"
             lines.append(f"{name}: {error['msg'].removeprefix('Value error, ')}")
         raise ConfigError(f"invalid {what}:\n  " + "\n  ".join(lines)) from None
 

@@ -2,7 +2,7 @@
 
 from bot.store._database import Database
 from bot.store._records import Approval, HumanRequest, InboxItem, OutboxItem, Thread, ThreadSummary
-from bot.store._sessions import ConsoleSession, ConsoleSessions
+from bot.store._sessions import SESSION_TTL, ConsoleSession, ConsoleSessions
 from bot.store._store import Store
 from bot.store._tables import UTCDateTime
 from bot.store._tokens import (
@@ -18,6 +18,7 @@ __all__ = [
     "DEFAULT_SCOPES",
     "DEFAULT_TOKEN_TTL",
     "SCOPES",
+    "SESSION_TTL",
     "ApiToken",
     "ApiTokens",
     "Approval",

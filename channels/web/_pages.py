@@ -15,6 +15,7 @@ from bot.app import Opsloop
 from bot.errors import NotFoundError
 from bot.events import ADMIN, HumanRequested, HumanResponded, Identity, ModelCalled, ThreadStatus
 from channels.web import _account
+from channels.web._oidc import add_oidc_routes, logout_url, sso_on
 from channels.web._render import STATIC_DIR, page, roles_of, signed_in_as
 from channels.web._signin import check_csrf, end_session, sign_in
 
@@ -59,6 +60,7 @@ def _login_page(
         problem=problem,
         configured=configured,
         signed_out=signed_out,
+        sso=sso_on(request),
     )
 
 
@@ -100,8 +102,15 @@ async def login_with_token(request: Request) -> Response:
 
 @router.get("/logout")
 async def logout(request: Request) -> Response:
-    """End the console session: revoked in the database, so its cookie is worthless."""
+    """End the console session: revoked in the database, so its cookie is worthless.
+
+    A session from single sign-on then goes on to the provider's end-session page, which
+    sends the browser back here.
+    """
+    provider_logout = await logout_url(request)  # before the session (and its ID token) ends
     await end_session(request)
+    if provider_logout is not None:
+        return RedirectResponse(provider_logout, status_code=303)
     return _login_page(request, None, signed_out=True)
 
 
@@ -215,4 +224,5 @@ def add_routes(app: FastAPI) -> None:
     """Add the console's pages and static files to the HTTP app."""
     app.include_router(router)
     app.include_router(_account.router)
+    add_oidc_routes(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from datetime import timedelta
 
 from fastapi import HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 
 from bot.api import SESSION_SECRET, sessions_of
 from bot.events import Identity
+from bot.store import SESSION_TTL
 
 __all__ = ["CSRF_FIELD", "check_csrf", "csrf_token", "end_session", "sign_in"]
 
@@ -31,16 +33,20 @@ async def end_session(request: Request) -> None:
     request.state.console_session = None
 
 
-async def sign_in(request: Request, who: Identity) -> Response:
+async def sign_in(request: Request, who: Identity, *, ttl: timedelta | None = None) -> Response:
     """End any session this browser has, start a fresh one for ``who``; 303 to the chat.
 
     ``who.auth`` says how the person was authenticated (``login-link``, ``admin``,
-    ``oidc``); it is kept with the session and on everything the session does.
+    ``oidc``); it is kept with the session and on everything the session does. ``ttl``
+    shortens the session (single sign-on's ``OPSLOOP_OIDC_SESSION_HOURS``).
     """
     await end_session(request)  # a fresh session: nothing carried over from before
     method = who.auth or "unknown"
     session, secret = await sessions_of(request).start(
-        method=method, identity=who, key_id=request.app.state.session_key_id
+        method=method,
+        identity=who,
+        key_id=request.app.state.session_key_id,
+        ttl=min(ttl, SESSION_TTL) if ttl else SESSION_TTL,
     )
     request.session[SESSION_SECRET] = secret
     request.session[CSRF_FIELD] = secrets.token_urlsafe(24)
