@@ -39,6 +39,7 @@ BOT_SCOPES = (
     "groups:history",
     "im:history",
     "im:read",
+    "im:write",
     "usergroups:read",
     "users:read",
 )

@@ -149,11 +149,11 @@ def test_a_developer_asks_and_on_call_approves_after_signing_in_with_sso(
             thread_url = developer.url
 
             # The developer may not approve their own production deploy.
-            card.get_by_role("button", name="Approve").click()
+            card.get_by_role("button", name="Approve", exact=True).click()
             expect(card.locator(".refusals li")).to_contain_text(
                 "oidc:dev-1@example.com may not decide"
             )
-            expect(card.get_by_role("button", name="Approve")).to_be_enabled()
+            expect(card.get_by_role("button", name="Approve", exact=True)).to_be_enabled()
             developer.screenshot(path=shots / "sso-1-refused.png")
 
             # On-call signs in in another browser context, through the provider, and approves.
@@ -161,7 +161,7 @@ def test_a_developer_asks_and_on_call_approves_after_signing_in_with_sso(
             sign_in_with_sso(oncall, url, "oncall-1")
             oncall.goto(thread_url)
             their_card = oncall.locator(".card.approval")
-            their_card.get_by_role("button", name="Approve").click()
+            their_card.get_by_role("button", name="Approve", exact=True).click()
             expect(their_card.locator(".card-outcome")).to_contain_text(
                 "Approved by oidc:oncall-1@example.com"
             )
