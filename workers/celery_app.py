@@ -66,6 +66,7 @@ def broker_settings(settings: Settings) -> dict[str, Any]:
         folder = state / "queue"
         folder.mkdir(parents=True, exist_ok=True)
         conf["broker_url"] = "filesystem://localhost/"
+        conf["broker_transport"] = "workers._fs_queue:Transport"  # whole messages only
         conf["broker_transport_options"] = {
             "data_folder_in": str(folder),
             "data_folder_out": str(folder),

@@ -150,6 +150,8 @@ async def _resolve(request: Request) -> Caller:
         return Caller(who, frozenset(token.scopes), token.id)
     if offered and token_matches(request, offered):
         return Caller(ADMIN, frozenset(SCOPES))
+    if offered and _token(request) is not None:
+        raise HTTPException(401, "unknown API token: make one with `opsloop tokens create`")
     session = await console_session(request)
     if session is not None:
         identity = session_identity(session)
@@ -192,7 +194,9 @@ def speaker(caller: Caller, named: str | None) -> Identity:
         HTTPException: 403 when the body names someone the caller may not speak for.
     """
     me = caller.identity
-    if named is None or (me.channel == "web" and named == me.user_id):
+    if named is not None and named.startswith("web:"):
+        named = named.removeprefix("web:")  # the principal form names the same web user
+    if named is None or named == me.principal or (me.channel == "web" and named == me.user_id):
         return me
     if me.principal == ADMIN.principal:
         raise HTTPException(

@@ -200,6 +200,27 @@ def _started(settings: Settings, principal: str, link: str, approver: str | None
     return "\n".join(lines)
 
 
+def _local_token(settings: Settings) -> str:
+    """The admin token ``opsloop run`` makes up when none is set, kept across restarts.
+
+    Console sessions are signed with a key derived from it: a new one each start would sign
+    everyone out. It lives beside the embedded queue, readable by its owner only.
+    """
+    path = (settings.home / ".opsloop" / "api-token").resolve()
+    try:
+        kept = path.read_text(encoding="utf-8").strip()
+        if len(kept) >= 16:
+            return kept
+    except OSError:
+        pass
+    token = secrets.token_urlsafe(24)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as f:
+        f.write(token + "\n")
+    return token
+
+
 def _wait_healthy(url: str, child: subprocess.Popen[bytes], timeout: float = 60) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and child.poll() is None:
@@ -232,9 +253,7 @@ def run_all(
     principal, approver = _people(settings, person)
     listening = _listen(settings.bind)
     _check_schema(settings, auto_migrate=True)
-    token = (
-        settings.api_token.get_secret_value() if settings.api_token else secrets.token_urlsafe(24)
-    )
+    token = settings.api_token.get_secret_value() if settings.api_token else _local_token(settings)
     env = {**os.environ, "OPSLOOP_API_TOKEN": token}
     me = [sys.executable, "-m", "bot.cli"]
     try:

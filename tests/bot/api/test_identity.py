@@ -93,6 +93,17 @@ async def test_naming_yourself_is_still_accepted(api: Api) -> None:
     assert (await api.thread(thread_id))["status"] == "waiting"
 
 
+async def test_the_principal_form_names_the_same_web_user(api: Api) -> None:
+    """Regression: ``"actor": "web:dev-1"`` was read as the user ``web:dev-1`` (refused as
+    ``web:web:dev-1``), though the docs name people by principal everywhere."""
+    dev = await api.person("dev-1")
+    response = await dev.post("/api/threads", json={"text": "what runs?", "user": "web:dev-1"})
+    assert response.status_code == 201, response.text
+    response = await dev.post("/api/threads", json={"text": "hi", "user": "web:oncall-1"})
+    message = error_of(response, 403)
+    assert "may not speak for web:oncall-1" in message and "web:web:" not in message
+
+
 # ---------------------------------------------------------------- tokens that do not work
 
 
@@ -114,6 +125,9 @@ async def test_revoked_expired_and_unknown_tokens_get_401(api: Api) -> None:
     assert error_of(await wrong.get("/api/threads"), 401) == "unknown API token"
     garbled = api.client_with("opl_nonsense")
     assert error_of(await garbled.get("/api/threads"), 401) == "unknown API token"
+    # Any other bearer that is not the admin token is unknown too (not "log in").
+    stranger = api.client_with("nonsense")
+    assert "unknown API token" in error_of(await stranger.get("/api/threads"), 401)
     assert await api.ops.store.list_threads() == []
 
 

@@ -131,3 +131,18 @@ def test_run_offers_a_developer_and_an_approver(
         path = tmp_path / "policy.toml"
         path.write_text("version = 1\n" + policy)
     assert login_people(load_policy(path)) == expected
+
+
+def test_run_keeps_the_token_it_made_up_so_a_restart_signs_nobody_out(tmp_path: Path) -> None:
+    """Regression: a new made-up token each start changed the session key: every restart of
+    `opsloop run` signed every console user out."""
+    from bot.cli._serve import _local_token
+
+    settings = load_settings(OPSLOOP_HOME=str(tmp_path))
+    first = _local_token(settings)
+    assert _local_token(settings) == first
+    kept = tmp_path / ".opsloop" / "api-token"
+    assert kept.read_text(encoding="utf-8").strip() == first
+    assert kept.stat().st_mode & 0o777 == 0o600
+    kept.write_text("short\n", encoding="utf-8")  # damaged: made anew, never used as is
+    assert _local_token(settings) not in {"short", first}
