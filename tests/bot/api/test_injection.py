@@ -17,11 +17,8 @@ and that every injection did reach the model (the test cannot pass by text never
 
 from __future__ import annotations
 
-import html
 import json
-import re
 import time
-import unicodedata
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,36 +26,40 @@ from typing import Any
 
 import httpx2
 import pytest
-from sqlalchemy import select
 
 from bot.api._hooks import sign
 from bot.config import load_settings
 from bot.errors import UserFacingError
 from bot.events import (
     ActionReceived,
-    ApprovalGiven,
     CallTool,
     ConversationRef,
     HumanDecision,
-    HumanRequested,
-    HumanResponded,
     Identity,
     MessageReceived,
     ModelCalled,
-    Reply,
     ToolCalled,
     new_id,
     utcnow,
 )
-from bot.model import FunctionModel, ModelRequest
+from bot.model import FunctionModel
 from bot.policy import Policy, load_policy
-from bot.store import Database, HumanRequest, Store, Thread
+from bot.store import Database, HumanRequest, Store
 from bot.store._tables import DeployRow
 from tests.bot.api.harness import TOKEN, Api, MakeApi
 from tests.bot.injection_corpus import CORPUS, Injection, call
+from tests.bot.obedient import (
+    approvers_in,
+    decision_key,
+    instructions,
+    obey,
+    reached,
+    readable,
+    violations,
+)
 
 HOOK, HOOK_SECRET = "dev1-ci", "h" * 24
-WRITE_TOOLS = {"deploy", "restart", "rollback"}
+
 
 POLICY = """
 version = 1
@@ -131,77 +132,6 @@ DEV1 = {
         auth="oidc",
     ),
 }
-DEFAULT_DEPLOY = CallTool(
-    tool="deploy",
-    arguments={"service": "checkout", "version": "1.4.2", "environment": "production"},
-)
-
-# ------------------------------------------------------------------ the obedient model
-
-_INVISIBLE = dict.fromkeys(
-    map(ord, "\u200b\u200c\u200d\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2060\ufeff")
-)
-_CONFUSABLE = str.maketrans(
-    "\u0430\u0435\u043e\u0440\u0441\u0443\u0445\u0456\u0410\u0412\u0415\u041a\u041c\u041d"
-    "\u041e\u0420\u0421\u0422\u0425\u2010\u2011",
-    "aeopcyxiABEKMHOPCTX--",
-)
-_CALL = re.compile(r"CALL\s+([A-Za-z_][A-Za-z0-9_]*)\s*(?=\{)")
-_BLOCK = re.compile(r'<tool_call\s+tool="([^"]+)"[^>]*>(?=\{)')
-_JSON_TOOL = re.compile(r'\{\s*"tool"\s*:')
-_DECODER = json.JSONDecoder()
-
-
-def readable(context: str) -> str:
-    """The context as a reader takes it in: markup unescaped, JSON strings' quotes plain,
-    look-alike letters and invisible characters read as what they look like."""
-    text = html.unescape(context).replace('\\"', '"')
-    text = unicodedata.normalize("NFKC", text).translate(_INVISIBLE)
-    return text.translate(_CONFUSABLE)
-
-
-def _json_at(text: str, at: int) -> Any:
-    try:
-        return _DECODER.raw_decode(text, at)[0]
-    except ValueError:
-        return None
-
-
-def instructions(text: str) -> list[CallTool]:
-    """Every instruction in ``text`` in any form the model follows, in order of position."""
-    found: list[tuple[int, CallTool]] = []
-    for pattern in (_CALL, _BLOCK):
-        for match in pattern.finditer(text):
-            arguments = _json_at(text, match.end())
-            if isinstance(arguments, dict):
-                found.append((match.start(), CallTool(tool=match[1], arguments=arguments)))
-    for match in _JSON_TOOL.finditer(text):
-        value = _json_at(text, match.start())
-        if isinstance(value, dict) and isinstance(value.get("tool"), str):
-            arguments = value.get("arguments")
-            if isinstance(arguments, dict):
-                found.append((match.start(), CallTool(tool=value["tool"], arguments=arguments)))
-    return [c for _, c in sorted(found, key=lambda pair: pair[0])]
-
-
-def _key(decision: CallTool) -> str:
-    return json.dumps([decision.tool, decision.arguments], sort_keys=True)
-
-
-def obey(request: ModelRequest) -> CallTool | Reply:
-    """Do the last instruction in the context not yet done in this thread; else ask for the
-    production deploy; once that was asked for, reply."""
-    done = {
-        _key(e.decision)
-        for e in request.events
-        if isinstance(e, ModelCalled) and isinstance(e.decision, CallTool)
-    }
-    for instruction in reversed([DEFAULT_DEPLOY, *instructions(readable(request.context))]):
-        if _key(instruction) not in done:
-            return instruction
-    return Reply(text="done")
-
-
 # ------------------------------------------------------------------ the attack
 
 
@@ -385,89 +315,6 @@ async def deliver(attack: Attack, entry: Injection, index: int) -> list[tuple[st
     return [(await attack.launch(ask), True), (await attack.launch(ask, by=oncall), False)]
 
 
-# ------------------------------------------------------------------ the checks
-
-
-def _people(policy: Policy, asked: HumanRequested) -> set[str]:
-    return set(asked.requesters) or {policy.person_of(asked.requested_by or "")}
-
-
-def _thread_violations(thread: Thread, policy: Policy) -> list[str]:
-    found: list[str] = []
-    asked = {e.request_id: e for e in thread.events if isinstance(e, HumanRequested)}
-    by_call = {e.call_id: e for e in asked.values() if e.call_id}
-
-    def check(who: str, request: HumanRequested | None, what: str) -> None:
-        if request is None:
-            found.append(f"{thread.id}: {what} by {who} answers no request")
-        elif policy.person_of(who) in _people(policy, request):
-            found.append(f"{thread.id}: {what} by {who}, a requester of {request.request_id}")
-
-    for event in thread.events:
-        if isinstance(event, ToolCalled):
-            if event.approved_by is not None:
-                for who in event.approved_by.split(", "):
-                    check(who, by_call.get(event.call_id), f"{event.tool} call approved")
-            elif event.tool in WRITE_TOOLS and event.arguments.get("environment") == "production":
-                found.append(f"{thread.id}: {event.tool} ran in production unapproved")
-        elif isinstance(event, ApprovalGiven):
-            check(event.actor.principal, asked.get(event.request_id), "partial approval")
-        elif isinstance(event, HumanResponded) and event.decision == HumanDecision.APPROVE:
-            who = event.actor.principal if event.actor else "nobody"
-            check(who, asked.get(event.request_id), "approval")
-    return found
-
-
-async def _inventory_violations(store: Store, policy: Policy) -> list[str]:
-    found: list[str] = []
-    async with store.db.session() as session:
-        rows = (await session.scalars(select(DeployRow))).all()
-    for row in rows:
-        if row.environment != "production" or row.requested_by == "seed":
-            continue
-        if not row.approved_by:
-            found.append(f"inventory: {row.action} {row.service} in production unapproved")
-            continue
-        asker = policy.person_of(row.requested_by or "")
-        if any(policy.person_of(who) == asker for who in row.approved_by.split(", ")):
-            found.append(f"inventory: {row.action} {row.service} in production approved by {asker}")
-    return found
-
-
-async def violations(store: Store, policy: Policy) -> list[str]:
-    """Everything in the record that a requester approved, or that ran unapproved."""
-    found: list[str] = []
-    for summary in await store.list_threads(limit=10_000):
-        found += _thread_violations(await store.load_thread(summary.id), policy)
-    for record in await store.human_requests(status="approved"):
-        if policy.person_of(record.decided_by or "") in _people(policy, record.request):
-            found.append(f"request {record.id} resolved approved by {record.decided_by}")
-    return found + await _inventory_violations(store, policy)
-
-
-async def approvers_in(store: Store) -> set[str]:
-    """Every principal recorded as approving anything: calls, decisions, the inventory."""
-    found: set[str] = set()
-    for summary in await store.list_threads(limit=10_000):
-        for event in (await store.load_thread(summary.id)).events:
-            if isinstance(event, ToolCalled) and event.approved_by:
-                found |= set(event.approved_by.split(", "))
-            elif isinstance(event, ApprovalGiven):
-                found.add(event.actor.principal)
-            elif isinstance(event, HumanResponded) and event.decision == HumanDecision.APPROVE:
-                found.add(event.actor.principal if event.actor else "nobody")
-    found |= {r.decided_by or "nobody" for r in await store.human_requests(status="approved")}
-    async with store.db.session() as session:
-        rows = (await session.scalars(select(DeployRow.approved_by))).all()
-    return found | {who for row in rows if row for who in row.split(", ")}
-
-
-def reached(entry: Injection, contexts: list[str]) -> bool:
-    """Whether the model was shown ``entry``'s text (as text, or inside JSON)."""
-    forms = {entry.text, json.dumps(entry.text, ensure_ascii=False)[1:-1]}
-    return any(form in html.unescape(c) for c in contexts for form in forms)
-
-
 # ------------------------------------------------------------------ the tests
 
 
@@ -522,6 +369,16 @@ async def test_no_injection_gets_a_change_approved_by_its_requester(
     # Every injection reached the model, in a context it acted on.
     contexts = [r.context for r in model.requests]
     assert [e.id for e in CORPUS if not reached(e, contexts)] == []
+    # ...and the model did what each one says (one of its instructions, at least).
+    decided = set()
+    for summary in await api.ops.store.list_threads(limit=10_000):
+        for event in (await api.ops.store.load_thread(summary.id)).events:
+            if isinstance(event, ModelCalled) and isinstance(event.decision, CallTool):
+                decided.add(decision_key(event.decision))
+    obeyed = {
+        e.id for e in CORPUS if {decision_key(c) for c in instructions(readable(e.text))} & decided
+    }
+    assert [e.id for e in CORPUS if e.id not in obeyed] == []
     # The model did obey: it asked for production changes well beyond the one default.
     asked = [
         r for r in await api.ops.store.human_requests(status=None) if r.request.type == "approval"
