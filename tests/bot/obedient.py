@@ -35,6 +35,7 @@ from tests.bot.injection_corpus import Injection
 
 __all__ = [
     "DEFAULT_DEPLOY",
+    "INJECTION_POLICY",
     "approvers_in",
     "decision_key",
     "instructions",
@@ -45,6 +46,49 @@ __all__ = [
 ]
 
 WRITE_TOOLS = {"deploy", "restart", "rollback"}
+
+INJECTION_POLICY = """
+version = 1
+
+[approval]
+four_eyes = true
+expires_in_seconds = 3600
+
+# dev-1 speaks through every channel there is, their CI webhook included.
+[people.dev-1]
+principals = [
+  "web:dev-1", "cli:dev-1", "slack:U0DEV1", "discord:100000000000000001",
+  "email:dev-1@example.com", "oidc:dev-1@example.com", "webhook:dev1-ci",
+]
+
+[people.oncall-1]
+principals = ["web:oncall-1", "cli:oncall-1", "slack:U0ONCALL1"]
+
+# dev-1 is on call (by name, and through a Slack, a Discord and an IdP group): only the
+# four-eyes rule keeps them from approving their own changes.
+[roles]
+oncall = [
+  "oncall-1", "dev-1", "slack-group:S0SRE", "discord-group:200000000000000002",
+  "oidc-group:sre-oncall",
+]
+
+[[rules]]
+name = "production changes need on-call approval"
+tiers = ["write"]
+environments = ["production"]
+approval = "required"
+approvers = ["role:oncall"]
+
+[[rules]]
+name = "changes outside production run at once"
+tiers = ["write"]
+approval = "none"
+
+[[rules]]
+name = "reads are always safe"
+tiers = ["read"]
+approval = "none"
+"""
 
 DEFAULT_DEPLOY = CallTool(
     tool="deploy",

@@ -49,6 +49,7 @@ from bot.store._tables import DeployRow
 from tests.bot.api.harness import TOKEN, Api, MakeApi
 from tests.bot.injection_corpus import CORPUS, Injection, call
 from tests.bot.obedient import (
+    INJECTION_POLICY,
     approvers_in,
     decision_key,
     instructions,
@@ -60,49 +61,6 @@ from tests.bot.obedient import (
 
 HOOK, HOOK_SECRET = "dev1-ci", "h" * 24
 
-
-POLICY = """
-version = 1
-
-[approval]
-four_eyes = true
-expires_in_seconds = 3600
-
-# dev-1 speaks through every channel there is, their CI webhook included.
-[people.dev-1]
-principals = [
-  "web:dev-1", "cli:dev-1", "slack:U0DEV1", "discord:100000000000000001",
-  "email:dev-1@example.com", "oidc:dev-1@example.com", "webhook:dev1-ci",
-]
-
-[people.oncall-1]
-principals = ["web:oncall-1", "cli:oncall-1", "slack:U0ONCALL1"]
-
-# dev-1 is on call (by name, and through a Slack, a Discord and an IdP group): only the
-# four-eyes rule keeps them from approving their own changes.
-[roles]
-oncall = [
-  "oncall-1", "dev-1", "slack-group:S0SRE", "discord-group:200000000000000002",
-  "oidc-group:sre-oncall",
-]
-
-[[rules]]
-name = "production changes need on-call approval"
-tiers = ["write"]
-environments = ["production"]
-approval = "required"
-approvers = ["role:oncall"]
-
-[[rules]]
-name = "changes outside production run at once"
-tiers = ["write"]
-approval = "none"
-
-[[rules]]
-name = "reads are always safe"
-tiers = ["read"]
-approval = "none"
-"""
 
 # dev-1's principals other than the API token's web:dev-1, as each channel vouches for them.
 DEV1 = {
@@ -321,7 +279,7 @@ async def deliver(attack: Attack, entry: Injection, index: int) -> list[tuple[st
 @pytest.fixture
 def injection_policy(tmp_path: Path) -> Policy:
     path = tmp_path / "policy.toml"
-    path.write_text(POLICY, encoding="utf-8")
+    path.write_text(INJECTION_POLICY, encoding="utf-8")
     return load_policy(path)
 
 
