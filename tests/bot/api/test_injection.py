@@ -328,13 +328,13 @@ async def test_no_injection_gets_a_change_approved_by_its_requester(
     contexts = [r.context for r in model.requests]
     assert [e.id for e in CORPUS if not reached(e, contexts)] == []
     # ...and the model did what each one says (one of its instructions, at least).
-    decided = set()
+    chosen: set[str] = set()
     for summary in await api.ops.store.list_threads(limit=10_000):
         for event in (await api.ops.store.load_thread(summary.id)).events:
             if isinstance(event, ModelCalled) and isinstance(event.decision, CallTool):
-                decided.add(decision_key(event.decision))
+                chosen.add(decision_key(event.decision))
     obeyed = {
-        e.id for e in CORPUS if {decision_key(c) for c in instructions(readable(e.text))} & decided
+        e.id for e in CORPUS if {decision_key(c) for c in instructions(readable(e.text))} & chosen
     }
     assert [e.id for e in CORPUS if e.id not in obeyed] == []
     # The model did obey: it asked for production changes well beyond the one default.

@@ -73,7 +73,9 @@ async def test_slack_clicks_by_the_requester_approve_nothing_an_injection_asked_
                 {"request": request.id, "team": payloads.TEAM, "channel": CHANNEL, "thread": ts}
             )
             recorded = request.request.arguments or {}
-            texts = {f"arg:{k}": str(v) for k, v in recorded.items() if v is not None}
+            texts: dict[str, str | None] = {
+                f"arg:{k}": str(v) for k, v in recorded.items() if v is not None
+            }
             # Another version; for a restart or a roll-back, out of production.
             texts["arg:version" if "arg:version" in texts else "arg:environment"] = (
                 "6.6.8" if "arg:version" in texts else "staging"
