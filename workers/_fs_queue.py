@@ -21,10 +21,11 @@ from kombu.utils.json import dumps
 __all__ = ["Channel", "Transport"]
 
 
-class Channel(filesystem.Channel):  # type: ignore[misc]
+class Channel(filesystem.Channel):
     """A file-system channel whose messages appear whole or not at all."""
 
-    def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:
+    # kombu's own signature, which its virtual base class types differently.
+    def _put(self, queue: str, payload: dict[str, Any], **kwargs: Any) -> None:  # type: ignore[override]
         # The same name kombu gives (ordered by time), written first with a suffix that
         # readers skip ("<n>_<uuid>.<queue>.msg.part" does not end in ".<queue>.msg").
         name = f"{round(monotonic() * 1000)}_{uuid.uuid4()}.{queue}.msg"
@@ -38,7 +39,7 @@ class Channel(filesystem.Channel):  # type: ignore[misc]
             raise ChannelError(f"Cannot add file {final!r} to directory") from exc
 
 
-class Transport(filesystem.Transport):  # type: ignore[misc]
+class Transport(filesystem.Transport):
     """kombu's file-system transport with :class:`Channel`."""
 
     Channel = Channel

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.markup import escape
 from rich.table import Table
 
@@ -92,30 +93,27 @@ def _when(moment: datetime | None, never: str = "-", form: str = "%Y-%m-%d") -> 
     return format(moment, form) if moment else never
 
 
-def _table(found: list[ApiToken], now: datetime) -> Table:
-    table = Table()
-    for column in (
-        "id",
-        "person",
-        "scopes",
-        "label",
-        "created (UTC)",
-        "expires",
-        "last used",
-        "status",
-    ):
-        table.add_column(column, no_wrap=column in {"id", "status", "created (UTC)", "expires"})
+def _table(found: list[ApiToken], now: datetime, width: int) -> Table:
+    # What matters first (who, which scopes, until when) fits 80 columns; the label and last
+    # use join in a wider terminal; everything, with when each was made, is in --json.
+    wide = width >= 110
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    for column in ("id", "person", "scopes", "expires", "status"):
+        table.add_column(column, no_wrap=column != "person", overflow="fold")
+    if wide:
+        table.add_column("last used", no_wrap=True)
+        table.add_column("label", overflow="fold")
     for t in found:
-        table.add_row(
+        row = [
             t.id,
             escape(t.person),
             ",".join(t.scopes),
-            escape(t.label or "-"),
-            _when(t.created_at),
             _when(t.expires_at, "never"),
-            _when(t.last_used_at, form="%m-%d %H:%M"),
             t.status(now),
-        )
+        ]
+        if wide:
+            row += [_when(t.last_used_at), escape(t.label or "-")]
+        table.add_row(*row)
     return table
 
 
@@ -148,7 +146,7 @@ def list_tokens(
         if not found:
             console.print("No tokens." if ended else "No active tokens.")
             return
-        console.print(_table(found, now))
+        console.print(_table(found, now, console.width))
 
     run(body)
 
