@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pydantic import JsonValue, ValidationError
 
 from bot.agent import AgentRegistry
-from bot.events import ActionReceived, HumanDecision, HumanRequested, UserMessage
-from bot.runtime import Runtime, change_key, requesters
+from bot.events import ActionReceived, HumanDecision, HumanRequested
+from bot.runtime import Runtime, change_key, requesters, rule_for_call
 from bot.store import HumanRequest, Thread
 from bot.tools import Tool, format_validation_error
 
@@ -137,17 +137,8 @@ def edit_of(
         len(thread.events),
     )
     before = thread.events[:at]
-    people, turn = requesters(before)
-    requester = next((e.sender for e in reversed(before) if isinstance(e, UserMessage)), None)
-    environment = arguments.get("environment")
-    rule = rt.policy.rule_for(
-        tool=tool.name,
-        tier=tool.tier,
-        environment=environment if isinstance(environment, str) else None,
-        channel=thread.conversation.channel,
-        requester=requester,
-        requesters=people,
-    )
+    _, turn = requesters(before)
+    rule = rule_for_call(rt.policy, thread, before, tool, arguments)
     if rule.approval == "required" and not rt.policy.may_decide(event.actor, rule.approvers):
         who = ", ".join(rule.approvers)
         return (

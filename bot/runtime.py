@@ -44,10 +44,10 @@ from bot.events import (
 from bot.model import Model, ModelRequest
 from bot.model.pricing import cost_usd
 from bot.outbound import outbound_for
-from bot.policy import Policy
+from bot.policy import ApprovalRule, Policy
 from bot.prompts import PromptLibrary
 from bot.store import Store, Thread
-from bot.tools import ASK_HUMAN, AskHumanArgs, ToolContext, format_validation_error
+from bot.tools import ASK_HUMAN, AskHumanArgs, Tool, ToolContext, format_validation_error
 
 __all__ = ["Runtime", "advance", "change_key", "requesters", "step", "unresolved_call"]
 
@@ -111,6 +111,25 @@ def requesters(events: Sequence[Any]) -> tuple[list[Identity], int]:
             if event.actor is not None and event.comment and event.actor not in found:
                 found.append(event.actor)
     return found, turn
+
+
+def rule_for_call(
+    policy: Policy, thread: Thread, events: Sequence[Any], tool: Tool, arguments: Mapping[str, Any]
+) -> ApprovalRule:
+    """The policy rule for ``tool`` called with ``arguments`` after ``events`` of ``thread``.
+
+    The model's call and an approver's edit of it are both put to the policy this way.
+    """
+    people, _ = requesters(events)
+    environment = arguments.get("environment")
+    return policy.rule_for(
+        tool=tool.name,
+        tier=tool.tier,
+        environment=environment if isinstance(environment, str) else None,
+        channel=thread.conversation.channel,
+        requester=_requester(events),
+        requesters=people,
+    )
 
 
 def unresolved_call(events: Sequence[Any]) -> ToolCalled | None:
@@ -270,15 +289,7 @@ def _decide_call(
             StatusChanged(status=ThreadStatus.PAUSED, reason="waiting for an answer"),
         ]
     call_id = new_id("call")
-    environment = arguments.get("environment")
-    rule = rt.policy.rule_for(
-        tool=tool.name,
-        tier=tool.tier,
-        environment=environment if isinstance(environment, str) else None,
-        channel=thread.conversation.channel,
-        requester=requester,
-        requesters=people,
-    )
+    rule = rule_for_call(rt.policy, thread, thread.events, tool, arguments)
     if rule.approval == "required":
         return [
             HumanRequested(

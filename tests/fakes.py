@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
-from bot.events import ActionReceived, ConversationRef, HumanDecision, Identity, MessageReceived
+from bot.events import (
+    ActionReceived,
+    ConversationRef,
+    HumanDecision,
+    Identity,
+    MessageReceived,
+    utcnow,
+)
 
 
 @dataclass
@@ -59,3 +67,17 @@ def action_event(
         decision=decision,
         comment=comment,
     )
+
+
+class Clock:
+    """A clock for ``runtime.clock`` that stands still until told to move."""
+
+    def __init__(self) -> None:
+        self.start = self.now = utcnow()
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def at(self, minutes: float) -> None:
+        """Move to ``minutes`` after the start."""
+        self.now = self.start + timedelta(minutes=minutes)

@@ -236,23 +236,9 @@ class _Delivery:
         if message.target:
             await self._resolve_cards(message, record, line)
             return
-        ref = record.message_ref
-        if ref:
-            last = self.pieces(prompt_text(record.request), MESSAGE_LIMIT - _RESOLUTION_ROOM)[-1]
-            edit = {
-                "content": clip(f"{last}\n{line}", MESSAGE_LIMIT),
-                "components": request_components(record.request, disabled=True),
-                "allowed_mentions": _NO_MENTIONS,
-            }
-            path = f"/channels/{ref['channel_id']}/messages/{ref['message_id']}"
-            try:
-                await self.rest.request("PATCH", path, edit)
-                return
-            except DiscordAPIError as exc:
-                if exc.status != 404:
-                    raise
-        # The request's message is gone, or was never posted: say it in the thread.
-        await self.post(f"`{message.request_id}` {line}")
+        if not await self._edit_thread_card(record, line, disabled=True):
+            # The request's message is gone, or was never posted: say it in the thread.
+            await self.post(f"`{message.request_id}` {line}")
 
     async def _resolve_cards(self, message: RequestResolved, record: Any, line: str) -> None:
         """Edit every card posted for the message's place; one that is gone stays gone."""
@@ -262,19 +248,32 @@ class _Delivery:
         self, request_id: str, target: str | None, record: Any, line: str, *, disabled: bool = False
     ) -> None:
         """Edit the cards posted for ``target``: the request with ``line`` below it."""
+        for ref in await self.store.message_refs(request_id, target):
+            await self._edit_card(ref, record, line, disabled=disabled)
+
+    async def _edit_thread_card(self, record: Any, line: str, *, disabled: bool) -> bool:
+        """Edit the request's message in its thread; ``False`` when there is none (any more)."""
+        ref = record.message_ref
+        return bool(ref) and await self._edit_card(ref, record, line, disabled=disabled)
+
+    async def _edit_card(
+        self, ref: dict[str, Any], record: Any, line: str, *, disabled: bool
+    ) -> bool:
+        """Show ``line`` below one posted request; ``False`` when that message is gone."""
         last = self.pieces(prompt_text(record.request), MESSAGE_LIMIT - _RESOLUTION_ROOM)[-1]
         edit = {
             "content": clip(f"{last}\n{line}", MESSAGE_LIMIT),
             "components": request_components(record.request, disabled=disabled),
             "allowed_mentions": _NO_MENTIONS,
         }
-        for ref in await self.store.message_refs(request_id, target):
-            path = f"/channels/{ref['channel_id']}/messages/{ref['message_id']}"
-            try:
-                await self.rest.request("PATCH", path, edit)
-            except DiscordAPIError as exc:
-                if exc.status != 404:
-                    raise
+        path = f"/channels/{ref['channel_id']}/messages/{ref['message_id']}"
+        try:
+            await self.rest.request("PATCH", path, edit)
+        except DiscordAPIError as exc:
+            if exc.status != 404:
+                raise
+            return False
+        return True
 
     async def progress(self, message: RequestProgress) -> None:
         """Edit the request's message after one approval of several; its buttons stay."""
@@ -285,22 +284,8 @@ class _Delivery:
         if message.target:  # a card outside the thread: edit each posted there
             await self._edit_cards(message.request_id, message.target, record, line)
             return
-        ref = record.message_ref
-        if ref:
-            last = self.pieces(prompt_text(record.request), MESSAGE_LIMIT - _RESOLUTION_ROOM)[-1]
-            edit = {
-                "content": clip(f"{last}\n{line}", MESSAGE_LIMIT),
-                "components": request_components(record.request),
-                "allowed_mentions": _NO_MENTIONS,
-            }
-            path = f"/channels/{ref['channel_id']}/messages/{ref['message_id']}"
-            try:
-                await self.rest.request("PATCH", path, edit)
-                return
-            except DiscordAPIError as exc:
-                if exc.status != 404:
-                    raise
-        await self.post(f"`{message.request_id}` {line}")
+        if not await self._edit_thread_card(record, line, disabled=False):
+            await self.post(f"`{message.request_id}` {line}")
 
     def _nonce(self, piece: int) -> str:
         # Unique per conversation, item and piece (two installations may share a bot, and

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from bot.errors import ConcurrentStepError, ConfigError
 from bot.escalation import escalate_requests, escalation_event
-from bot.events import RequestEscalated, utcnow
+from bot.events import RequestEscalated
 from bot.outbound import RequestPrompt, RequestResolved
 from bot.policy import Policy, load_policy, parse_duration
 from tests.bot.api.harness import Api, MakeApi
+from tests.fakes import Clock
 
 POLICY = """
 version = 1
@@ -57,17 +58,6 @@ def write(tmp_path: Path, text: str) -> Path:
 def policy(tmp_path: Path) -> Policy:
     """The policy every app in this module runs on (``make_ops`` takes it)."""
     return load_policy(write(tmp_path, POLICY))
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.start = self.now = utcnow()
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def at(self, minutes: float) -> None:
-        self.now = self.start + timedelta(minutes=minutes)
 
 
 async def on_clock(make_api: MakeApi) -> tuple[Api, Clock]:

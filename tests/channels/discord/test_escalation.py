@@ -7,19 +7,19 @@ sweep as the scheduler would; nothing waits for real minutes.
 from __future__ import annotations
 
 import copy
-from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 
 from bot.app import Opsloop
-from bot.events import RequestEscalated, ThreadStatus, utcnow
+from bot.events import RequestEscalated, ThreadStatus
 from bot.model import Model
 from bot.policy import ApprovalRule, Policy
 from bot.store import Database
 from tests.channels.discord.fake_discord import FakeDiscord
 from tests.channels.discord.payloads import ONCALL_ROLE
 from tests.channels.discord.support import BOB, Harness, OpsloopClient, buttons, member
+from tests.fakes import Clock
 from workers.jobs import sweep
 
 DEPLOY = "deploy checkout 1.4.2 to production"
@@ -27,17 +27,6 @@ SECOND = "1100000000000000021"
 """On call second: asked in a DM at the first escalation step."""
 BOSS = "1100000000000000022"
 """The engineering manager: asked in a DM at the second step."""
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.start = self.now = utcnow()
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def at(self, minutes: float) -> None:
-        self.now = self.start + timedelta(minutes=minutes)
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -21,7 +20,6 @@ from bot.events import (
     Identity,
     MessageReceived,
     ThreadStatus,
-    utcnow,
 )
 from bot.model.offline import OfflineModel
 from bot.policy import ApprovalRule, Policy
@@ -30,6 +28,7 @@ from channels.email._inbound import idempotency_key
 from tests.channels.email.conftest import ONCALL
 from tests.channels.email.harness import Mail, bare, email_settings, human_mail, links_in, text_of
 from tests.channels.email.servers import Dovecot, start_smtp
+from tests.fakes import Clock
 from workers.jobs import sweep
 
 DEPLOY = "deploy checkout 1.4.2 to production"
@@ -39,17 +38,6 @@ BOSS = "boss@example.com"
 """The engineering manager, asked by mail at the escalation step."""
 INTERN = "intern@example.com"
 """Reads the list; may decide nothing."""
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.start = self.now = utcnow()
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def at(self, minutes: float) -> None:
-        self.now = self.start + timedelta(minutes=minutes)
 
 
 @pytest.fixture

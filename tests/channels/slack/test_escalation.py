@@ -6,11 +6,11 @@ sweep as the scheduler would; nothing waits for real minutes.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
-from bot.events import RequestEscalated, ThreadStatus, utcnow
+from bot.events import RequestEscalated, ThreadStatus
 from bot.policy import ApprovalRule, Policy
 from bot.store import HumanRequest
 from tests.channels.slack import payloads
@@ -18,6 +18,7 @@ from tests.channels.slack.conftest import MakeSlack, SlackHarness
 from tests.channels.slack.fake_slack import Call
 from tests.channels.slack.payloads import CHANNEL, TOP_TS
 from tests.channels.slack.test_decisions import DEPLOY, button
+from tests.fakes import Clock
 from workers.jobs import sweep
 
 ROOM = "#deploys"
@@ -43,17 +44,6 @@ def oncall_policy(policy: Policy) -> Policy:
         notify=(f"slack:{ROOM}",),
     )
     return policy.model_copy(update={"roles": roles, "rules": (production, *policy.rules[1:])})
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.start = self.now = utcnow()
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def at(self, minutes: float) -> None:
-        self.now = self.start + timedelta(minutes=minutes)
 
 
 def click_card(card: Call, user: str, action_ts: str, action: str = "opsloop_approve") -> dict:
