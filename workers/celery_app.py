@@ -61,6 +61,7 @@ def broker_settings(settings: Settings) -> dict[str, Any]:
     }
     if settings.redis_url:
         conf["broker_url"] = settings.redis_url
+        conf["broker_transport"] = None  # the URL's own (a reconfigured app keeps old keys)
         conf["broker_transport_options"] = {"visibility_timeout": settings.visibility_timeout}
     else:
         folder = state / "queue"

@@ -53,3 +53,8 @@ def test_a_message_being_written_is_not_read(tmp_path: Path, monkeypatch) -> Non
 def test_the_embedded_queue_uses_the_atomic_transport(tmp_path: Path) -> None:
     conf = broker_settings(load_settings(OPSLOOP_HOME=str(tmp_path)))
     assert conf["broker_transport"] == "workers._fs_queue:Transport"
+    # Reconfigured for Redis (conf.update keeps old keys), the URL decides again.
+    redis = broker_settings(load_settings(OPSLOOP_HOME=str(tmp_path), REDIS_URL="redis://x:1/0"))
+    assert redis["broker_transport"] is None
+    connection = Connection(redis["broker_url"], transport=redis["broker_transport"])
+    assert type(connection.transport).__module__ == "kombu.transport.redis"
