@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bot.api._auth import Caller, need, require_auth, tokens_of
 from bot.errors import BadInputError
-from bot.events import ADMIN
+from bot.events import ADMIN, Identity
 from bot.policy import Policy
 from bot.store import DEFAULT_SCOPES, DEFAULT_TOKEN_TTL, ApiToken, Scope
 
@@ -93,9 +93,25 @@ class NewToken(BaseModel):
     """What it is for."""
 
 
-def _own_person(caller: Caller) -> str | None:
-    me = caller.identity
-    return me.user_id if me.channel == "web" else None
+def web_user_of(policy: Policy, who: Identity) -> str | None:
+    """The web user whose tokens ``who`` manages; ``None`` if none.
+
+    A web user manages their own; another principal (an SSO sign-in, say) those of the web
+    user of the person the policy says it is.
+    """
+    if who.channel == "web":
+        return who.user_id
+    person = policy.person_of(who.principal)
+    if person not in policy.people:
+        return None
+    try:
+        return token_person(policy, person)
+    except BadInputError:
+        return None
+
+
+def _own_person(caller: Caller, request: Request) -> str | None:
+    return web_user_of(request.app.state.ops.runtime.policy, caller.identity)
 
 
 @router.get("/tokens")
@@ -106,7 +122,7 @@ async def list_tokens(
     include_ended: Annotated[bool, Query(alias="all")] = False,
 ) -> dict[str, Any]:
     """Your tokens (admin: everyone's, or ``user``'s); active ones unless ``all``."""
-    person = _own_person(caller)
+    person = _own_person(caller, request)
     if caller.is_admin:
         person = token_person(request.app.state.ops.runtime.policy, user) if user else None
     elif person is None or (user is not None and user not in {person, f"web:{person}"}):
@@ -121,7 +137,7 @@ async def create_token(
     body: NewToken, request: Request, caller: Annotated[Caller, Depends(need("act"))]
 ) -> dict[str, Any]:
     """Make a token; the answer carries it once (``token``), and only its hash is kept."""
-    person = _own_person(caller)
+    person = _own_person(caller, request)
     if body.user is not None:
         named = token_person(request.app.state.ops.runtime.policy, body.user)
         if named != person and not caller.is_admin:
@@ -144,7 +160,7 @@ async def revoke_token(
     token_id: str, request: Request, caller: Annotated[Caller, Depends(need("act"))]
 ) -> dict[str, Any]:
     """Revoke a token: your own (admin: anyone's). It stops working at once."""
-    person = None if caller.is_admin else _own_person(caller)
+    person = None if caller.is_admin else _own_person(caller, request)
     if person is None and not caller.is_admin:
         raise HTTPException(403, "only admin may revoke other people's tokens")
     tokens = tokens_of(request)

@@ -14,9 +14,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from bot.api._auth import PERSON_SCOPES, console_session, sessions_of, tokens_of
-from bot.api._tokens import lifetime_of, token_person
+from bot.api._tokens import lifetime_of, token_person, web_user_of
 from bot.errors import BadInputError
 from bot.events import ADMIN, utcnow
+from bot.policy import Policy
 from bot.store import SCOPES, ConsoleSession, Scope
 from channels.web._render import page
 from channels.web._signin import CSRF_FIELD, check_csrf, end_session
@@ -86,10 +87,15 @@ EXPIRIES = ("7d", "30d", "90d", "never")
 """What the form offers; 90 days unless chosen."""
 
 
-def _token_owner(session: ConsoleSession) -> str | None:
+def _policy(request: Request) -> Policy:
+    policy: Policy = request.app.state.ops.runtime.policy
+    return policy
+
+
+def _token_owner(request: Request, session: ConsoleSession) -> str | None:
     """The web user id whose tokens this session manages; ``None`` for the admin (all)."""
     me = session.identity
-    return me.user_id if me is not None and me.channel == "web" else None
+    return web_user_of(_policy(request), me) if me is not None and me != ADMIN else None
 
 
 async def _tokens_page(
@@ -101,7 +107,7 @@ async def _tokens_page(
     problem: str | None = None,
 ) -> Response:
     everyone = _is_admin(session)
-    owner = _token_owner(session)
+    owner = _token_owner(request, session)
     tokens = tokens_of(request)
     found = (
         await tokens.list_tokens(person=None if everyone else owner) if everyone or owner else []
@@ -148,10 +154,13 @@ async def create_token(request: Request) -> Response:
             if not field.get("user"):
                 raise BadInputError("name the person the token speaks for")
             person = token_person(request.app.state.ops.runtime.policy, field["user"])
-        elif (owner := _token_owner(current)) is not None:
+        elif (owner := _token_owner(request, current)) is not None:
             person = owner
         else:
-            raise BadInputError("tokens speak for web: people; ask the admin for one")
+            raise BadInputError(
+                "tokens speak for a person with a web: principal in the policy, and your"
+                " sign-in names none: ask the admin to add you, or to make you a token"
+            )
         if (
             not wanted
             or len(wanted) != len(set(raw.get("scope", [])))
@@ -176,7 +185,7 @@ async def revoke_token(token_id: str, request: Request) -> Response:
     if current is None:
         return RedirectResponse("/login", status_code=303)
     await _form(request)
-    owner = None if _is_admin(current) else _token_owner(current)
+    owner = None if _is_admin(current) else _token_owner(request, current)
     done = (_is_admin(current) or owner is not None) and await tokens_of(request).revoke(
         token_id, person=owner
     )

@@ -21,7 +21,7 @@ from bot.api._auth import session_key
 from bot.errors import DecisionRefusedError
 from bot.events import ADMIN, Identity, Reply, utcnow
 from bot.model import ScriptedModel
-from bot.policy import ApprovalRule, Policy, load_policy
+from bot.policy import ApprovalRule, Person, Policy, load_policy
 from bot.store import ApiTokens, ConsoleSessions
 from tests.bot.api.harness import DEPLOY, TOKEN, Api, MakeApi, error_of, kinds
 
@@ -319,3 +319,24 @@ async def test_an_admin_console_session_is_admin(api: Api) -> None:
     await api.work(response.json()["inbox_item"])
     sender = (await api.thread(response.json()["id"]))["events"][0]["sender"]
     assert (sender["channel"], sender["auth"]) == ("admin", "admin")
+
+
+async def test_an_sso_person_manages_the_tokens_of_the_person_the_policy_says_they_are(
+    make_api: MakeApi,
+) -> None:
+    """A token speaks for a ``web:`` person; an SSO sign-in of that person makes theirs."""
+    policy = load_policy()
+    people = dict(policy.people)
+    people["dev-1"] = Person(principals=(*people["dev-1"].principals, "oidc:dev-1@example.com"))
+    api = await make_api(policy=policy.model_copy(update={"people": people}))
+    known = Identity(channel="oidc", user_id="dev-1@example.com", auth="oidc")
+    browser = await _session_client(api, method="oidc", identity=known)
+    response = await browser.post("/api/tokens", json={"label": "laptop"})
+    assert response.status_code == 201, response.text
+    assert response.json()["person"] == "dev-1"
+    listed = (await browser.get("/api/tokens")).json()["tokens"]
+    assert [t["person"] for t in listed] == ["dev-1"]
+    # Someone the policy does not know through SSO manages no one's tokens.
+    stranger = Identity(channel="oidc", user_id="eve@example.com", auth="oidc")
+    browser = await _session_client(api, method="oidc", identity=stranger)
+    assert (await browser.post("/api/tokens", json={})).status_code in {400, 403}
