@@ -82,6 +82,7 @@ def escalate_row(connection: Connection, event: RequestEscalated) -> None:
             update(HumanRequestRow)
             .where(
                 HumanRequestRow.id == event.request_id,
+                HumanRequestRow.status == "pending",
                 HumanRequestRow.escalation_level == event.level - 1,
             )
             .values(

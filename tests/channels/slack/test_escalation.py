@@ -9,10 +9,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import update
 
-from bot.events import RequestEscalated, ThreadStatus
+from bot.events import RequestEscalated, ThreadStatus, utcnow
 from bot.policy import ApprovalRule, Policy
 from bot.store import HumanRequest
+from bot.store._tables import OutboxRow
 from tests.channels.slack import payloads
 from tests.channels.slack.conftest import MakeSlack, SlackHarness
 from tests.channels.slack.fake_slack import Call
@@ -186,3 +188,58 @@ async def test_after_the_last_step_the_request_still_expires_when_it_always_did(
     assert expired.status == "expired"
     assert len(slack.fake.of("chat.update")) == 4  # thread, room and both DMs
     assert all("xpired" in u.params["text"] for u in slack.fake.of("chat.update"))
+
+
+class Crash(BaseException):
+    """The delivering process dies here (nothing after it runs, nothing catches it)."""
+
+
+async def test_a_crash_between_posting_a_card_and_recording_it_decides_once(
+    make_slack: MakeSlack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The room card is posted, then the process dies before its ref is stored.
+
+    The retry posts the card again (the first is not found: it is only in Slack). A click on
+    either decides the request once; the change is made once, and the card that was recorded
+    is updated. The stray first card stays behind with live buttons, whose clicks are refused.
+    """
+    slack = await make_slack()
+    real = slack.ops.store.add_message_ref
+    crashed: list[str] = []
+
+    async def add_message_ref(request_id: str, place: str, ref: dict) -> bool:
+        if not crashed:
+            crashed.append(place)
+            raise Crash
+        return await real(request_id, place, ref)
+
+    monkeypatch.setattr(slack.ops.store, "add_message_ref", add_message_ref)
+    await slack.event(payloads.app_mention(DEPLOY), event_id="Ev1")
+    with pytest.raises(Crash):
+        await slack.work()
+    assert crashed == [f"slack:{ROOM}"]
+    # The claim of the dead sender lapses (as it would after its hold), and the sweep
+    # hands the card back for delivery.
+    async with slack.ops.store.db.session() as session:
+        await session.execute(
+            update(OutboxRow)
+            .where(OutboxRow.status == "sending")
+            .values(next_attempt_at=utcnow() - timedelta(seconds=1))
+        )
+    assert await slack.ops.store.release_stuck_outbound() == 1
+    await slack.work()  # the delivery is tried again
+    request = await slack.only_request()
+    stray, kept = [c for c in slack.posted() if c.params["channel"] == ROOM]
+    assert await slack.ops.store.message_refs(request.id, f"slack:{ROOM}") == [
+        {"team": payloads.TEAM, "channel": ROOM, "ts": kept.answer["ts"]}
+    ]
+
+    await slack.interact(click_card(stray, "U_ONCALL", "1700000300.1"))
+    await slack.interact(click_card(kept, "U_ONCALL2", "1700000301.1"))
+    await slack.work()
+    decided = await slack.ops.store.human_request(request.id)
+    assert (decided.status, decided.decided_by) == ("approved", "slack:U_ONCALL")
+    thread = await slack.ops.store.load_thread(request.thread_id)
+    assert [e.approved_by for e in thread.events if e.kind == "tool_call"] == ["slack:U_ONCALL"]
+    updated = {(u.params["channel"], u.params["ts"]) for u in slack.fake.of("chat.update")}
+    assert (ROOM, kept.answer["ts"]) in updated
