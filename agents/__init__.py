@@ -1,13 +1,16 @@
-"""The small, focused chat-ops agents opsloop ships, and the router that picks one.
+"""The small, focused chat-ops agents opsloop ships: the ``agents`` plugin.
 
-``registry`` is what ``OPSLOOP_AGENTS=agents:registry`` (the default) loads.
+They are a plugin like any other (``OPSLOOP_DISABLE_PLUGINS=agents`` switches them off);
+their prompts are the bundled ``prompts/``.
 """
 
 from agents.router import keyword_router
 from agents.tools import deploy, list_services, recent_deploys, restart, rollback, service_status
 from bot.agent import Agent, AgentRegistry
+from bot.plugins import Plugin
+from bot.prompts import DEFAULT_PROMPTS_DIR
 
-__all__ = ["DEPLOYER", "INSPECTOR", "registry"]
+__all__ = ["DEPLOYER", "INSPECTOR", "plugin", "registry"]
 
 INSPECTOR = Agent(
     name="inspector",
@@ -28,3 +31,12 @@ DEPLOYER = Agent(
 )
 
 registry = AgentRegistry(agents=(INSPECTOR, DEPLOYER), router=keyword_router)
+"""The shipped agents alone, for ``OPSLOOP_AGENTS=agents:registry``."""
+
+plugin = Plugin(
+    name="agents",
+    agents=(INSPECTOR, DEPLOYER),
+    tools=(list_services, service_status, recent_deploys, deploy, restart, rollback),
+    prompts=DEFAULT_PROMPTS_DIR,
+)
+"""The shipped agents, their tools and prompts."""

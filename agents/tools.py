@@ -1,7 +1,8 @@
 """Chat-ops tools over the inventory: reads are safe, changes carry the ``write`` tier.
 
 Whether a change needs approval is the policy file's decision (production changes do, by
-default), not the tool's.
+default), not the tool's: a change declares what it touches (its environment and service),
+and the policy's rules match on that.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-from bot.inventory import Inventory
+from bot.inventory import INVENTORY, Inventory
 from bot.tools import ToolContext, tool
 
 __all__ = [
@@ -24,6 +25,10 @@ __all__ = [
 
 _NAME = r"^[a-z0-9][a-z0-9._-]{0,63}$"
 _VERSION = r"^v?[0-9A-Za-z][0-9A-Za-z.+_-]{0,31}$"
+
+
+_TOUCHES = ("environment", "service")
+"""What a change touches, for the policy's ``where`` rules."""
 
 
 class _Args(BaseModel):
@@ -65,7 +70,7 @@ class DeployArgs(ServiceArgs):
 
 
 def _inventory(ctx: ToolContext) -> Inventory:
-    return ctx.resource("inventory", Inventory)  # type: ignore[type-abstract]
+    return ctx.get(INVENTORY)
 
 
 @tool()
@@ -105,19 +110,19 @@ async def _change(
     )
 
 
-@tool(tier="write")
+@tool(tier="write", touches=_TOUCHES)
 async def deploy(ctx: ToolContext, args: DeployArgs) -> JsonValue:
     """Deploy a version of a service to an environment."""
     return await _change(ctx, "deploy", args, args.version)
 
 
-@tool(tier="write")
+@tool(tier="write", touches=_TOUCHES)
 async def restart(ctx: ToolContext, args: ServiceArgs) -> JsonValue:
     """Restart a service in an environment (same version, fresh processes)."""
     return await _change(ctx, "restart", args, None)
 
 
-@tool(tier="write")
+@tool(tier="write", touches=_TOUCHES)
 async def rollback(ctx: ToolContext, args: ServiceArgs) -> JsonValue:
     """Roll a service in an environment back to the version before its last deploy."""
     return await _change(ctx, "rollback", args, None)

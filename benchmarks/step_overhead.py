@@ -33,7 +33,7 @@ from bot.events import (
     ToolReturned,
     UserMessage,
 )
-from bot.inventory import SqlInventory
+from bot.inventory import INVENTORY, SqlInventory
 from bot.model import FunctionModel, ModelRequest
 from bot.outbound import outbound_for
 from bot.policy import load_policy
@@ -63,7 +63,7 @@ async def build(database: Database, home: str) -> Opsloop:
         prompts=PromptLibrary(),
         agents=registry,
         models={"default": FunctionModel(decide)},
-        resources={"inventory": inventory},
+        resources={INVENTORY: inventory},
     )
     return Opsloop(Store(database), runtime)
 

@@ -8,6 +8,7 @@ in ``OPSLOOP_AGENTS`` (``agents:registry`` by default), so it never imports them
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -24,6 +25,7 @@ __all__ = [
     "Router",
     "check_prompts",
     "check_startup",
+    "keyword_router",
     "load_registry",
     "system_prompt",
 ]
@@ -71,13 +73,39 @@ Router = Callable[[str, Sequence[Agent]], "Agent | None"]
 """Picks the agent a message is for; ``None`` when the message says nothing about it."""
 
 
+_CALL = re.compile(r"^\s*call\s+([A-Za-z0-9_-]{1,64})\b")
+
+
+def keyword_router(text: str, agents: Sequence[Agent]) -> Agent | None:
+    """The agent a message is for; ``None`` when the message does not say.
+
+    That is the agent with the tool ``call TOOL …`` names, else the one whose keywords occur
+    most often in ``text``.
+    """
+    called = _CALL.match(text)
+    if called:
+        for agent in agents:
+            if agent.tool(called[1]) is not None and called[1] != ASK_HUMAN.name:
+                return agent
+    words = re.findall(r"[a-z]+", text.lower())
+    padded = f" {' '.join(words)} "
+
+    def score(agent: Agent) -> int:
+        return sum(padded.count(f" {keyword} ") for keyword in agent.keywords)
+
+    if not agents:
+        return None
+    best = max(agents, key=score)
+    return best if score(best) > 0 else None
+
+
 @dataclass(frozen=True)
 class AgentRegistry:
     """The agents a deployment offers, and the router that picks among them."""
 
     agents: tuple[Agent, ...]
     """Every agent."""
-    router: Router
+    router: Router = keyword_router
     """Picks an agent for a new conversation."""
     by_name: dict[str, Agent] = field(init=False)
 
@@ -147,12 +175,13 @@ def check_prompts(registry: AgentRegistry, prompts: PromptLibrary) -> None:
 
 
 def check_startup(settings: Settings) -> None:
-    """What must hold before a process serves: policy, agents and every agent's prompt.
+    """What must hold before a process serves: policy, plugins, agents and their prompts.
 
     Raises:
         ConfigError: one of them is missing or invalid; the process must not start.
     """
+    from bot.catalogue import build_catalogue
     from bot.policy import load_policy
 
     load_policy(settings.policy_file)
-    check_prompts(load_registry(settings.agents), PromptLibrary(settings.prompts_dir))
+    build_catalogue(settings)

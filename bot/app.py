@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from bot.agent import AgentRegistry, check_prompts, check_startup, load_registry
+from bot.agent import AgentRegistry, check_startup
 from bot.config import Settings
 from bot.errors import (
     BadInputError,
@@ -49,10 +49,9 @@ from bot.failures import (
 from bot.human import decide, decision_events, decision_outbound
 from bot.model import Model
 from bot.outbound import outbound_for
-from bot.policy import Policy, load_policy
-from bot.prompts import PromptLibrary
+from bot.policy import Policy
 from bot.runtime import Runtime, advance
-from bot.store import Database, HumanRequest, InboxItem, Store, Thread
+from bot.store import HumanRequest, InboxItem, Store, Thread
 
 __all__ = ["AttemptsExhaustedError", "Opsloop", "Outcome", "ThreadBusyError", "check_startup"]
 
@@ -115,33 +114,21 @@ class Opsloop:
         policy: Policy | None = None,
         auto_migrate: bool | None = None,
     ) -> Opsloop:
-        """Connect, check the schema, and load policy, prompts, agents, models and resources."""
-        from bot.inventory import load_inventory
-        from bot.model import build_model
+        """Connect, check the schema, and load policy, plugins, agents, models and resources."""
+        from bot.assemble import assemble
 
-        database = Database(settings.database)
-        await database.ensure_schema(
-            auto_migrate=database.is_sqlite if auto_migrate is None else auto_migrate
-        )
-        inventory = load_inventory(settings.inventory, database)
-        await inventory.prepare()
-        prompts = PromptLibrary(settings.prompts_dir)
-        agents = agents or load_registry(settings.agents)
-        check_prompts(agents, prompts)
-        runtime = Runtime(
-            settings=settings,
-            policy=policy or load_policy(settings.policy_file),
-            prompts=prompts,
-            agents=agents,
-            models=models or {"default": build_model(settings)},
-            resources={"inventory": inventory},
+        database, runtime = await assemble(
+            settings, models=models, agents=agents, policy=policy, auto_migrate=auto_migrate
         )
         return cls(Store(database), runtime)
 
     async def aclose(self) -> None:
         """Close model clients and database connections."""
+        from bot.assemble import close_resources
+
         for model in set(self.runtime.models.values()):
             await model.aclose()
+        await close_resources(self.runtime.resources)
         await self.store.db.dispose()
 
     # ------------------------------------------------------------ fast path

@@ -148,8 +148,28 @@ class Settings(BaseSettings):
     inventory: str = Field(default="demo", validation_alias=env("OPSLOOP_INVENTORY"))
     """``demo``, or ``package.module:factory`` returning the team's own inventory."""
 
-    agents: str = Field(default="agents:registry", validation_alias=env("OPSLOOP_AGENTS"))
-    """Where the agents come from: ``package.module:registry``."""
+    plugins: str = Field(default="", validation_alias=env("OPSLOOP_PLUGINS"))
+    """Local plugin modules, comma-separated (``myteam.ops`` or ``myteam.ops:plugin``),
+    imported from the working directory too, besides the installed ones."""
+    disable_plugins: str = Field(default="", validation_alias=env("OPSLOOP_DISABLE_PLUGINS"))
+    """Plugins whose tools, agents and prompts are left out, comma-separated (``agents``: the
+    shipped agents)."""
+    tools_dir: Path | None = Field(default=None, validation_alias=env("OPSLOOP_TOOLS_DIR"))
+    """A folder of TOML/YAML declarations: runbooks (tools without Python), agents and MCP
+    servers; unset means none."""
+    agents: str = Field(default="", validation_alias=env("OPSLOOP_AGENTS"))
+    """Replaces every plugin's agents with one registry, ``package.module:registry``
+    (deprecated: plugins add up; unset means the plugins' agents)."""
+
+    @property
+    def plugin_modules(self) -> tuple[str, ...]:
+        """``OPSLOOP_PLUGINS`` as a list."""
+        return tuple(s.strip() for s in self.plugins.split(",") if s.strip())
+
+    @property
+    def disabled_plugins(self) -> tuple[str, ...]:
+        """``OPSLOOP_DISABLE_PLUGINS`` as a list."""
+        return tuple(s.strip() for s in self.disable_plugins.split(",") if s.strip())
 
     models: str = Field(default="auto", validation_alias=env("OPSLOOP_MODELS"))
     """Fallback chain ``provider:model,provider:model``; ``auto`` picks from the API keys."""

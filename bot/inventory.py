@@ -9,6 +9,7 @@ team replaces it with its own deploy system by writing a class with the methods 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any, Protocol, runtime_checkable
 
@@ -18,8 +19,9 @@ from bot.errors import ConfigError, ToolError
 from bot.events import utcnow
 from bot.store import Database
 from bot.store._tables import DeployRow, ServiceRow
+from bot.tools import Resource
 
-__all__ = ["Inventory", "SqlInventory", "load_inventory"]
+__all__ = ["INVENTORY", "Inventory", "SqlInventory", "load_inventory"]
 
 Record = dict[str, Any]
 
@@ -96,6 +98,10 @@ def _deploy(row: DeployRow) -> Record:
         "approved_by": row.approved_by,
         "at": row.at.isoformat(timespec="seconds"),
     }
+
+
+INVENTORY: Resource[Inventory] = Resource("inventory")
+"""The deploy system, as tools ask for it: ``ctx.get(INVENTORY)``."""
 
 
 class SqlInventory:
@@ -231,10 +237,29 @@ class SqlInventory:
             return _deploy(deploy)
 
 
-def load_inventory(spec: str, database: Database) -> Inventory:
-    """``demo`` (the database inventory) or ``package.module:factory`` called with no args."""
+def load_inventory(
+    spec: str,
+    database: Database,
+    backends: Mapping[str, Callable[[Database], Inventory]] | None = None,
+) -> Inventory:
+    """The inventory ``spec`` names.
+
+    That is ``demo`` (the database inventory), a backend a plugin names in ``backends``, or
+    ``package.module:factory`` called with no args.
+    """
     if spec == "demo":
         return SqlInventory(database)
+    if backends and spec in backends:
+        found = backends[spec](database)
+        if not isinstance(found, Inventory):
+            raise ConfigError(f"OPSLOOP_INVENTORY: backend {spec!r} did not make an Inventory")
+        return found
+    if ":" not in spec:
+        known = ", ".join(sorted({"demo", *(backends or {})}))
+        raise ConfigError(
+            f"OPSLOOP_INVENTORY: no inventory backend {spec!r}; known: {known}, "
+            "or package.module:factory"
+        )
     module_name, _, attribute = spec.partition(":")
     try:
         factory = getattr(importlib.import_module(module_name), attribute)

@@ -9,11 +9,14 @@ the dispatcher that hands work to workers.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
-from collections.abc import Awaitable, Callable
+import sys
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from bot.errors import ConfigError
@@ -24,10 +27,13 @@ if TYPE_CHECKING:
     from pydantic_settings import BaseSettings
     from sqlalchemy import MetaData
 
+    from bot.agent import Agent
     from bot.app import Opsloop
     from bot.config import Settings
+    from bot.inventory import Inventory
     from bot.policy import Policy
-    from bot.store import InboxItem, OutboxItem, Store
+    from bot.store import Database, InboxItem, OutboxItem, Store
+    from bot.tools import Resource, Tool
 
 __all__ = [
     "ChannelContext",
@@ -37,9 +43,11 @@ __all__ = [
     "Dispatcher",
     "Gateway",
     "Plugin",
+    "ResourceContext",
     "Sender",
     "enqueue",
     "enqueue_item",
+    "extension_plugins",
     "load_plugins",
 ]
 
@@ -170,6 +178,31 @@ class Plugin:
     tables: MetaData | None = None
     """Tables the plugin keeps in opsloop's database (created by opsloop's migrations)."""
 
+    tools: tuple[Tool, ...] = ()
+    """Tools it adds: its agents use them, and so may agents declared elsewhere by name."""
+    agents: tuple[Agent, ...] = ()
+    """Agents it adds, each with its tools and the name of its prompt."""
+    prompts: Path | None = None
+    """A folder of its agents' prompt templates (searched before the team's and the bundled
+    ones)."""
+    resources: Mapping[Resource[Any], Callable[[ResourceContext], object]] = field(
+        default_factory=dict
+    )
+    """Shared services its tools get through ``ctx.get(KEY)``, each made once a process by a
+    factory. An object with an async ``aclose()`` is closed when opsloop stops."""
+    inventories: Mapping[str, Callable[[Database], Inventory]] = field(default_factory=dict)
+    """Inventory backends by name, chosen with ``OPSLOOP_INVENTORY=<name>``."""
+
+
+@dataclass(frozen=True)
+class ResourceContext:
+    """What a resource factory may use."""
+
+    settings: Settings
+    """The settings."""
+    database: Database
+    """opsloop's database (a backend may keep its own tables there)."""
+
 
 @cache
 def load_plugins() -> tuple[Plugin, ...]:
@@ -184,3 +217,44 @@ def load_plugins() -> tuple[Plugin, ...]:
             raise ConfigError(f"plugin {entry.name} ({entry.value}) is not an opsloop Plugin")
         plugins.append(plugin)
     return tuple(plugins)
+
+
+def _local_plugin(spec: str) -> Plugin:
+    """Import ``package.module`` (its ``plugin``) or ``package.module:attribute``."""
+    module_name, _, attribute = spec.partition(":")
+    cwd = str(Path.cwd())
+    if cwd not in sys.path:  # "myteam.ops" next to where opsloop runs
+        sys.path.append(cwd)
+    try:
+        found: Any = getattr(importlib.import_module(module_name), attribute or "plugin")
+    except Exception as exc:
+        raise ConfigError(f"OPSLOOP_PLUGINS: cannot load {spec!r}: {exc}") from exc
+    if callable(found) and not isinstance(found, Plugin):
+        found = found()
+    if not isinstance(found, Plugin):
+        raise ConfigError(f"OPSLOOP_PLUGINS: {spec!r} is not an opsloop Plugin")
+    return found
+
+
+def extension_plugins(settings: Settings) -> tuple[Plugin, ...]:
+    """The plugins whose tools, agents, prompts, resources and inventories are in force.
+
+    That is every installed plugin, then each module ``OPSLOOP_PLUGINS`` lists, less those
+    ``OPSLOOP_DISABLE_PLUGINS`` names (``agents`` switches the shipped agents off).
+
+    Raises:
+        ConfigError: a plugin does not load, two have one name, or a disabled one is unknown.
+    """
+    found = list(load_plugins())
+    found += [_local_plugin(spec) for spec in settings.plugin_modules]
+    names = [p.name for p in found]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ConfigError(f"OPSLOOP_PLUGINS: more than one plugin is called {', '.join(twice)}")
+    unknown = sorted(set(settings.disabled_plugins) - set(names))
+    if unknown:
+        raise ConfigError(
+            f"OPSLOOP_DISABLE_PLUGINS: no plugin called {', '.join(unknown)}; "
+            f"installed: {', '.join(names)}"
+        )
+    return tuple(p for p in found if p.name not in settings.disabled_plugins)

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Literal
 
@@ -27,6 +28,7 @@ __all__ = [
     "Policy",
     "RiskTier",
     "Schedule",
+    "default_rule",
     "escalation_due",
     "load_policy",
     "parse_duration",
@@ -63,8 +65,13 @@ class ApprovalRule(_Strict):
     """Tool names it applies to; empty means any."""
     tiers: tuple[RiskTier, ...] = ()
     """Risk tiers it applies to; empty means any."""
+    where: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    """What the call must touch, by the attributes its tool declares (``environment``,
+    ``service``, ``resource``…): each key lists accepted values, glob patterns allowed
+    (``"prod-*"``; ``"*"`` means any value, as long as the call declares the attribute). A
+    call that does not declare an attribute named here does not match."""
     environments: tuple[str, ...] = ()
-    """Values of the call's ``environment`` argument it applies to; empty means any."""
+    """Shorthand for ``where.environment``."""
     channels: tuple[str, ...] = ()
     """Channels the request came from; empty means any."""
     requester_roles: tuple[str, ...] = ()
@@ -91,6 +98,47 @@ class ApprovalRule(_Strict):
     min_approvals: int = Field(default=1, ge=1)
     """How many different people must approve. With ``mode = "all"`` both hold: every entry
     covered and at least this many people. A reject from any of them rejects at once."""
+
+    @property
+    def conditions(self) -> dict[str, tuple[str, ...]]:
+        """``where`` with the ``environments`` shorthand folded in."""
+        found = dict(self.where)
+        if self.environments:
+            found["environment"] = (*found.get("environment", ()), *self.environments)
+        return found
+
+    @property
+    def allows_writes_blindly(self) -> bool:
+        """Whether this rule would let any change run without naming what it allows.
+
+        Such a rule never applies to a ``write`` call: a change runs without approval only
+        where a rule names its tool or what it touches (fail closed): a rule written before
+        a tool existed never lets it run unasked.
+        """
+        return self.approval == "none" and not self.tools and not self.conditions
+
+    def matches(
+        self,
+        *,
+        tool: str,
+        tier: RiskTier,
+        channel: str,
+        roles: set[str],
+        attributes: Mapping[str, str],
+    ) -> bool:
+        """Whether the rule applies to a call with these facts."""
+        if tier == "write" and self.allows_writes_blindly:
+            return False
+        return (
+            _matches(self.tools, [tool])
+            and _matches(self.tiers, [tier])
+            and _matches(self.channels, [channel])
+            and _matches(self.requester_roles, roles)
+            and all(
+                key in attributes and any(fnmatchcase(attributes[key], p) for p in patterns)
+                for key, patterns in self.conditions.items()
+            )
+        )
 
     @model_validator(mode="after")
     def _escalation_is_whole(self) -> ApprovalRule:
@@ -257,12 +305,16 @@ class Policy(_Strict):
         *,
         tool: str,
         tier: RiskTier,
-        environment: str | None,
         channel: str,
         requester: Identity | None,
         requesters: Iterable[Identity] = (),
+        attributes: Mapping[str, str] | None = None,
     ) -> ApprovalRule:
         """The rule that decides a call; a fail-closed default when none matches.
+
+        ``attributes`` are what the call touches, as its tool declares them (never read from
+        an argument's name). A ``write`` call runs without approval only where a rule names
+        its tool or what it touches; anything else needs approval.
 
         With several requesters, a rule's ``requester_roles`` match only roles that every one
         of them holds: a change several people led to is no more privileged than the least
@@ -271,17 +323,15 @@ class Policy(_Strict):
         everyone = [*requesters] or ([requester] if requester else [])
         requester_roles = set.intersection(*map(self.roles_of, everyone)) if everyone else set()
         for rule in self.rules:
-            if (
-                _matches(rule.tools, [tool])
-                and _matches(rule.tiers, [tier])
-                and _matches(rule.environments, [environment] if environment else [])
-                and _matches(rule.channels, [channel])
-                and _matches(rule.requester_roles, requester_roles)
+            if rule.matches(
+                tool=tool,
+                tier=tier,
+                channel=channel,
+                roles=requester_roles,
+                attributes=attributes or {},
             ):
                 return rule
-        if tier == "read":
-            return ApprovalRule(name="default: reads are safe", approval="none")
-        return ApprovalRule(name="default: unmatched changes need approval", approval="required")
+        return default_rule(tier)
 
     def may_decide(self, who: Identity, approvers: Iterable[str]) -> bool:
         """Whether ``who`` is one of ``approvers`` (by principal, person or role).
@@ -295,6 +345,15 @@ class Policy(_Strict):
         if who.principal in allowed or person in allowed:
             return True
         return any(f"role:{role}" in allowed for role in self.roles_of(who))
+
+
+READS_DEFAULT = ApprovalRule(name="default: reads are safe", approval="none")
+WRITES_DEFAULT = ApprovalRule(name="default: unmatched changes need approval", approval="required")
+
+
+def default_rule(tier: RiskTier) -> ApprovalRule:
+    """The rule for a call no rule matches: reads run, changes need approval (fail closed)."""
+    return READS_DEFAULT if tier == "read" else WRITES_DEFAULT
 
 
 def _matches(wanted: tuple[str, ...], actual: Iterable[str | None]) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -38,15 +39,40 @@ class Prompt:
 
 
 class PromptLibrary:
-    """Loads prompt templates from a directory, once each."""
+    """Loads prompt templates along a search path, once each.
 
-    def __init__(self, directory: Path | None = None) -> None:
-        """Read from ``directory`` (the bundled ``prompts/`` by default)."""
-        self.directory = directory or DEFAULT_PROMPTS_DIR
+    The first directory holding ``<name>.md`` wins: plugins' prompt folders, then the team's
+    folder (``OPSLOOP_PROMPTS_DIR``), then the bundled ``prompts/``. Adding an agent means
+    adding its prompt, never copying the shipped ones.
+    """
+
+    def __init__(self, directory: Path | Sequence[Path] | None = None) -> None:
+        """Read from ``directory``: one folder or a search path, the bundled one last."""
+        if directory is None:
+            found: list[Path] = []
+        elif isinstance(directory, Path):
+            found = [directory]
+        else:
+            found = list(directory)
+        self.path: tuple[Path, ...] = tuple(
+            dict.fromkeys(p.resolve() for p in [*found, DEFAULT_PROMPTS_DIR])
+        )
         self.get = cache(self._load)
 
+    @property
+    def directory(self) -> Path:
+        """The first directory searched."""
+        return self.path[0]
+
+    def where(self, name: str) -> Path | None:
+        """The file ``name`` is read from, or ``None`` when no directory has it."""
+        return next((d / f"{name}.md" for d in self.path if (d / f"{name}.md").is_file()), None)
+
     def _load(self, name: str) -> Prompt:
-        path = self.directory / f"{name}.md"
+        path = self.where(name)
+        if path is None:
+            searched = ", ".join(str(d) for d in self.path)
+            raise ConfigError(f"prompt {name!r}: no {name}.md in {searched}")
         try:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -47,9 +48,18 @@ from bot.outbound import outbound_for
 from bot.policy import ApprovalRule, Policy
 from bot.prompts import PromptLibrary
 from bot.store import Store, Thread
-from bot.tools import ASK_HUMAN, AskHumanArgs, Tool, ToolContext, format_validation_error
+from bot.tools import (
+    ASK_HUMAN,
+    AskHumanArgs,
+    Resource,
+    Tool,
+    ToolContext,
+    format_validation_error,
+)
 
 __all__ = ["Runtime", "advance", "change_key", "requesters", "step", "unresolved_call"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -66,8 +76,10 @@ class Runtime:
     """The agents."""
     models: Mapping[str, Model]
     """Model chains by route; ``default`` must be present."""
-    resources: Mapping[str, object] = field(default_factory=dict)
-    """Shared services for tools."""
+    resources: Mapping[Resource[Any], object] = field(default_factory=dict)
+    """Shared services for tools, by their typed keys."""
+    tools: Mapping[str, Tool] = field(default_factory=dict)
+    """Every tool in force by name (the agents' and any no agent uses), for admin runs."""
     clock: Callable[[], datetime] = utcnow
     """The time, injectable for tests."""
 
@@ -121,15 +133,23 @@ def rule_for_call(
     The model's call and an approver's edit of it are both put to the policy this way.
     """
     people, _ = requesters(events)
-    environment = arguments.get("environment")
     return policy.rule_for(
         tool=tool.name,
         tier=tool.tier,
-        environment=environment if isinstance(environment, str) else None,
         channel=thread.conversation.channel,
         requester=_requester(events),
         requesters=people,
+        attributes=_attributes(tool, arguments),
     )
+
+
+def _attributes(tool: Tool, arguments: Mapping[str, Any]) -> dict[str, str]:
+    """What the call touches; nothing (so only rules naming the tool match) if that fails."""
+    try:
+        return tool.attributes(tool.validate(arguments))
+    except Exception:  # a broken risk function must not let a change through
+        log.exception("tool %s: its risk function failed; no rule's where matches", tool.name)
+        return {}
 
 
 def unresolved_call(events: Sequence[Any]) -> ToolCalled | None:

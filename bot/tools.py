@@ -11,7 +11,7 @@ import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, TypeVar, get_type_hints
+from typing import Any, Generic, Literal, TypeVar, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
@@ -22,13 +22,31 @@ from bot.policy import RiskTier
 __all__ = [
     "ASK_HUMAN",
     "AskHumanArgs",
+    "Resource",
     "Tool",
     "ToolContext",
+    "ToolSource",
     "format_validation_error",
     "tool",
 ]
 
 R = TypeVar("R")
+
+ToolSource = Literal["built-in", "plugin", "runbook", "mcp"]
+"""Where a tool came from, for listings and audit."""
+
+
+@dataclass(frozen=True)
+class Resource(Generic[R]):
+    """The typed key of a shared service a tool depends on (a deploy backend, a client).
+
+    Declared once next to the type it stands for (``INVENTORY: Resource[Inventory] =
+    Resource("inventory")``); a tool asks for it with ``ctx.get(INVENTORY)`` and gets an
+    ``Inventory`` back, checked by mypy, with no name typed at the call site.
+    """
+
+    name: str
+    """The service's name, for messages and ``opsloop tools list``."""
 
 
 @dataclass(frozen=True)
@@ -43,15 +61,20 @@ class ToolContext:
     """Whose request led to the call."""
     approved_by: str | None
     """The principal who approved it, for approved calls."""
-    resources: Mapping[str, object] = field(default_factory=dict)
-    """Shared services (``inventory``…), set up by the application."""
+    resources: Mapping[Resource[Any], object] = field(default_factory=dict)
+    """Shared services, set up by the application and its plugins."""
 
-    def resource(self, name: str, kind: type[R]) -> R:
-        """The shared service ``name``, checked to be a ``kind``."""
-        value = self.resources.get(name)
-        if not isinstance(value, kind):
-            raise LookupError(f"resource {name!r} is not configured")
-        return value
+    def get(self, key: Resource[R]) -> R:
+        """The shared service ``key`` stands for.
+
+        Raises:
+            LookupError: no plugin provides it in this process.
+        """
+        try:
+            value = self.resources[key]
+        except KeyError:
+            raise LookupError(f"resource {key.name!r} is not configured") from None
+        return value  # type: ignore[return-value]
 
 
 ToolFunction = Callable[[ToolContext, Any], Awaitable[JsonValue]]
@@ -70,7 +93,19 @@ class Tool:
     fn: ToolFunction
     """The function: ``async fn(ctx, args) -> JSON``."""
     tier: RiskTier = "read"
-    """``read`` looks only; ``write`` changes something (policy may require approval)."""
+    """``read`` looks only; ``write`` changes something (policy decides who approves it)."""
+    risk: Callable[[Any], Mapping[str, str]] | None = None
+    """What a call touches, from its validated arguments: ``{"environment": "production",
+    "service": "checkout"}``. Policy rules match on these attributes (``where``)."""
+    declares: tuple[str, ...] = ()
+    """The attribute names :attr:`risk` returns, known without a call (for policy checks)."""
+    source: ToolSource = "built-in"
+    """Where the tool came from."""
+    origin: str = ""
+    """Which plugin, runbook file or MCP server it came from."""
+    untrusted_output: bool = False
+    """Its results are data from outside (a web page, an MCP server): the context marks them
+    as untrusted, so the model reads them and never obeys them."""
 
     @cached_property
     def spec(self) -> ToolSpec:
@@ -87,13 +122,42 @@ class Tool:
         """Run the tool with validated ``args``."""
         return await self.fn(ctx, args)
 
+    def attributes(self, args: BaseModel) -> dict[str, str]:
+        """What a call with validated ``args`` touches, as policy rules see it."""
+        if self.risk is None:
+            return {}
+        return {str(k): str(v) for k, v in self.risk(args).items() if v is not None}
 
-def tool(*, tier: RiskTier = "read", name: str | None = None) -> Callable[[ToolFunction], Tool]:
+
+def _touching(model: type[BaseModel], fields: tuple[str, ...]) -> Callable[[Any], dict[str, str]]:
+    unknown = [name for name in fields if name not in model.model_fields]
+    if unknown:
+        raise TypeError(f"touches names fields {model.__name__} does not have: {unknown}")
+
+    def risk(args: Any) -> dict[str, str]:
+        return {name: str(v) for name in fields if (v := getattr(args, name)) is not None}
+
+    return risk
+
+
+def tool(
+    *,
+    tier: RiskTier = "read",
+    name: str | None = None,
+    touches: tuple[str, ...] = (),
+    risk: Callable[[Any], Mapping[str, str]] | None = None,
+    declares: tuple[str, ...] = (),
+) -> Callable[[ToolFunction], Tool]:
     """Make a :class:`Tool` from ``async def fn(ctx: ToolContext, args: SomeArgs) -> JSON``.
 
     The description is the function's docstring; the arguments model is the annotation of
-    its second parameter.
+    its second parameter. What a call touches (for policy ``where`` rules) is either
+    ``touches``, argument names whose values are the attributes (``touches=("environment",)``),
+    or ``risk``, a function of the validated arguments returning the attributes it
+    ``declares``.
     """
+    if touches and risk is not None:
+        raise TypeError("give touches or risk, not both")
 
     def wrap(fn: ToolFunction) -> Tool:
         hints = get_type_hints(fn)
@@ -107,6 +171,8 @@ def tool(*, tier: RiskTier = "read", name: str | None = None) -> Callable[[ToolF
             args=args_model,
             fn=fn,
             tier=tier,
+            risk=_touching(args_model, touches) if touches else risk,
+            declares=touches or declares,
         )
 
     return wrap

@@ -20,7 +20,7 @@ from sqlalchemy import text
 from agents import registry as default_registry
 from bot.app import Opsloop
 from bot.config import Settings, load_settings
-from bot.inventory import SqlInventory
+from bot.inventory import INVENTORY, SqlInventory
 from bot.model import Model
 from bot.policy import Policy, load_policy
 from bot.prompts import PromptLibrary
@@ -129,7 +129,7 @@ def make_ops(settings: Settings, policy: Policy) -> Iterator[MakeOps]:
             prompts=PromptLibrary(),
             agents=default_registry,
             models={"default": model},
-            resources={"inventory": inventory},
+            resources={INVENTORY: inventory},
             **extra,
         )
         ops = Opsloop(Store(database), runtime)

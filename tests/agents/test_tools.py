@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from agents.tools import deploy, list_services, recent_deploys, restart, rollback, service_status
 from bot.errors import ToolError
 from bot.events import Identity
-from bot.inventory import SqlInventory
+from bot.inventory import INVENTORY, SqlInventory
 from bot.store._tables import DeployRow
 from bot.tools import Tool, ToolContext
 
@@ -29,7 +29,7 @@ def context(inventory, key="t1:3", *, approved_by=None, requested_by=DEV) -> Too
         idempotency_key=key,
         requested_by=requested_by,
         approved_by=approved_by,
-        resources={"inventory": inventory},
+        resources={INVENTORY: inventory},
     )
 
 

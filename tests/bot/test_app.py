@@ -22,6 +22,7 @@ from bot.events import (
     ToolReturned,
     utcnow,
 )
+from bot.inventory import INVENTORY
 from bot.model import FunctionModel, ModelRequest, ScriptedModel
 from bot.model.offline import OfflineModel
 from bot.policy import Policy
@@ -106,7 +107,7 @@ async def test_risky_tool_pauses_then_approval_runs_exact_arguments(database, ma
     # The approved call ran without asking the model again; the model was asked once more
     # only to report the result.
     assert len(model.requests) == 2
-    status = await ops.runtime.resources["inventory"].service_status("checkout", "production")
+    status = await ops.runtime.resources[INVENTORY].service_status("checkout", "production")
     assert status["version"] == "1.4.2"
     decided = await ops.store.human_request(request.request_id)
     assert (decided.status, decided.decided_by, decided.comment) == (
@@ -128,7 +129,7 @@ async def test_rejection_reason_goes_to_the_model(database, make_ops) -> None:
     reply = resumed.thread.events[-2]
     assert isinstance(reply, AgentReply)
     assert "oncall-1" in reply.text and "freeze" in reply.text
-    status = await ops.runtime.resources["inventory"].service_status("checkout", "production")
+    status = await ops.runtime.resources[INVENTORY].service_status("checkout", "production")
     assert status["version"] == "1.4.1"
 
 
@@ -162,7 +163,7 @@ async def test_unauthorised_and_second_decisions_change_nothing(database, make_o
         await ops.submit(action(request_id, HumanDecision.REJECT, ONCALL, "too late"))
     after = await ops.store.load_thread(outcome.thread.id)
     assert kinds(after.events[before.last_seq :]) == ["decision_refused"]
-    deploys = await ops.runtime.resources["inventory"].recent_deploys("checkout", "production", 10)
+    deploys = await ops.runtime.resources[INVENTORY].recent_deploys("checkout", "production", 10)
     assert sum(d["version"] == "1.4.2" for d in deploys) == 1
 
 

@@ -45,7 +45,9 @@ def test_defaults(tmp_path):
     assert settings.database_url is None
     assert settings.database == f"sqlite+aiosqlite:///{tmp_path.resolve() / 'opsloop.db'}"
     assert settings.models == "auto"
-    assert settings.agents == "agents:registry"
+    assert settings.agents == ""
+    assert settings.plugin_modules == () and settings.disabled_plugins == ()
+    assert settings.tools_dir is None
     assert settings.inventory == "demo"
     assert settings.policy_file is None
     assert settings.prompts_dir is None

@@ -18,6 +18,7 @@ from bot.events import (
     ThreadStatus,
     ToolCalled,
 )
+from bot.inventory import INVENTORY
 from bot.model import ScriptedModel
 from bot.policy import ApprovalRule, Policy
 from bot.runtime import change_key
@@ -47,7 +48,7 @@ async def paused(ops: Any, text: str = "deploy checkout 1.4.2 to production") ->
 
 
 async def deploys_of(ops: Any, version: str, environment: str = "production") -> int:
-    inventory = ops.runtime.resources["inventory"]
+    inventory = ops.runtime.resources[INVENTORY]
     deploys = await inventory.recent_deploys("checkout", environment, 50)
     return sum(d["version"] == version for d in deploys)
 

@@ -137,14 +137,17 @@ def test_a_missing_prompt_stops_start_up_with_exit_2(
     """Regression: a missing prompt file was found only by the first step, in a loop."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("OPSLOOP_HOME", str(tmp_path))
-    empty = tmp_path / "prompts"
-    empty.mkdir()
-    monkeypatch.setenv("OPSLOOP_PROMPTS_DIR", str(empty))
+    declared = tmp_path / "tools"
+    declared.mkdir()
+    (declared / "helper.toml").write_text(
+        'kind = "agent"\ndescription = "helps"\nprompt = "nowhere"\ntools = ["service_status"]\n'
+    )
+    monkeypatch.setenv("OPSLOOP_TOOLS_DIR", str(declared))
     runner = CliRunner()
     for command in (["worker"], ["beat"], ["api"]):
         result = runner.invoke(cli_app, command, catch_exceptions=False)
         assert result.exit_code == 2, (command, result.output)
-        assert "prompt 'inspector'" in result.output
+        assert "prompt 'nowhere'" in result.output
         assert "Traceback" not in result.output
 
 

@@ -19,7 +19,11 @@ def rule(
     policy: Policy, *, tool="deploy", tier="write", environment=None, channel="cli", requester=DEV
 ) -> ApprovalRule:
     return policy.rule_for(
-        tool=tool, tier=tier, environment=environment, channel=channel, requester=requester
+        tool=tool,
+        tier=tier,
+        channel=channel,
+        requester=requester,
+        attributes={"environment": environment} if environment else {},
     )
 
 
@@ -111,11 +115,43 @@ def test_first_matching_rule_wins():
 def test_rule_can_match_on_channel():
     policy = Policy(
         version=1,
-        rules=(ApprovalRule(name="cli is trusted", channels=("cli",), approval="none"),),
+        rules=(
+            ApprovalRule(
+                name="cli is trusted", tools=("deploy",), channels=("cli",), approval="none"
+            ),
+        ),
     )
 
     assert rule(policy, channel="cli").approval == "none"
     assert rule(policy, channel="slack").approval == "required"
+
+
+def test_a_rule_that_allows_changes_without_naming_them_never_lets_a_change_run():
+    """Fail closed: a rule written before a tool existed must not let the new tool run unasked."""
+    policy = Policy(
+        version=1,
+        rules=(
+            ApprovalRule(name="blind", channels=("cli",), approval="none"),
+            ApprovalRule(name="named", tools=("restart",), channels=("cli",), approval="none"),
+            ApprovalRule(name="touching", where={"environment": ("dev-*",)}, approval="none"),
+        ),
+    )
+
+    assert rule(policy, tool="purge_cache").name == "default: unmatched changes need approval"
+    assert rule(policy, tool="purge_cache", tier="read").name == "blind"
+    assert rule(policy, tool="restart").name == "named"
+    assert rule(policy, tool="purge_cache", environment="dev-eu").name == "touching"
+    assert rule(policy, tool="purge_cache", environment="prod-eu").approval == "required"
+
+
+def test_where_matches_only_calls_that_declare_the_attribute():
+    policy = Policy(
+        version=1,
+        rules=(ApprovalRule(name="any env", where={"environment": ("*",)}, approval="none"),),
+    )
+
+    assert rule(policy, environment="production").name == "any env"
+    assert rule(policy, environment=None).approval == "required"
 
 
 def test_rule_can_match_on_requester_role():
@@ -123,7 +159,12 @@ def test_rule_can_match_on_requester_role():
         version=1,
         roles={"oncall": ("cli:oncall-1",)},
         rules=(
-            ApprovalRule(name="oncall self-serve", requester_roles=("oncall",), approval="none"),
+            ApprovalRule(
+                name="oncall self-serve",
+                tools=("deploy",),
+                requester_roles=("oncall",),
+                approval="none",
+            ),
         ),
     )
 
@@ -344,18 +385,20 @@ def test_the_least_privileged_requester_decides_requester_roles():
             "people": {"ann": {"principals": ["web:ann"]}, "bob": {"principals": ["web:bob"]}},
             "roles": {"oncall": ["ann"]},
             "rules": [
-                {"requester_roles": ["oncall"], "tiers": ["write"], "approval": "none"},
+                {
+                    "requester_roles": ["oncall"],
+                    "tools": ["deploy"],
+                    "tiers": ["write"],
+                    "approval": "none",
+                },
             ],
         }
     )
     ann, bob = Identity(channel="web", user_id="ann"), Identity(channel="web", user_id="bob")
-    alone = policy.rule_for(
-        tool="deploy", tier="write", environment=None, channel="web", requester=ann
-    )
+    alone = policy.rule_for(tool="deploy", tier="write", channel="web", requester=ann)
     together = policy.rule_for(
         tool="deploy",
         tier="write",
-        environment=None,
         channel="web",
         requester=ann,
         requesters=[ann, bob],
@@ -402,10 +445,18 @@ def test_the_readme_policy_example_loads_and_does_what_the_readme_says(tmp_path)
     dev = Identity(channel="discord", user_id="80351110224678912")
     assert policy.person_of(dev.principal) == "dev-1"
     staging = policy.rule_for(
-        tool="restart", tier="write", environment="staging", channel="discord", requester=dev
+        tool="restart",
+        tier="write",
+        attributes={"environment": "staging"},
+        channel="discord",
+        requester=dev,
     )
     production = policy.rule_for(
-        tool="restart", tier="write", environment="production", channel="discord", requester=dev
+        tool="restart",
+        tier="write",
+        attributes={"environment": "production"},
+        channel="discord",
+        requester=dev,
     )
     assert (staging.approval, production.approval) == ("none", "required")
     assert policy.may_decide(Identity(channel="slack", user_id="U024BE7LH"), ["role:oncall"])

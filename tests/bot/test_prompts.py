@@ -107,7 +107,7 @@ def test_missing_file_is_a_config_error(tmp_path):
         library.get("nope")
 
     assert str(caught.value) == (
-        f"prompt 'nope': cannot read {tmp_path / 'nope.md'}: No such file or directory"
+        f"prompt 'nope': no nope.md in {tmp_path.resolve()}, {DEFAULT_PROMPTS_DIR.resolve()}"
     )
 
 

@@ -21,6 +21,7 @@ from bot.events import (
     Usage,
     UserMessage,
 )
+from bot.inventory import INVENTORY
 from bot.model import FunctionModel, ModelRequest, ModelResponse, ScriptedModel
 from bot.runtime import advance, step
 from tests.fakes import message_event
@@ -204,6 +205,6 @@ async def test_a_recorded_but_unanswered_call_runs_once_on_recovery(database, ma
     again = await advance(ops.store, thread_id, ops.runtime)
     results = [e for e in again.events if isinstance(e, ToolReturned)]
     assert results[0].output == results[1].output
-    inventory = ops.runtime.resources["inventory"]
+    inventory = ops.runtime.resources[INVENTORY]
     history = await inventory.recent_deploys("search", "staging", 10)
     assert [h["action"] for h in history].count("restart") == 1

@@ -22,6 +22,7 @@ from bot.events import (
     ToolCalled,
     ToolReturned,
 )
+from bot.inventory import INVENTORY
 from bot.model import FunctionModel, ModelRequest
 from bot.policy import Policy
 from bot.store import Database
@@ -50,7 +51,7 @@ def deploy_until_done(request: ModelRequest) -> CallTool | Reply:
 
 
 async def deploys_of(ops: Any, version: str = "1.4.2") -> int:
-    deploys = await ops.runtime.resources["inventory"].recent_deploys("checkout", "production", 50)
+    deploys = await ops.runtime.resources[INVENTORY].recent_deploys("checkout", "production", 50)
     return sum(d["version"] == version and d["action"] == "deploy" for d in deploys)
 
 
@@ -189,7 +190,7 @@ async def test_two_approved_changes_in_one_thread_both_run(database: Database, m
     second = requests_in(outcome.thread)[-1].request_id
     await ops.submit(action(second, HumanDecision.APPROVE, ONCALL))
 
-    history = await ops.runtime.resources["inventory"].recent_deploys("search", "production", 10)
+    history = await ops.runtime.resources[INVENTORY].recent_deploys("search", "production", 10)
     assert [d["action"] for d in history if d["requested_by"] == "cli:dev-1"] == ["restart"]
     assert await deploys_of(ops) == 1
 
@@ -208,7 +209,7 @@ async def test_two_safe_changes_in_one_thread_both_run(database: Database, make_
     )
     ops = await make_ops(database, FunctionModel(lambda _: next(script)))
     await ops.submit(message_event("deploy checkout 1.5.0 to staging, restart search", sender=DEV))
-    inventory = ops.runtime.resources["inventory"]
+    inventory = ops.runtime.resources[INVENTORY]
     checkout = await inventory.recent_deploys("checkout", "staging", 10)
     search = await inventory.recent_deploys("search", "staging", 10)
     assert any(d["version"] == "1.5.0" and d["action"] == "deploy" for d in checkout)
@@ -320,7 +321,7 @@ async def test_the_lease_is_renewed_while_a_long_step_runs(
     )
     ops = await make_ops(sqlite_database, FunctionModel(lambda _: next(script)), settings_=short)
     running, finish = asyncio.Event(), asyncio.Event()
-    inventory = ops.runtime.resources["inventory"]
+    inventory = ops.runtime.resources[INVENTORY]
     real = inventory.list_services
 
     async def slow(environment: Any) -> Any:

@@ -21,6 +21,7 @@ from bot.events import (
     ToolCalled,
 )
 from bot.human import approval_progress
+from bot.inventory import INVENTORY
 from bot.model import ScriptedModel
 from bot.policy import ApprovalRule, Person, Policy
 from tests.fakes import action_event as action
@@ -61,7 +62,7 @@ async def deploy_pending(ops) -> HumanRequested:
 
 
 async def deploys(ops) -> int:
-    inventory = ops.runtime.resources["inventory"]
+    inventory = ops.runtime.resources[INVENTORY]
     found = await inventory.recent_deploys("checkout", "production", 10)
     return sum(d["version"] == "1.4.2" for d in found)
 

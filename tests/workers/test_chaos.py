@@ -65,6 +65,7 @@ from bot.events import (
     ToolReturned,
     UserMessage,
 )
+from bot.inventory import INVENTORY
 from bot.store import HumanRequest, InboxItem, Thread
 from bot.store._tables import Base
 from tests.conftest import need_service
@@ -380,7 +381,7 @@ async def ops(env: dict[str, str]) -> AsyncIterator[Opsloop]:
     tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
     async with app.store.db.engine.begin() as conn:
         await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-    await app.runtime.resources["inventory"].prepare()  # type: ignore[attr-defined]
+    await app.runtime.resources[INVENTORY].prepare()  # type: ignore[attr-defined]
     yield app
     await app.aclose()
 

@@ -22,6 +22,7 @@ from bot.events import (
     Identity,
     ThreadStatus,
 )
+from bot.inventory import INVENTORY
 from bot.store._tables import Base
 from tests.conftest import need_service
 from tests.fakes import action_event as action
@@ -110,7 +111,7 @@ async def ops(env: dict[str, str]) -> AsyncIterator[Opsloop]:
     tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
     async with app.store.db.engine.begin() as conn:
         await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-    await app.runtime.resources["inventory"].prepare()  # type: ignore[attr-defined]
+    await app.runtime.resources[INVENTORY].prepare()  # type: ignore[attr-defined]
     configure(settings)
     yield app
     await app.aclose()
@@ -266,7 +267,7 @@ async def test_a_worker_killed_mid_step_loses_nothing_and_repeats_nothing(
     dispatcher.process(item.id)
 
     async def deployed() -> Any:
-        history = await ops.runtime.resources["inventory"].recent_deploys(  # type: ignore[attr-defined]
+        history = await ops.runtime.resources[INVENTORY].recent_deploys(  # type: ignore[attr-defined]
             "checkout", "staging", 5
         )
         return [h for h in history if h["version"] == "1.4.2" and h["requested_by"] != "seed"]

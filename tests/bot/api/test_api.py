@@ -19,6 +19,7 @@ from bot.api._hooks import sign
 from bot.config import load_settings
 from bot.errors import DecisionRefusedError
 from bot.events import CallTool, Reply, ThreadStatus
+from bot.inventory import INVENTORY
 from bot.model import ScriptedModel
 from tests.bot.api.harness import DEPLOY, SECRET, TOKEN, Api, MakeApi, error_of, kinds
 
@@ -203,7 +204,7 @@ async def test_approve_runs_the_recorded_call(make_api: MakeApi) -> None:
     assert call["arguments"] == DEPLOY.arguments
     assert call["approved_by"] == "web:oncall-1"
     assert kinds(thread)[-2:] == ["agent_reply", "status"]
-    status = await api.ops.runtime.resources["inventory"].service_status("checkout", "production")
+    status = await api.ops.runtime.resources[INVENTORY].service_status("checkout", "production")
     assert status["version"] == "1.4.2"
     response = await api.client.get("/api/human-requests", params={"status": "approved"})
     assert [r["request_id"] for r in response.json()["requests"]] == [request_id]
@@ -219,7 +220,7 @@ async def test_approve_runs_the_recorded_call(make_api: MakeApi) -> None:
     after = await api.thread(thread_id)
     assert kinds(after)[len(thread["events"]) :] == ["decision_refused"]
     assert after["events"][-1]["actor"]["user_id"] == "oncall-2"
-    deploys = await api.ops.runtime.resources["inventory"].recent_deploys(
+    deploys = await api.ops.runtime.resources[INVENTORY].recent_deploys(
         "checkout", "production", 10
     )
     assert sum(d["version"] == "1.4.2" for d in deploys) == 1
@@ -234,7 +235,7 @@ async def test_reject_returns_the_reason_to_the_agent(api: Api) -> None:
     assert result["output"] == {"rejected": True, "by": "web:oncall-1", "reason": "change freeze"}
     reply = next(e for e in reversed(thread["events"]) if e["kind"] == "agent_reply")
     assert "change freeze" in reply["text"]
-    status = await api.ops.runtime.resources["inventory"].service_status("checkout", "production")
+    status = await api.ops.runtime.resources[INVENTORY].service_status("checkout", "production")
     assert status["version"] == "1.4.1"
 
 

@@ -6,6 +6,7 @@ import pytest
 
 from bot.errors import DecisionRefusedError
 from bot.events import Reply
+from bot.inventory import INVENTORY
 from bot.model import ScriptedModel
 from tests.bot.api.harness import DEPLOY, MakeApi, error_of
 
@@ -23,7 +24,7 @@ async def test_approve_with_changes_runs_the_edited_call(make_api: MakeApi) -> N
     assert response["changes"] == {"version": "1.4.3"}
     [call] = [e for e in thread["events"] if e["kind"] == "tool_call"]
     assert call["arguments"] == {**DEPLOY.arguments, "version": "1.4.3"}
-    status = await api.ops.runtime.resources["inventory"].service_status("checkout", "production")
+    status = await api.ops.runtime.resources[INVENTORY].service_status("checkout", "production")
     assert status["version"] == "1.4.3"
 
 

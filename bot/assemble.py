@@ -1,0 +1,77 @@
+"""Putting one opsloop together from its settings: database, plugins, resources, runtime."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from bot.agent import AgentRegistry
+from bot.catalogue import build_catalogue
+from bot.config import Settings
+from bot.inventory import INVENTORY, load_inventory
+from bot.model import Model
+from bot.plugins import ResourceContext
+from bot.policy import Policy, load_policy
+from bot.runtime import Runtime
+from bot.store import Database
+from bot.tools import Resource
+
+__all__ = ["assemble", "close_resources"]
+
+log = logging.getLogger(__name__)
+
+
+async def assemble(
+    settings: Settings,
+    *,
+    models: Mapping[str, Model] | None = None,
+    agents: AgentRegistry | None = None,
+    policy: Policy | None = None,
+    auto_migrate: bool | None = None,
+) -> tuple[Database, Runtime]:
+    """Connect, check the schema, and load policy, plugins, prompts, agents, models, resources.
+
+    Raises:
+        ConfigError: something configured is missing or invalid.
+    """
+    from bot.model import build_model
+
+    database = Database(settings.database)
+    await database.ensure_schema(
+        auto_migrate=database.is_sqlite if auto_migrate is None else auto_migrate
+    )
+    catalogue = build_catalogue(settings)
+    backends = {k: v for p in catalogue.plugins for k, v in p.inventories.items()}
+    inventory = load_inventory(settings.inventory, database, backends)
+    await inventory.prepare()
+    resources: dict[Resource[Any], object] = {INVENTORY: inventory}
+    made = ResourceContext(settings=settings, database=database)
+    for plugin in catalogue.plugins:
+        for key, factory in plugin.resources.items():
+            resources[key] = factory(made)
+    runtime = Runtime(
+        settings=settings,
+        policy=policy or load_policy(settings.policy_file),
+        prompts=catalogue.prompts,
+        agents=agents or catalogue.registry,
+        models=models or {"default": build_model(settings)},
+        resources=resources,
+        tools=catalogue.tools,
+    )
+    return database, runtime
+
+
+async def close_resources(resources: Mapping[Resource[Any], object]) -> None:
+    """Close every resource with an ``aclose()``; one failing does not stop the others."""
+    for key, value in resources.items():
+        close = getattr(value, "aclose", None)
+        if close is None:
+            continue
+        try:
+            result = close()
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            log.exception("closing resource %s failed", key.name)
