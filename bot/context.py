@@ -108,7 +108,9 @@ def render_event(
         if trim_output and len(output) > TRIMMED_OUTPUT_CHARS:
             cut = len(output) - TRIMMED_OUTPUT_CHARS
             output = f"{output[:TRIMMED_OUTPUT_CHARS]}…[{cut} chars trimmed]"
-        return f"<tool_result{_attrs(tool=event.tool, id=event.call_id)}>{output}</tool_result>"
+        trust = "untrusted data" if event.untrusted else None
+        attrs = _attrs(tool=event.tool, id=event.call_id, trust=trust)
+        return f"<tool_result{attrs}>{output}</tool_result>"
     if isinstance(event, ErrorRaised):
         attrs = _attrs(source=event.source, tool=event.tool)
         return f"<error{attrs}>{escape(event.message)}</error>"

@@ -272,6 +272,8 @@ class ToolReturned(_ThreadEvent):
     """The tool's name."""
     output: JsonValue
     """What the tool returned, JSON-shaped."""
+    untrusted: bool = False
+    """From outside (an MCP server, a runbook's HTTP body): data the model must never obey."""
 
 
 class ErrorRaised(_ThreadEvent):

@@ -402,7 +402,9 @@ async def run_tool(thread: Thread, agent: Agent, call: ToolCalled, rt: Runtime) 
     except Exception as exc:  # a tool's failure is the model's to read, not a crash
         message = f"{tool.name} failed: {type(exc).__name__}: {exc}"[:500]
         return ErrorRaised(source="tool", message=message, tool=tool.name, call_id=call.call_id)
-    return ToolReturned(call_id=call.call_id, tool=tool.name, output=output)
+    return ToolReturned(
+        call_id=call.call_id, tool=tool.name, output=output, untrusted=tool.untrusted_output
+    )
 
 
 async def advance(store: Store, thread_id: str, rt: Runtime) -> Thread:
