@@ -174,7 +174,12 @@ def test_channels_and_requester_roles_make_a_rule_conditional():
 
 def test_rules_that_never_match_or_never_decide_are_reported():
     typo = {"name": "typo", "tools": ["purge_cahce"], "approval": "none"}
-    undeclared = {"name": "by team", "tiers": ["write"], "where": {"team": ["a"]}, "approval": "none"}
+    undeclared = {
+        "name": "by team",
+        "tiers": ["write"],
+        "where": {"team": ["a"]},
+        "approval": "none",
+    }
     shadowed = {"name": "too late", "tiers": ["read"], "approval": "required"}
 
     report = check_policy(

@@ -216,9 +216,7 @@ def test_policy_check_help_gives_the_exit_statuses(cli) -> None:
 # ---------------------------------------------------------------- tools run
 
 
-def test_tools_run_a_read_prints_the_result_recorded_as_an_admin_decision(
-    cli, tmp_path
-) -> None:
+def test_tools_run_a_read_prints_the_result_recorded_as_an_admin_decision(cli, tmp_path) -> None:
     result = cli(
         "tools",
         "run",
