@@ -310,3 +310,85 @@ def test_tools_run_refuses_with_one_clear_line(cli, tmp_path, argv, message) -> 
     assert result.stdout == ""
     listing = cli("threads", "list", "--json")
     assert listing.stdout == ""  # nothing was recorded
+
+
+# ---------------------------------------------------------------- trying a tool without a key
+
+AGENT_PLUGIN = '''
+"""A team's plugin with its own agent: a read and a change, tried offline."""
+from pydantic import BaseModel, ConfigDict
+
+from bot.agent import Agent
+from bot.plugins import Plugin
+from bot.tools import ToolContext, tool
+
+
+class PathArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    path: str
+    depth: int = 1
+
+
+@tool()
+async def cache_stats(ctx: ToolContext, args: PathArgs) -> dict[str, object]:
+    """Hit rate of a CDN path."""
+    return {"path": args.path, "depth": args.depth, "hit_rate": 0.97}
+
+
+@tool(tier="write")
+async def purge_path(ctx: ToolContext, args: PathArgs) -> dict[str, str]:
+    """Purge a path from the CDN."""
+    return {"purged": args.path}
+
+
+plugin = Plugin(
+    name="cdn-agent",
+    agents=(Agent(name="cdn", description="The CDN.", prompt="inspector",
+                  tools=(cache_stats, purge_path)),),
+)
+'''
+
+
+def events_of(output: str) -> list[dict]:
+    return [json.loads(line) for line in output.splitlines()]
+
+
+def test_a_plugin_tool_is_tried_offline(cli, tmp_path, monkeypatch) -> None:
+    (tmp_path / "team_cdn_agent.py").write_text(AGENT_PLUGIN)
+    monkeypatch.setenv("OPSLOOP_PLUGINS", "team_cdn_agent")
+
+    read = cli("chat", "-m", "call cache_stats path=/img depth=2", "--as", "dev-1", "--json")
+
+    assert read.exit_code == 0, read.output
+    events = events_of(read.stdout)
+    [called] = [e for e in events if e["kind"] == "tool_call"]
+    assert (called["tool"], called["arguments"]) == ("cache_stats", {"path": "/img", "depth": 2})
+    [reply] = [e for e in events if e["kind"] == "agent_reply"]
+    assert reply["agent"] == "cdn" and '"hit_rate": 0.97' in reply["text"]
+    assert "offline model" in reply["text"]
+
+    change = cli("chat", "-m", "call purge_path path=/img", "--as", "dev-1", "--json")
+
+    [asked] = [e for e in events_of(change.stdout) if e["kind"] == "human_request"]
+    assert asked["tool"] == "purge_path" and "default: unmatched changes" in asked["question"]
+    assert "purge_path" in cli("policy", "check").stdout
+
+
+def test_a_scripted_model_is_one_setting_away(cli, tmp_path, monkeypatch) -> None:
+    script = tmp_path / "script.yaml"
+    script.write_text(
+        "- tool: restart\n"
+        "  arguments: {service: search, environment: staging}\n"
+        "- reply: Restarted search in staging.\n"
+    )
+    monkeypatch.setenv("OPSLOOP_MODELS", f"scripted:{script}")
+
+    result = cli("chat", "-m", "restart search please", "--as", "dev-1", "--json")
+
+    assert result.exit_code == 0, result.output
+    events = events_of(result.stdout)
+    [returned] = [e for e in events if e["kind"] == "tool_result"]
+    assert returned["output"]["action"] == "restart"
+    assert events[-2]["text"] == "Restarted search in staging."
+    calls = [e for e in events if e["kind"] == "model_call"]
+    assert {(c["provider"], c["model"]) for c in calls} == {("scripted", "script.yaml")}
