@@ -20,6 +20,7 @@ and fails when it runs out; a deployment needs every thread to play the script a
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -63,8 +64,6 @@ def _parse(path: Path, text: str) -> Any:
         except yaml.YAMLError as exc:
             raise ConfigError(f"OPSLOOP_MODELS: {path} is not valid YAML: {exc}") from None
     if path.suffix == ".json":
-        import json
-
         try:
             return json.loads(text)
         except ValueError as exc:

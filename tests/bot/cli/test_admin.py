@@ -33,7 +33,13 @@ async def purge_cache(ctx: ToolContext, args: PurgeArgs) -> dict[str, str]:
     return {"purged": args.path, "by": ctx.approved_by or "-"}
 
 
-plugin = Plugin(name="cdn", tools=(purge_cache,))
+@tool()
+async def cdn_health(ctx: ToolContext, args: PurgeArgs) -> dict[str, str]:
+    """The CDN's health at a path."""
+    raise RuntimeError("the CDN API answered 503")
+
+
+plugin = Plugin(name="cdn", tools=(purge_cache, cdn_health))
 '''
 
 BLIND_POLICY = """
@@ -392,3 +398,12 @@ def test_a_scripted_model_is_one_setting_away(cli, tmp_path, monkeypatch) -> Non
     assert events[-2]["text"] == "Restarted search in staging."
     calls = [e for e in events if e["kind"] == "model_call"]
     assert {(c["provider"], c["model"]) for c in calls} == {("scripted", "script.yaml")}
+
+
+def test_tools_run_a_tool_that_fails_says_why(cli, team, tmp_path) -> None:
+    result = cli("tools", "run", "cdn_health", "--args", '{"path": "/"}', "--as", "dev-1")
+
+    assert result.exit_code == 1
+    assert "cdn_health failed: RuntimeError: the CDN API answered 503" in result.stderr
+    thread = thread_of(tmp_path, result.stderr)
+    assert thread.status.value == "waiting"
