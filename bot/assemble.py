@@ -38,11 +38,13 @@ async def assemble(
     """
     from bot.model import build_model
 
+    # Checked before connecting: a bad policy or plugin leaves no connection to close.
+    policy = policy or load_policy(settings.policy_file)
+    catalogue = build_catalogue(settings)
     database = Database(settings.database)
     await database.ensure_schema(
         auto_migrate=database.is_sqlite if auto_migrate is None else auto_migrate
     )
-    catalogue = build_catalogue(settings)
     backends = {k: v for p in catalogue.plugins for k, v in p.inventories.items()}
     inventory = load_inventory(settings.inventory, database, backends)
     await inventory.prepare()
@@ -53,7 +55,7 @@ async def assemble(
             resources[key] = factory(made)
     runtime = Runtime(
         settings=settings,
-        policy=policy or load_policy(settings.policy_file),
+        policy=policy,
         prompts=catalogue.prompts,
         agents=agents or catalogue.registry,
         models=models or {"default": build_model(settings)},

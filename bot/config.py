@@ -172,7 +172,12 @@ class Settings(BaseSettings):
         return tuple(s.strip() for s in self.disable_plugins.split(",") if s.strip())
 
     models: str = Field(default="auto", validation_alias=env("OPSLOOP_MODELS"))
-    """Fallback chain ``provider:model,provider:model``; ``auto`` picks from the API keys."""
+    """Fallback chain ``provider:model,provider:model``; ``auto`` picks from the API keys.
+
+    Providers: ``anthropic``, ``openai``, ``offline`` (the pattern model; it also takes
+    ``call TOOL key=value …``) and ``scripted:PATH``, decisions played from a JSON or YAML
+    file in order within each thread (:mod:`bot.model.scripted`). ``offline`` and
+    ``scripted`` always answer, so either can only come last."""
     anthropic_api_key: SecretStr | None = Field(
         default=None, validation_alias=env("ANTHROPIC_API_KEY")
     )
@@ -245,11 +250,12 @@ class Settings(BaseSettings):
             return value
         for part in (p.strip() for p in value.split(",")):
             provider, _, name = part.partition(":")
-            if provider not in {"anthropic", "openai", "offline"} or (
+            if provider not in {"anthropic", "openai", "offline", "scripted"} or (
                 provider != "offline" and not name
             ):
                 raise ValueError(
-                    f"{part!r} is not provider:model with provider anthropic, openai or offline"
+                    f"{part!r} is not provider:model with provider anthropic, openai or offline "
+                    "(or scripted:PATH)"
                 )
         return value
 

@@ -385,7 +385,9 @@ def _model_called(
 
 async def run_tool(thread: Thread, agent: Agent, call: ToolCalled, rt: Runtime) -> Any:
     """Run a committed call that has no result yet; its result or error, as one event."""
-    tool = agent.tool(call.tool)
+    # A committed call was put to policy already; an admin's run (``opsloop tools run``)
+    # may call a tool in force that the thread's agent does not list.
+    tool = agent.tool(call.tool) or rt.tools.get(call.tool)
     if tool is None:
         return ErrorRaised(
             source="tool", message=f"tool {call.tool!r} is gone", call_id=call.call_id

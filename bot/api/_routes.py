@@ -1,4 +1,4 @@
-"""The lifecycle API: launch, inspect, message, pause, resume and answer threads."""
+"""The lifecycle API: launch, inspect, message, pause, resume and answer threads; list tools."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from bot.events import (
 from bot.human import progress_json
 from bot.plugins import Dispatcher, enqueue, enqueue_item
 from bot.policy import Policy
+from bot.policy_check import check_policy
 from bot.store import HumanRequest, InboxItem, Thread, ThreadSummary
 
 __all__ = ["UserId", "router", "web_identity"]
@@ -287,3 +288,14 @@ async def inbox_item(
         "kind": item.event.kind,
         "attempts": item.attempts,
     }
+
+
+@router.get("/tools", tags=["tools"])
+async def list_tools(request: Request, _: Reader) -> list[dict[str, Any]]:
+    """Every tool in force: source, tier, agents, what it touches, the rules that decide it.
+
+    The same list as ``opsloop tools list --json``.
+    """
+    rt = _ops(request).runtime
+    report = check_policy(rt.policy, rt.tools, rt.agents.agents)
+    return [tool.as_json() for tool in report.tools]

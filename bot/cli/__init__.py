@@ -18,10 +18,12 @@ from bot.cli._common import (
     parse_sets,
     run,
 )
+from bot.cli._policy import policy_app
 from bot.cli._render import event_json_lines, print_events, threads_table
 from bot.cli._serve import api, gateway, run_all
 from bot.cli._sessions import login, sessions_app
 from bot.cli._tokens import tokens_app
+from bot.cli._tools import tools_app
 from bot.config import load_settings
 from bot.errors import ConfigError
 from bot.events import ActionReceived, ConversationRef, HumanDecision, ThreadStatus, new_id
@@ -42,6 +44,8 @@ threads_app = typer.Typer(help="List and show threads.", no_args_is_help=True)
 app.add_typer(threads_app, name="threads")
 app.add_typer(sessions_app, name="sessions")
 app.add_typer(tokens_app, name="tokens")
+app.add_typer(tools_app, name="tools")
+app.add_typer(policy_app, name="policy")
 app.command(help=chat.__doc__)(chat)
 app.command("run")(run_all)
 app.command()(api)

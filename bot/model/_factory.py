@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bot.errors import ConfigError
@@ -22,6 +23,10 @@ AUTO_OPENAI = ("openai", "gpt-4.1-mini")
 """What ``auto`` picks when an OpenAI key or base URL is set (and no Anthropic key)."""
 
 
+_ALWAYS_ANSWER = ("offline", "scripted")
+"""Models that answer every request: nothing after them in a chain is ever asked."""
+
+
 def _secret(value: SecretStr | None) -> str | None:
     return (value.get_secret_value() or None) if value is not None else None
 
@@ -30,7 +35,7 @@ def parse_chain(settings: Settings) -> list[tuple[str, str]]:
     """The ``(provider, model)`` pairs ``settings.models`` names, ``auto`` resolved.
 
     Raises:
-        ConfigError: for an unknown provider, or ``offline`` anywhere but last.
+        ConfigError: for an unknown provider, or ``offline`` or ``scripted`` anywhere but last.
     """
     spec = settings.models.strip()
     if spec == "auto":
@@ -42,14 +47,15 @@ def parse_chain(settings: Settings) -> list[tuple[str, str]]:
     chain: list[tuple[str, str]] = []
     for part in spec.split(","):
         provider, _, name = part.strip().partition(":")
-        if provider not in ("anthropic", "openai", "offline") or (
+        if provider not in ("anthropic", "openai", "offline", "scripted") or (
             provider != "offline" and not name
         ):
             raise ConfigError(f"OPSLOOP_MODELS: {part.strip()!r} is not provider:model")
         chain.append((provider, name))
-    # Nothing after offline would ever be asked: offline always answers.
-    if any(provider == "offline" for provider, _ in chain[:-1]):
-        raise ConfigError("OPSLOOP_MODELS: offline can only be the last model in the chain")
+    # Nothing after offline or a script would ever be asked: they always answer.
+    for provider, _ in chain[:-1]:
+        if provider in _ALWAYS_ANSWER:
+            raise ConfigError(f"OPSLOOP_MODELS: {provider} can only be the last model in the chain")
     return chain
 
 
@@ -103,19 +109,25 @@ def build_model(settings: Settings, *, offline_factory: Callable[[], Model] | No
             ``bot.model.offline.OfflineModel``.
 
     Raises:
-        ConfigError: when a provider in the chain lacks its API key, or the chain is malformed.
+        ConfigError: when a provider in the chain lacks its API key, the chain is malformed,
+            or a script (``scripted:PATH``) cannot be read.
     """
     chain = parse_chain(settings)
     # Every key is checked before any client exists, so a bad setting leaks no connections.
     credentials = {
         (provider, name): _credentials(provider, name, settings)
         for provider, name in chain
-        if provider != "offline"
+        if provider not in _ALWAYS_ANSWER
     }
     models: list[Model] = []
     for provider, name in chain:
         if provider == "offline":
             models.append((offline_factory or _offline_model)())
+            continue
+        if provider == "scripted":
+            from bot.model.scripted import ScriptFileModel
+
+            models.append(ScriptFileModel.from_file(Path(name).expanduser()))
             continue
         key, base_url = credentials[provider, name]
         inner = _provider(provider, name, key, base_url, settings.model_timeout)

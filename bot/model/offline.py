@@ -1,8 +1,9 @@
 """The offline model: a small pattern matcher used when no provider is configured.
 
 It understands a handful of chat-ops phrasings well enough to show opsloop working end to
-end on a fresh install, and it says in every reply that it is the offline model and how
-to configure a real one.
+end on a fresh install, and ``call TOOL key=value …`` for any tool the agent has (see
+:mod:`bot.model._call_syntax`), so a new tool can be tried without an API key. It says in
+every reply that it is the offline model and how to configure a real one.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from bot.events import (
     ToolReturned,
     UserMessage,
 )
-from bot.model._base import Model, ModelRequest, ModelResponse
+from bot.model._base import Model, ModelRequest, ModelResponse, ToolSpec
+from bot.model._call_syntax import CALL, parse_arguments
 
 __all__ = ["OFFLINE_NOTICE", "OfflineModel"]
 
@@ -138,6 +140,9 @@ class OfflineModel(Model):
                 else f"That did not work: {outcome.message}"
             )
             return Reply(text=f"{text}\n{OFFLINE_NOTICE}")
+        called = _call(message.text if message else "", request)
+        if called is not None:
+            return called
         asked = message.text.lower() if message else ""
         for pattern, build in _PATTERNS:
             found = pattern.search(asked)
@@ -154,6 +159,35 @@ class OfflineModel(Model):
                 "I understand requests such as: 'what is running in staging?', "
                 "'status of checkout in production', 'recent deploys of checkout', "
                 "'deploy checkout 1.4.2 to production', 'restart search in staging', "
-                f"'roll back payments in production'.\n{OFFLINE_NOTICE}"
+                "'roll back payments in production'; or any of my tools as "
+                f"'call TOOL key=value …' ({_names(request.tools)}).\n{OFFLINE_NOTICE}"
             )
         )
+
+
+def _names(tools: Sequence[ToolSpec]) -> str:
+    return ", ".join(spec.name for spec in tools) or "none"
+
+
+def _call(text: str, request: ModelRequest) -> CallTool | Reply | None:
+    """``call TOOL …`` as a call of one of the agent's tools; ``None`` for other text."""
+    found = CALL.match(text)
+    if found is None:
+        return None
+    name, rest = found[1], found[2] or ""
+    spec = next((t for t in request.tools if t.name == name), None)
+    if spec is None:
+        if rest.strip() and "=" not in rest and not rest.lstrip().startswith("{"):
+            return None  # "call me when…": a phrase, not the call syntax
+        return Reply(
+            text=f"I ({request.agent}) have no tool {name!r}; my tools: "
+            f"{_names(request.tools)}. Try: call TOOL key=value …\n{OFFLINE_NOTICE}"
+        )
+    try:
+        arguments = parse_arguments(rest, spec.parameters)
+    except ValueError as exc:
+        return Reply(
+            text=f"I could not read the arguments of {name}: {exc}. Write them as "
+            f'key=value key2="two words", or as one JSON object.\n{OFFLINE_NOTICE}'
+        )
+    return CallTool(tool=name, arguments=arguments)

@@ -767,6 +767,7 @@ async def test_openapi_lists_the_routes(make_api: MakeApi) -> None:
         "/api/human-requests": {"get"},
         "/api/human-requests/{request_id}": {"post"},
         "/api/inbox/{item_id}": {"get"},
+        "/api/tools": {"get"},
         "/api/tokens": {"get", "post"},
         "/api/tokens/{token_id}": {"delete"},
         "/hooks/{name}": {"post"},
