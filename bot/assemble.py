@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bot.agent import AgentRegistry
@@ -12,7 +12,7 @@ from bot.catalogue import build_catalogue
 from bot.config import Settings
 from bot.inventory import INVENTORY, load_inventory
 from bot.model import Model
-from bot.plugins import ResourceContext
+from bot.plugins import Plugin, ResourceContext
 from bot.policy import Policy, load_policy
 from bot.runtime import Runtime
 from bot.store import Database
@@ -30,8 +30,12 @@ async def assemble(
     agents: AgentRegistry | None = None,
     policy: Policy | None = None,
     auto_migrate: bool | None = None,
+    plugins: Sequence[Plugin] | None = None,
 ) -> tuple[Database, Runtime]:
     """Connect, check the schema, and load policy, plugins, prompts, agents, models, resources.
+
+    ``plugins`` replaces the installed and ``OPSLOOP_PLUGINS`` ones (the testing kit passes
+    a plugin under test directly).
 
     Raises:
         ConfigError: something configured is missing or invalid.
@@ -42,7 +46,7 @@ async def assemble(
     await database.ensure_schema(
         auto_migrate=database.is_sqlite if auto_migrate is None else auto_migrate
     )
-    catalogue = build_catalogue(settings)
+    catalogue = build_catalogue(settings, plugins=plugins)
     backends = {k: v for p in catalogue.plugins for k, v in p.inventories.items()}
     inventory = load_inventory(settings.inventory, database, backends)
     await inventory.prepare()
