@@ -43,28 +43,34 @@ async def assemble(
     from bot.model import build_model
 
     database = Database(settings.database)
-    await database.ensure_schema(
-        auto_migrate=database.is_sqlite if auto_migrate is None else auto_migrate
-    )
-    catalogue = build_catalogue(settings, plugins=plugins)
-    backends = {k: v for p in catalogue.plugins for k, v in p.inventories.items()}
-    inventory = load_inventory(settings.inventory, database, backends)
-    await inventory.prepare()
-    resources: dict[Resource[Any], object] = {INVENTORY: inventory}
-    made = ResourceContext(settings=settings, database=database)
-    for plugin in catalogue.plugins:
-        for key, factory in plugin.resources.items():
-            resources[key] = factory(made)
-    runtime = Runtime(
-        settings=settings,
-        policy=policy or load_policy(settings.policy_file),
-        prompts=catalogue.prompts,
-        agents=agents or catalogue.registry,
-        models=models or {"default": build_model(settings)},
-        resources=resources,
-        tools=catalogue.tools,
-    )
-    return database, runtime
+    resources: dict[Resource[Any], object] = {}
+    try:  # nothing half-made is left open when a plugin or the policy does not load
+        await database.ensure_schema(
+            auto_migrate=database.is_sqlite if auto_migrate is None else auto_migrate
+        )
+        catalogue = build_catalogue(settings, plugins=plugins)
+        backends = {k: v for p in catalogue.plugins for k, v in p.inventories.items()}
+        inventory = load_inventory(settings.inventory, database, backends)
+        await inventory.prepare()
+        resources[INVENTORY] = inventory
+        made = ResourceContext(settings=settings, database=database)
+        for plugin in catalogue.plugins:
+            for key, factory in plugin.resources.items():
+                resources[key] = factory(made)
+        runtime = Runtime(
+            settings=settings,
+            policy=policy or load_policy(settings.policy_file),
+            prompts=catalogue.prompts,
+            agents=agents or catalogue.registry,
+            models=models or {"default": build_model(settings)},
+            resources=resources,
+            tools=catalogue.tools,
+        )
+        return database, runtime
+    except BaseException:
+        await close_resources(resources)
+        await database.dispose()
+        raise
 
 
 async def close_resources(resources: Mapping[Resource[Any], object]) -> None:
