@@ -43,6 +43,22 @@ def test_every_code_block_of_the_guide_is_an_example_file_verbatim() -> None:
         assert body == (ROOT / name).read_text(), f"{name} differs from the guide's copy"
 
 
+def test_the_guides_picture_of_the_folder_names_every_file_in_it() -> None:
+    [tree] = [body for _, lang, body in blocks() if lang == "text"]
+    files = [
+        p
+        for p in FOLDER.rglob("*")
+        if p.is_file()
+        and not any(
+            part.startswith(".") or part == "__pycache__" for part in p.relative_to(FOLDER).parts
+        )
+        and not p.name.endswith(".db")  # where a reader ran opsloop
+    ]
+    assert len(files) >= 9
+    missing = [str(p.relative_to(FOLDER)) for p in files if f" {p.name}" not in tree]
+    assert missing == []
+
+
 def test_the_guide_keeps_the_places_for_runbooks_and_mcp_servers() -> None:
     headings = re.findall(r"^## (.+)$", GUIDE.read_text(), re.M)
     for heading in (
