@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bot.agent import AgentRegistry
@@ -12,7 +12,7 @@ from bot.catalogue import build_catalogue
 from bot.config import Settings
 from bot.inventory import INVENTORY, load_inventory
 from bot.model import Model
-from bot.plugins import ResourceContext
+from bot.plugins import Plugin, ResourceContext
 from bot.policy import Policy, load_policy
 from bot.runtime import Runtime
 from bot.store import Database
@@ -30,8 +30,12 @@ async def assemble(
     agents: AgentRegistry | None = None,
     policy: Policy | None = None,
     auto_migrate: bool | None = None,
+    plugins: Sequence[Plugin] | None = None,
 ) -> tuple[Database, Runtime]:
     """Connect, check the schema, and load policy, plugins, prompts, agents, models, resources.
+
+    ``plugins`` replaces the installed and ``OPSLOOP_PLUGINS`` ones (the testing kit passes
+    a plugin under test directly).
 
     Raises:
         ConfigError: something configured is missing or invalid.
@@ -40,29 +44,35 @@ async def assemble(
 
     # Checked before connecting: a bad policy or plugin leaves no connection to close.
     policy = policy or load_policy(settings.policy_file)
-    catalogue = build_catalogue(settings)
+    catalogue = build_catalogue(settings, plugins=plugins)
     database = Database(settings.database)
-    await database.ensure_schema(
-        auto_migrate=database.is_sqlite if auto_migrate is None else auto_migrate
-    )
-    backends = {k: v for p in catalogue.plugins for k, v in p.inventories.items()}
-    inventory = load_inventory(settings.inventory, database, backends)
-    await inventory.prepare()
-    resources: dict[Resource[Any], object] = {INVENTORY: inventory}
-    made = ResourceContext(settings=settings, database=database)
-    for plugin in catalogue.plugins:
-        for key, factory in plugin.resources.items():
-            resources[key] = factory(made)
-    runtime = Runtime(
-        settings=settings,
-        policy=policy,
-        prompts=catalogue.prompts,
-        agents=agents or catalogue.registry,
-        models=models or {"default": build_model(settings)},
-        resources=resources,
-        tools=catalogue.tools,
-    )
-    return database, runtime
+    resources: dict[Resource[Any], object] = {}
+    try:  # nothing half-made is left open when a plugin or the policy does not load
+        await database.ensure_schema(
+            auto_migrate=database.is_sqlite if auto_migrate is None else auto_migrate
+        )
+        backends = {k: v for p in catalogue.plugins for k, v in p.inventories.items()}
+        inventory = load_inventory(settings.inventory, database, backends)
+        await inventory.prepare()
+        resources[INVENTORY] = inventory
+        made = ResourceContext(settings=settings, database=database)
+        for plugin in catalogue.plugins:
+            for key, factory in plugin.resources.items():
+                resources[key] = factory(made)
+        runtime = Runtime(
+            settings=settings,
+            policy=policy,
+            prompts=catalogue.prompts,
+            agents=agents or catalogue.registry,
+            models=models or {"default": build_model(settings)},
+            resources=resources,
+            tools=catalogue.tools,
+        )
+        return database, runtime
+    except BaseException:
+        await close_resources(resources)
+        await database.dispose()
+        raise
 
 
 async def close_resources(resources: Mapping[Resource[Any], object]) -> None:

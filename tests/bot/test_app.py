@@ -27,6 +27,7 @@ from bot.model import FunctionModel, ModelRequest, ScriptedModel
 from bot.model.offline import OfflineModel
 from bot.policy import Policy
 from bot.store import Database
+from bot.testing import Testbot
 from tests.fakes import action_event as action
 from tests.fakes import message_event
 
@@ -224,13 +225,13 @@ async def test_bad_messages_are_refused_and_nothing_is_stored(
     assert await ops.store.list_threads() == []
 
 
-async def test_unknown_agent_is_refused(sqlite_database, make_ops) -> None:
-    ops = await make_ops(sqlite_database, ScriptedModel([]))
-    with pytest.raises(
-        NotFoundError, match="unknown agent 'wizard'; known agents: deployer, inspector"
-    ):
-        await ops.submit(message("hello", agent="wizard"))
-    assert await ops.store.list_threads() == []
+async def test_unknown_agent_is_refused() -> None:
+    async with Testbot(shipped_agents=True, model=ScriptedModel([])) as bot:
+        with pytest.raises(
+            NotFoundError, match="unknown agent 'wizard'; known agents: deployer, inspector"
+        ):
+            await bot.send("hello", agent="wizard")
+        assert await bot.ops.store.list_threads() == []
 
 
 async def test_duplicate_event_is_processed_once(database, make_ops) -> None:
@@ -252,15 +253,16 @@ async def test_unknown_request_id_is_a_clear_error(sqlite_database, make_ops) ->
         await ops.submit(action("hr_nope", HumanDecision.APPROVE, ONCALL))
 
 
-async def test_message_to_a_paused_thread_is_kept_for_later(sqlite_database, make_ops) -> None:
-    ops = await make_ops(sqlite_database, ScriptedModel([DEPLOY]))
-    await ops.submit(message("deploy checkout 1.4.2 to production"))
-    outcome = await ops.submit(message("any news?"))
-    assert outcome.thread.status == ThreadStatus.PAUSED
-    assert kinds(outcome.new_events) == ["user_message"]
+async def test_message_to_a_paused_thread_is_kept_for_later() -> None:
+    async with Testbot(shipped_agents=True, model=ScriptedModel([DEPLOY])) as bot:
+        await bot.send("deploy checkout 1.4.2 to production")
+        turn = await bot.send("any news?")
+        assert turn.status == ThreadStatus.PAUSED
+        assert kinds(turn.events) == ["user_message"]
+        assert turn.sent == (), "nothing is said while the thread waits for a person"
 
 
-async def test_function_model_sees_the_rendered_thread(sqlite_database, make_ops) -> None:
+async def test_function_model_sees_the_rendered_thread() -> None:
     def fn(request: ModelRequest) -> Reply:
         assert request.agent == "inspector"
         assert '<user_message from="dev-1">how is checkout?</user_message>' in request.context
@@ -272,22 +274,20 @@ async def test_function_model_sees_the_rendered_thread(sqlite_database, make_ops
         }
         return Reply(text="fine")
 
-    ops = await make_ops(sqlite_database, FunctionModel(fn))
-    outcome = await ops.submit(message("how is checkout?"))
-    assert outcome.thread.events[-2] == AgentReply(
-        text="fine", agent="inspector", at=outcome.thread.events[-2].at
-    )
+    async with Testbot(shipped_agents=True, model=FunctionModel(fn)) as bot:
+        turn = await bot.send("how is checkout?")
+        assert turn.events[-2] == AgentReply(text="fine", agent="inspector", at=turn.events[-2].at)
 
 
-async def test_a_follow_up_for_another_agent_moves_the_thread(sqlite_database, make_ops) -> None:
-    ops = await make_ops(sqlite_database, OfflineModel())
-    first = await ops.submit(message("what is running in staging?", thread="both"))
-    assert first.thread.agent == "inspector"
-    second = await ops.submit(message("deploy checkout 1.4.2 to production", thread="both"))
-    assert second.thread.id == first.thread.id
-    assert second.thread.agent == "deployer"
-    assert second.thread.status == ThreadStatus.PAUSED
-    assert isinstance(second.thread.events[-2], HumanRequested)
+async def test_a_follow_up_for_another_agent_moves_the_thread() -> None:
+    async with Testbot(shipped_agents=True, model=OfflineModel()) as bot:
+        first = await bot.send("what is running in staging?")
+        assert first.thread.agent == "inspector"
+        second = await bot.send("deploy checkout 1.4.2 to production")
+        assert second.thread.id == first.thread.id
+        assert second.thread.agent == "deployer"
+        assert second.status == ThreadStatus.PAUSED
+        assert second.request is not None and second.request.tool == "deploy"
 
 
 async def test_a_decision_that_loses_a_race_is_refused_and_recorded(

@@ -1,0 +1,1 @@
+"""My team's additions to opsloop (load them with ``OPSLOOP_PLUGINS=myteam.ops``)."""
