@@ -8,9 +8,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from bot.agent import AgentRegistry
-from bot.catalogue import build_catalogue
 from bot.config import Settings
+from bot.declared import load_declared
 from bot.inventory import INVENTORY, load_inventory
+from bot.mcp import MCP_HUB, McpHub, catalogue_with
 from bot.model import Model
 from bot.plugins import ResourceContext
 from bot.policy import Policy, load_policy
@@ -33,6 +34,9 @@ async def assemble(
 ) -> tuple[Database, Runtime]:
     """Connect, check the schema, and load policy, plugins, prompts, agents, models, resources.
 
+    The declared MCP servers are connected too (their hub is a resource, closed with the
+    others by :func:`close_resources`).
+
     Raises:
         ConfigError: something configured is missing or invalid.
     """
@@ -42,15 +46,22 @@ async def assemble(
     await database.ensure_schema(
         auto_migrate=database.is_sqlite if auto_migrate is None else auto_migrate
     )
-    catalogue = build_catalogue(settings)
-    backends = {k: v for p in catalogue.plugins for k, v in p.inventories.items()}
-    inventory = load_inventory(settings.inventory, database, backends)
-    await inventory.prepare()
-    resources: dict[Resource[Any], object] = {INVENTORY: inventory}
-    made = ResourceContext(settings=settings, database=database)
-    for plugin in catalogue.plugins:
-        for key, factory in plugin.resources.items():
-            resources[key] = factory(made)
+    declared = load_declared(settings.tools_dir)
+    hub = McpHub(declared.mcp_servers)  # one session per MCP server, for this process
+    await hub.astart()
+    try:
+        catalogue = catalogue_with(settings, declared, hub)
+        backends = {k: v for p in catalogue.plugins for k, v in p.inventories.items()}
+        inventory = load_inventory(settings.inventory, database, backends)
+        await inventory.prepare()
+        resources: dict[Resource[Any], object] = {INVENTORY: inventory, MCP_HUB: hub}
+        made = ResourceContext(settings=settings, database=database)
+        for plugin in catalogue.plugins:
+            for key, factory in plugin.resources.items():
+                resources[key] = factory(made)
+    except BaseException:
+        await hub.aclose()
+        raise
     runtime = Runtime(
         settings=settings,
         policy=policy or load_policy(settings.policy_file),
