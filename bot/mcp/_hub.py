@@ -184,7 +184,7 @@ class McpHub:
                 raise KeyError(server)
             return LinkState(False, "not started", (), 0, 0)
         return LinkState(
-            connected=link.error is None,
+            connected=link.connected,
             error=link.error,
             tools=tuple(link.tools or ()),
             connects=link.connects,

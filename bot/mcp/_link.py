@@ -199,6 +199,12 @@ class ServerLink:
                     await task
                 except (asyncio.CancelledError, Exception):
                     log.debug("MCP server %s: closing", self.name, exc_info=True)
+        self._client, self.error = None, "closed"
+
+    @property
+    def connected(self) -> bool:
+        """Whether a session is up now."""
+        return self._client is not None
 
     def _lost(self, reason: str) -> None:
         if self._client is not None and not self._closing:
