@@ -177,11 +177,14 @@ def check_prompts(registry: AgentRegistry, prompts: PromptLibrary) -> None:
 def check_startup(settings: Settings) -> None:
     """What must hold before a process serves: policy, plugins, agents and their prompts.
 
+    Declared MCP servers are connected for the check, then closed (each serving process
+    opens its own sessions); one that cannot be reached is logged, not fatal.
+
     Raises:
         ConfigError: one of them is missing or invalid; the process must not start.
     """
-    from bot.catalogue import build_catalogue
+    from bot.mcp import check_catalogue
     from bot.policy import load_policy
 
     load_policy(settings.policy_file)
-    build_catalogue(settings)
+    check_catalogue(settings)

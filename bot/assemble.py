@@ -8,9 +8,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bot.agent import AgentRegistry
-from bot.catalogue import build_catalogue
 from bot.config import Settings
+from bot.declared import load_declared
 from bot.inventory import INVENTORY, load_inventory
+from bot.mcp import MCP_HUB, McpHub, catalogue_with
 from bot.model import Model
 from bot.plugins import Plugin, ResourceContext
 from bot.policy import Policy, load_policy
@@ -35,22 +36,26 @@ async def assemble(
     """Connect, check the schema, and load policy, plugins, prompts, agents, models, resources.
 
     ``plugins`` replaces the installed and ``OPSLOOP_PLUGINS`` ones (the testing kit passes
-    a plugin under test directly).
+    a plugin under test directly). The declared MCP servers are connected too (their hub is
+    a resource, closed with the others by :func:`close_resources`).
 
     Raises:
         ConfigError: something configured is missing or invalid.
     """
     from bot.model import build_model
 
-    # Checked before connecting: a bad policy or plugin leaves no connection to close.
+    # Checked before connecting: a bad policy or declaration leaves no connection to close.
     policy = policy or load_policy(settings.policy_file)
-    catalogue = build_catalogue(settings, plugins=plugins)
+    declared = load_declared(settings.tools_dir)
     database = Database(settings.database)
-    resources: dict[Resource[Any], object] = {}
-    try:  # nothing half-made is left open when a plugin or the policy does not load
+    hub = McpHub(declared.mcp_servers)  # one session per MCP server, for this process
+    resources: dict[Resource[Any], object] = {MCP_HUB: hub}
+    try:  # nothing half-made is left open when a plugin or a server does not load
         await database.ensure_schema(
             auto_migrate=database.is_sqlite if auto_migrate is None else auto_migrate
         )
+        await hub.astart()
+        catalogue = catalogue_with(settings, declared, hub, plugins=plugins)
         backends = {k: v for p in catalogue.plugins for k, v in p.inventories.items()}
         inventory = load_inventory(settings.inventory, database, backends)
         await inventory.prepare()

@@ -106,13 +106,17 @@ class Tool:
     untrusted_output: bool = False
     """Its results are data from outside (a web page, an MCP server): the context marks them
     as untrusted, so the model reads them and never obeys them."""
+    parameters: Mapping[str, Any] | None = None
+    """The JSON schema the model is shown, when it is not :attr:`args`'s own (an MCP
+    server's ``inputSchema``, which ``args`` checks calls against)."""
 
     @cached_property
     def spec(self) -> ToolSpec:
         """The tool as the model sees it (built once: the schema never changes)."""
-        return ToolSpec(
-            name=self.name, description=self.description, parameters=self.args.model_json_schema()
+        schema = (
+            dict(self.parameters) if self.parameters is not None else self.args.model_json_schema()
         )
+        return ToolSpec(name=self.name, description=self.description, parameters=schema)
 
     def validate(self, arguments: Mapping[str, Any]) -> BaseModel:
         """Validate ``arguments``; raises pydantic's ``ValidationError``."""

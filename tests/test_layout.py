@@ -46,6 +46,7 @@ def test_vendor_sdks_stay_at_the_edge() -> None:
         "slack_bolt": "channels/slack",
         "slack_sdk": "channels/slack",
         "discord": "channels/discord",
+        "mcp": "bot/mcp",
     }
     found = []
     for package in ("bot", "channels", "agents", "workers"):
