@@ -42,14 +42,14 @@ class CommandPlan:
     """The working directory, resolved against the runbook's folder."""
 
 
-async def _drain(stream: asyncio.StreamReader | None, keep: int) -> tuple[bytes, bool]:
+async def _drain(stream: asyncio.StreamReader, keep: int) -> tuple[bytes, bool]:
     """The first ``keep`` bytes and whether there were more.
 
     Reads to the end regardless, so a chatty program never blocks on a full pipe.
     """
     data = bytearray()
     more = False
-    while stream is not None and (chunk := await stream.read(_CHUNK)):
+    while chunk := await stream.read(_CHUNK):
         room = keep - len(data)
         data += chunk[:room] if room > 0 else b""
         more = more or len(chunk) > room
@@ -61,6 +61,60 @@ def _kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass  # already gone
+
+
+async def _pipe(closing: list[asyncio.BaseTransport]) -> tuple[int, asyncio.StreamReader]:
+    """A pipe whose write end is for the command and whose read end is ours.
+
+    Ours to close, even while something the command left running still holds the write
+    end (``Process.wait()`` on ``PIPE`` would wait for that forever).
+    """
+    read_fd, write_fd = os.pipe()
+    reader = asyncio.StreamReader()
+    transport, _ = await asyncio.get_running_loop().connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(read_fd, "rb", buffering=0)
+    )
+    closing.append(transport)
+    return write_fd, reader
+
+
+async def _run(
+    argv: list[str], action: CommandAction, cwd: Path, env: dict[str, str], keep: int
+) -> tuple[int, tuple[bytes, bool], tuple[bytes, bool]]:
+    closing: list[asyncio.BaseTransport] = []
+    try:
+        (out_fd, out), (err_fd, err) = await _pipe(closing), await _pipe(closing)
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=out_fd,
+                stderr=err_fd,
+                cwd=cwd,
+                env=env,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise ToolError(f"cannot start {argv[0]}: {exc.strerror or exc}") from None
+        finally:
+            os.close(out_fd)
+            os.close(err_fd)
+        try:
+            async with asyncio.timeout(action.timeout_seconds):
+                stdout, stderr, code = await asyncio.gather(
+                    _drain(out, keep), _drain(err, keep), process.wait()
+                )
+        except TimeoutError:
+            _kill_group(process.pid)
+            await process.wait()
+            raise ToolError(
+                f"{argv[0]} did not finish within {action.timeout_seconds:g}s (or left "
+                "something running that kept its output open); its process group was killed"
+            ) from None
+        return code, stdout, stderr
+    finally:
+        for transport in closing:
+            transport.close()
 
 
 async def run_command(
@@ -79,31 +133,8 @@ async def run_command(
     env["OPSLOOP_IDEMPOTENCY_KEY"] = idempotency_key
     if not plan.cwd.is_dir():
         raise ToolError(f"the working directory {plan.cwd} does not exist")
-    try:
-        process = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            cwd=plan.cwd,
-            env=env,
-            start_new_session=True,
-        )
-    except OSError as exc:
-        raise ToolError(f"cannot start {argv[0]}: {exc.strerror or exc}") from None
     keep = action.max_bytes + lookups.margin
-    try:
-        async with asyncio.timeout(action.timeout_seconds):
-            (out, more_out), (err, more_err), code = await asyncio.gather(
-                _drain(process.stdout, keep), _drain(process.stderr, keep), process.wait()
-            )
-    except TimeoutError:
-        _kill_group(process.pid)
-        await process.wait()
-        raise ToolError(
-            f"{argv[0]} did not finish within {action.timeout_seconds:g}s; its process "
-            "group was killed"
-        ) from None
+    code, (out, more_out), (err, more_err) = await _run(argv, action, plan.cwd, env, keep)
     stdout, cut_out = lookups.capped(out, action.max_bytes, more=more_out)
     stderr, cut_err = lookups.capped(err, action.max_bytes, more=more_err)
     if code not in action.expect_exit:

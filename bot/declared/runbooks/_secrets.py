@@ -123,7 +123,5 @@ class Lookups:
                 start = data.find(needle, max(0, cut - len(needle) + 1))
                 if 0 <= start < cut < start + len(needle):
                     cut, moved = start, True
-        kept = data[:cut]
-        for needle in self._byte_needles:
-            kept = kept.replace(needle, MASK.encode())
-        return self.scrub(kept.decode("utf-8", errors="replace")), more or cut < len(data)
+        text = data[:cut].decode("utf-8", errors="replace")
+        return self.scrub(text), more or cut < len(data)

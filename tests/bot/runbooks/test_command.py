@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -152,7 +154,7 @@ async def test_a_command_past_its_time_is_killed_with_its_children(
         """,
     )
     tool = load(tmp_path, runbook('["fake"]', extra="timeout_seconds = 2"))
-    with pytest.raises(ToolError, match="did not finish within 2s; its process group was killed"):
+    with pytest.raises(ToolError, match=r"did not finish within 2s .*process group was killed"):
         await call(tool)
     child = int(pid_file.read_text())
     program = programs.calls()[0]
@@ -186,3 +188,26 @@ async def test_the_working_directory_is_relative_to_the_runbook(
     tool = load(tmp_path, runbook('["fake"]', extra='cwd = "work"'))
     await call(tool)
     assert programs.calls()[0]["cwd"] == str(tmp_path / "work")
+
+
+async def test_something_left_running_with_the_output_open_cannot_hang_the_call(
+    programs: FakeProgram, tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "daemon.pid"
+    programs.install(
+        "fake",
+        f"""
+        import subprocess
+        daemon = subprocess.Popen(
+            [sys.executable, '-c', 'import time; time.sleep(600)'], start_new_session=True
+        )
+        open({str(pid_file)!r}, 'w').write(str(daemon.pid))
+        print('started')
+        """,
+    )
+    tool = load(tmp_path, runbook('["fake"]', extra="timeout_seconds = 1"))
+    try:
+        with pytest.raises(ToolError, match="kept its output open"):
+            await call(tool)
+    finally:
+        os.kill(int(pid_file.read_text()), signal.SIGKILL)  # it escaped the process group

@@ -289,3 +289,16 @@ async def test_only_http_and_https_urls_are_requested(tmp_path, monkeypatch) -> 
     )
     with pytest.raises(ToolError, match="must be http:// or https://"):
         await call(tool)
+
+
+async def test_a_secret_spelt_in_json_escapes_is_hidden_once_parsed(
+    stand_in: StandIn, tmp_path
+) -> None:
+    def echo(seen):
+        token = seen.headers["Authorization"].removeprefix("Bearer ")
+        spelt = "".join(f"\\u{ord(c):04x}" for c in token)
+        return web.Response(text=f'{{"{spelt}": "{spelt}"}}', content_type="application/json")
+
+    stand_in.answer = echo
+    tool = load(tmp_path, echo_runbook(tmp_path, stand_in.url, returns="json"))
+    assert await call(tool) == {"status": 200, "body": {"***": "***"}}
