@@ -86,6 +86,13 @@ def _command(parse: _Parser, spec: RunbookFile) -> CommandPlan:
     if argv[0].slots("arg"):
         raise parse.fail("command.argv.0", "the program may not come from an argument")
     for i, template in enumerate(argv):
+        if template.slots("secret"):
+            raise parse.fail(
+                f"command.argv.{i}",
+                "a secret may not be in argv (anyone on the host can read a command line); "
+                'pass it in env: env = { TOKEN = "{secret.NAME}" }',
+            )
+    for i, template in enumerate(argv):
         whole = template.whole
         if whole is None or whole.kind != "arg":
             continue
@@ -115,7 +122,6 @@ def _risk(
 
         return (by_name if names else None), names
     attributes = {k: parse(f"touches.{k}", v) for k, v in spec.touches.items()}
-    parse.templates = [t for t in parse.templates if t not in attributes.values()]
     for key, template in attributes.items():
         if template.slots("secret") or template.slots("var"):
             raise parse.fail(f"touches.{key}", "attributes come from arguments and text only")

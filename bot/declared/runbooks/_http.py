@@ -109,7 +109,9 @@ async def run_http(
     where = urlsplit(url)
     if where.scheme not in ("http", "https") or not where.hostname:
         raise ToolError(f"the URL must be http:// or https:// with a host, not {url!r}")
-    headers = {"Idempotency-Key": idempotency_key}
+    headers = {}
+    if not any(name.lower() == "idempotency-key" for name in plan.headers):
+        headers["Idempotency-Key"] = idempotency_key
     for name, template in plan.headers.items():
         headers[name] = template.render(values, lookups)
         if any(c in headers[name] for c in "\r\n\0"):

@@ -18,6 +18,7 @@ from typing import Any
 import httpx2
 import pytest
 from aiohttp import web
+from multidict import CIMultiDict
 
 from bot.declared._load import read_declaration
 from bot.declared.runbooks import parse_runbook
@@ -54,7 +55,8 @@ class Seen:
     method: str
     path: str
     """The raw (still percent-encoded) path and query."""
-    headers: dict[str, str]
+    headers: CIMultiDict[str]
+    """Looked up without regard to case, as HTTP says."""
     body: bytes
 
     def json(self) -> Any:
@@ -87,7 +89,7 @@ async def stand_in() -> AsyncIterator[StandIn]:
         seen = Seen(
             method=request.method,
             path=request.raw_path,
-            headers=dict(request.headers),
+            headers=CIMultiDict(request.headers),
             body=await request.read(),
         )
         server.seen.append(seen)

@@ -302,3 +302,14 @@ async def test_a_secret_spelt_in_json_escapes_is_hidden_once_parsed(
     stand_in.answer = echo
     tool = load(tmp_path, echo_runbook(tmp_path, stand_in.url, returns="json"))
     assert await call(tool) == {"status": 200, "body": {"***": "***"}}
+
+
+async def test_a_runbooks_own_idempotency_key_wins(stand_in: StandIn, tmp_path) -> None:
+    tool = load(
+        tmp_path,
+        echo_runbook(tmp_path, stand_in.url).replace(
+            "[http.headers]", '[http.headers]\nidempotency-key = "mine-{note}"'
+        ),
+    )
+    await call(tool, note="1")
+    assert stand_in.seen[0].headers.getall("Idempotency-Key") == ["mine-1"]

@@ -116,6 +116,10 @@ def test_defaults_fail_closed(tmp_path: Path) -> None:
             BASE + '[command]\nargv = ["x"]\npass_env = ["OPSLOOP_SECRET_TOKEN"]\n',
             "command.pass_env: Value error, OPSLOOP_SECRET_TOKEN: pass a secret as env",
         ),
+        (
+            BASE + '[command]\nargv = ["x", "--token={secret.T}"]\n',
+            "command.argv.1: a secret may not be in argv",
+        ),
         (BASE + "[command]\nargv = []\n", "command.argv: Tuple should have at least 1 item"),
         (
             BASE + '[command]\nargv = ["x"]\nenv = { "1X" = "y" }\n',
