@@ -18,6 +18,7 @@ from pydantic import (
     model_validator,
 )
 
+from bot.declared._secrets import SECRET_PREFIX
 from bot.declared.runbooks._template import ARGUMENT_NAME
 
 __all__ = [
@@ -168,9 +169,10 @@ class CommandAction(_Strict):
         for name in value:
             if not _ENV_NAME.fullmatch(name):
                 raise ValueError(f"{name!r} is not a variable name")
-            if name.startswith("OPSLOOP_SECRET_"):
+            if name.startswith(SECRET_PREFIX):
+                secret = name.removeprefix(SECRET_PREFIX)
                 raise ValueError(
-                    f'{name}: pass a secret as env = {{ NAME = "{{secret.{name[15:]}}}" }}, '
+                    f'{name}: pass a secret as env = {{ NAME = "{{secret.{secret}}}" }}, '
                     "so it is hidden from the output"
                 )
         return value

@@ -15,12 +15,11 @@ from collections.abc import Collection, Mapping
 from typing import Any
 from urllib.parse import quote, quote_plus
 
+from bot.declared._secrets import SECRET_PREFIX
 from bot.errors import ToolError
 
 __all__ = ["MASK", "SECRET_PREFIX", "VAR_PREFIX", "Lookups"]
 
-SECRET_PREFIX = "OPSLOOP_SECRET_"
-"""``{secret.NAME}`` reads the environment variable ``OPSLOOP_SECRET_NAME``."""
 VAR_PREFIX = "OPSLOOP_VAR_"
 """``{var.NAME}`` reads the environment variable ``OPSLOOP_VAR_NAME``."""
 MASK = "***"
