@@ -81,6 +81,16 @@ def declare(directory: Path, name: str, text: str) -> Path:
     return path
 
 
+def declare_git(directory: Path, repo: Path) -> Path:
+    """Declare ``mcp-server-git`` on ``repo``, its tools offered to the inspector agent."""
+    return declare(
+        directory,
+        "git.toml",
+        f'kind = "mcp"\ncommand = "{GIT_SERVER}"\nargs = ["--repository", "{repo}"]\n'
+        'agents = ["inspector"]\n',
+    )
+
+
 def sdk_server() -> MCPServer:
     """The SDK-built server: tools that echo, change the list, hang, fail, inject, flood."""
     server = MCPServer("opsloop-test")

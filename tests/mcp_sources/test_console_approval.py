@@ -19,7 +19,7 @@ from bot.model import ScriptedModel
 from channels import web
 from tests.channels.web.test_console import TOKEN, Console
 from tests.fakes import RecordingDispatcher
-from tests.mcp_sources.servers import GIT_SERVER, declare, git_log, git_repo
+from tests.mcp_sources.servers import declare_git, git_log, git_repo
 
 
 async def test_an_mcp_commit_is_approved_in_the_console(tmp_path: Path) -> None:
@@ -27,12 +27,7 @@ async def test_an_mcp_commit_is_approved_in_the_console(tmp_path: Path) -> None:
     (repo / "notes.txt").unlink()
     (repo / "README.md").write_text("changed\n")
     tools = tmp_path / "tools"
-    declare(
-        tools,
-        "git.toml",
-        f'kind = "mcp"\ncommand = "{GIT_SERVER}"\nargs = ["--repository", "{repo}"]\n'
-        'agents = ["inspector"]\n',
-    )
+    declare_git(tools, repo)
     settings = load_settings(
         OPSLOOP_HOME=str(tmp_path), OPSLOOP_TOOLS_DIR=str(tools), OPSLOOP_API_TOKEN=TOKEN
     )
