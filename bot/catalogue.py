@@ -119,7 +119,8 @@ def build_catalogue(
     declared = load_declared(settings.tools_dir) if declared is None else declared
     tools: dict[str, Tool] = {}
     agents: list[Agent] = []
-    for plugin in plugins:
+    # The deprecated single registry (OPSLOOP_AGENTS) replaces every plugin's tools and agents.
+    for plugin in () if settings.agents else plugins:
         for tool in plugin.tools:
             _add_tool(tools, _sourced(tool, plugin))
         for agent in plugin.agents:
@@ -127,7 +128,7 @@ def build_catalogue(
             agents.append(dataclasses.replace(agent, tools=own))
     for tool in (*declared.tools, *extra_tools):
         _add_tool(tools, tool)
-    if settings.agents:  # the deprecated single registry replaces every plugin's agents
+    if settings.agents:
         legacy = load_registry(settings.agents)
         for agent in legacy.agents:
             for tool in agent.tools:

@@ -158,8 +158,8 @@ class Settings(BaseSettings):
     """A folder of TOML/YAML declarations: runbooks (tools without Python), agents and MCP
     servers; unset means none."""
     agents: str = Field(default="", validation_alias=env("OPSLOOP_AGENTS"))
-    """Replaces every plugin's agents with one registry, ``package.module:registry``
-    (deprecated: plugins add up; unset means the plugins' agents)."""
+    """Replaces every plugin's tools and agents with one registry,
+    ``package.module:registry`` (deprecated: plugins add up; unset means the plugins')."""
 
     @property
     def plugin_modules(self) -> tuple[str, ...]:

@@ -214,3 +214,35 @@ async def test_a_new_write_tool_no_rule_names_asks_for_approval_and_gets_its_typ
     finally:
         await ops.aclose()
     assert cdn.closed, "a resource with aclose() is closed with opsloop"
+
+
+def test_the_deprecated_single_registry_replaces_every_plugins_tools_and_agents(team, tmp_path):
+    """Regression: a registry with its own ``deploy`` clashed with the shipped plugin's."""
+    (team / "myteam" / "legacy.py").write_text(
+        textwrap.dedent(
+            '''
+            from pydantic import BaseModel
+            from bot.agent import Agent, AgentRegistry
+            from bot.tools import ToolContext, tool
+
+            class Args(BaseModel):
+                service: str
+
+            @tool(tier="write")
+            async def deploy(ctx: ToolContext, args: Args) -> str:
+                """Deploy, our way."""
+                return "done"
+
+            registry = AgentRegistry(
+                agents=(Agent(name="ours", description="d", prompt="deployer", tools=(deploy,)),)
+            )
+            '''
+        )
+    )
+    catalogue = build_catalogue(
+        _settings(tmp_path, OPSLOOP_AGENTS="myteam.legacy:registry", OPSLOOP_PLUGINS="myteam.ops")
+    )
+
+    assert [a.name for a in catalogue.registry.agents] == ["ours"]
+    assert set(catalogue.tools) == {"deploy"}
+    assert catalogue.tools["deploy"].description == "Deploy, our way."
