@@ -20,7 +20,7 @@ from bot.agent import Agent, AgentRegistry
 from bot.tools import ToolContext, tool
 
 
-@tool(tier="write")
+@tool(tier="write", touches=("environment", "service"))
 async def deploy(ctx: ToolContext, args: DeployArgs) -> JsonValue:
     """Deploy a version of a service to an environment (blocks after acting, for tests)."""
     done = await agent_tools.deploy.run(ctx, args)  # the shipped tool, timed differently

@@ -33,7 +33,7 @@ DEPLOY_SECONDS = 0.4
 DEPLOY_REQUEST = re.compile(r"\bdeploy ([a-z0-9-]+) ([0-9][0-9a-z.+-]*) to ([a-z]+)\b")
 
 
-@tool(tier="write")
+@tool(tier="write", touches=("environment", "service"))
 async def deploy(ctx: ToolContext, args: DeployArgs) -> JsonValue:
     """Deploy a version of a service to an environment."""
     await asyncio.sleep(DEPLOY_SECONDS)
