@@ -60,9 +60,8 @@ def load_policy(path: Path | None = None) -> Policy:
             for err in exc.errors(include_url=False, include_input=False)
         ]
         raise ConfigError(f"policy file {path}:\n  " + "\n  ".join(lines)) from None
-    named = {
-        a.removeprefix("role:") for r in policy.rules for a in r.approvers if a.startswith("role:")
-    }
+    asking = [rule for rule in policy.rules if rule.approval == "required"]
+    named = {a.removeprefix("role:") for r in asking for a in r.approvers if a.startswith("role:")}
     named |= {role for rule in policy.rules for role in rule.requester_roles}
     steps = {step for rule in policy.rules for step in rule.escalate_to}
     named |= {s.removeprefix("role:") for s in steps if s.startswith("role:")}

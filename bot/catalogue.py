@@ -119,6 +119,7 @@ def build_catalogue(
     declared = load_declared(settings.tools_dir) if declared is None else declared
     tools: dict[str, Tool] = {}
     agents: list[Agent] = []
+    origins: list[str] = []  # where each agent came from, for a clash's message
     # The deprecated single registry (OPSLOOP_AGENTS) replaces every plugin's tools and agents.
     for plugin in () if settings.agents else plugins:
         for tool in plugin.tools:
@@ -126,6 +127,7 @@ def build_catalogue(
         for agent in plugin.agents:
             own = tuple(_add_tool(tools, _sourced(t, plugin)) for t in agent.tools)
             agents.append(dataclasses.replace(agent, tools=own))
+            origins.append(f"plugin {plugin.name}")
     for tool in (*declared.tools, *extra_tools):
         _add_tool(tools, tool)
     if settings.agents:
@@ -134,13 +136,12 @@ def build_catalogue(
             for tool in agent.tools:
                 _add_tool(tools, tool)
         agents, router = list(legacy.agents), legacy.router
+        origins = ["OPSLOOP_AGENTS"] * len(agents)
     else:
         agents += [_resolve(spec, tools) for spec in declared.agents]
+        origins += ["OPSLOOP_TOOLS_DIR"] * len(declared.agents)
         router = AgentRegistry(agents=()).router
-    names = [a.name for a in agents]
-    twice = sorted({n for n in names if names.count(n) > 1})
-    if twice:
-        raise ConfigError(f"more than one agent is called {', '.join(twice)}")
+    _check_agent_names(agents, origins)
     if not agents:
         raise ConfigError(
             "no agents: every plugin with agents is switched off (OPSLOOP_DISABLE_PLUGINS) "
@@ -151,6 +152,16 @@ def build_catalogue(
     prompts = _prompt_path(settings, plugins)
     check_prompts(registry, prompts)
     return Catalogue(plugins=plugins, tools=tools, registry=registry, prompts=prompts)
+
+
+def _check_agent_names(agents: Sequence[Agent], origins: Sequence[str]) -> None:
+    found: dict[str, list[str]] = {}
+    for agent, origin in zip(agents, origins, strict=True):
+        found.setdefault(agent.name, []).append(origin)
+    twice = {name: where for name, where in found.items() if len(where) > 1}
+    if twice:
+        clashes = "; ".join(f"{name!r} (from {', '.join(where)})" for name, where in twice.items())
+        raise ConfigError(f"more than one agent has one name: {clashes}; rename one")
 
 
 def _attach(

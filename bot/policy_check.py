@@ -13,19 +13,25 @@ a tool added after the policy was written asks for approval until a rule names i
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.agent import Agent
+from bot.mcp import MCP_HUB, McpHub
 from bot.policy import ApprovalRule, Policy, default_rule
 from bot.tools import ASK_HUMAN, Tool
+
+if TYPE_CHECKING:
+    from bot.runtime import Runtime
 
 __all__ = [
     "PolicyReport",
     "RuleUse",
     "ToolReport",
     "check_policy",
+    "check_runtime",
     "source_label",
     "tools_in_force",
 ]
@@ -114,11 +120,17 @@ class PolicyReport:
     """One report a tool, by name."""
     rule_warnings: tuple[str, ...] = field(default=())
     """Rules skipped for changes, rules that match no tool, rules that never decide."""
+    source_warnings: tuple[str, ...] = field(default=())
+    """Tool sources that could not be read (an MCP server down), so their tools are missing."""
 
     @property
     def warnings(self) -> tuple[str, ...]:
-        """Every warning: the tools' first, then the rules'."""
-        return (*(w for t in self.tools for w in t.warnings), *self.rule_warnings)
+        """Every warning: the sources' first, then the tools', then the rules'."""
+        return (
+            *self.source_warnings,
+            *(w for t in self.tools for w in t.warnings),
+            *self.rule_warnings,
+        )
 
     def as_json(self) -> dict[str, Any]:
         """The report as a JSON object (``opsloop policy check --json``)."""
@@ -304,4 +316,22 @@ def check_policy(
     return PolicyReport(
         tools=tuple(reports),
         rule_warnings=tuple(_rule_warnings(policy, list(every.values()), reports)),
+    )
+
+
+def check_runtime(rt: Runtime) -> PolicyReport:
+    """:func:`check_policy` for what a process runs with, warning about missing sources.
+
+    An MCP server that could not be reached leaves its tools out of the catalogue, so
+    nothing about them could be checked: that is a warning too, never a silent pass.
+    """
+    report = check_policy(rt.policy, rt.tools, rt.agents.agents)
+    hub = rt.resources.get(MCP_HUB)
+    down = hub.unavailable() if isinstance(hub, McpHub) else {}
+    return dataclasses.replace(
+        report,
+        source_warnings=tuple(
+            f"MCP server {name} is unavailable, so its tools are missing and unchecked: {why}"
+            for name, why in sorted(down.items())
+        ),
     )

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from bot.agent import Agent, AgentRegistry, system_prompt
 from bot.config import Settings
 from bot.context import render_context
-from bot.errors import ModelError, ModelUnavailableError, NoDecisionError
+from bot.errors import ModelError, ModelUnavailableError, NoDecisionError, ToolError
 from bot.events import (
     AgentReply,
     CallTool,
@@ -402,7 +402,9 @@ async def run_tool(thread: Thread, agent: Agent, call: ToolCalled, rt: Runtime) 
     try:
         output = await tool.run(ctx, tool.validate(call.arguments))
     except Exception as exc:  # a tool's failure is the model's to read, not a crash
-        message = f"{tool.name} failed: {type(exc).__name__}: {exc}"[:500]
+        # A tool's own error says what went wrong; anything else is named by its type.
+        why = str(exc) if isinstance(exc, ToolError) else f"{type(exc).__name__}: {exc}"
+        message = f"{tool.name} failed: {why}"[:500]
         return ErrorRaised(source="tool", message=message, tool=tool.name, call_id=call.call_id)
     return ToolReturned(
         call_id=call.call_id, tool=tool.name, output=output, untrusted=tool.untrusted_output

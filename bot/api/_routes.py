@@ -24,7 +24,7 @@ from bot.events import (
 from bot.human import progress_json
 from bot.plugins import Dispatcher, enqueue, enqueue_item
 from bot.policy import Policy
-from bot.policy_check import check_policy
+from bot.policy_check import check_runtime
 from bot.store import HumanRequest, InboxItem, Thread, ThreadSummary
 
 __all__ = ["UserId", "router", "web_identity"]
@@ -296,6 +296,5 @@ async def list_tools(request: Request, _: Reader) -> list[dict[str, Any]]:
 
     The same list as ``opsloop tools list --json``.
     """
-    rt = _ops(request).runtime
-    report = check_policy(rt.policy, rt.tools, rt.agents.agents)
+    report = check_runtime(_ops(request).runtime)
     return [tool.as_json() for tool in report.tools]

@@ -8,6 +8,7 @@ import uuid
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from bot.app import Opsloop, Outcome
 from bot.cli._common import console, default_user, identity, run
@@ -140,7 +141,7 @@ async def _interactive(
                 event = _message(conversation, sender, line, agent)
             outcome = await ops.submit(event)
         except UserFacingError as exc:
-            console.print(f"[red]{exc}[/]")
+            console.print(f"[red]{escape(str(exc))}[/]")
             continue
         print_events(console, outcome.new_events)
         await ops.store.mark_thread_delivered(outcome.thread.id, channel="cli")

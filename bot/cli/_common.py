@@ -12,6 +12,7 @@ from typing import Any, NoReturn, TypeVar
 import typer
 from pydantic import JsonValue
 from rich.console import Console
+from rich.markup import escape
 
 from bot.app import Opsloop
 from bot.config import Settings, load_settings
@@ -38,7 +39,7 @@ EXIT_BUG = 70
 
 def fail(message: str, code: int = EXIT_USER) -> NoReturn:
     """Print one line to stderr and exit with ``code``."""
-    errors.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+    errors.print(f"[bold red]error:[/] {escape(message)}", markup=True, soft_wrap=True)
     raise typer.Exit(code)
 
 

@@ -10,7 +10,7 @@ from rich.markup import escape
 
 from bot.app import Opsloop
 from bot.cli._common import EXIT_USER, console, run
-from bot.policy_check import PolicyReport, ToolReport, check_policy, source_label
+from bot.policy_check import PolicyReport, ToolReport, check_runtime, source_label
 
 __all__ = ["policy_app", "policy_report"]
 
@@ -21,8 +21,7 @@ policy_app = typer.Typer(
 
 def policy_report(ops: Opsloop) -> PolicyReport:
     """The report on the tools and policy ``ops`` runs with (as every process loads them)."""
-    rt = ops.runtime
-    return check_policy(rt.policy, rt.tools, rt.agents.agents)
+    return check_runtime(ops.runtime)
 
 
 def _heading(report: ToolReport) -> str:

@@ -62,7 +62,7 @@ def list_tools(
         typer.echo(json.dumps([t.as_json() for t in report.tools], indent=2, ensure_ascii=False))
         return
     console.print(_table(report, console.width))
-    for warning in (w for t in report.tools for w in t.warnings):
+    for warning in (*report.source_warnings, *(w for t in report.tools for w in t.warnings)):
         console.print(f"[bold yellow]warning:[/] {escape(warning)}", soft_wrap=True)
 
 
@@ -92,7 +92,7 @@ def run_tool(
             "--as",
             metavar="USER",
             help="Who asks: a user the policy knows as cli:USER "
-            "(default: $OPSLOOP_USER, then $USER).",
+            "(default: $OPSLOOP_USER, then $USER, else 'operator').",
             show_default=False,
         ),
     ] = None,

@@ -119,6 +119,9 @@ def load_declared(directory: Path | None) -> Declared:
     for path in sorted(p for p in directory.iterdir() if p.suffix in SUFFIXES and p.is_file()):
         raw = read_declaration(path)
         kind = raw.get("kind")
+        if kind is None:
+            kinds = " or ".join(f'kind = "{k}"' for k in parsers)
+            raise ConfigError(f"{path}: kind is missing: start the file with {kinds}")
         if kind not in parsers:
             raise ConfigError(
                 f"{path}: kind must be one of {', '.join(map(repr, parsers))}, not {kind!r}"

@@ -15,9 +15,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
+import shutil
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, cast
 
@@ -108,13 +112,35 @@ def _secrets(server: McpServer, values: dict[str, str], field: str) -> dict[str,
     }
 
 
+def program(command: str) -> str:
+    """The executable ``command`` names.
+
+    As given when it has a path; else found on ``PATH``, else beside opsloop's own Python (a
+    server installed in opsloop's virtual environment).
+
+    Raises:
+        McpUnavailableError: found nowhere; the message says where it was looked for.
+    """
+    if os.sep in command:
+        return command
+    found = shutil.which(command) or shutil.which(command, path=str(Path(sys.executable).parent))
+    if found is None:
+        raise McpUnavailableError(
+            f"command {command!r} not found on PATH nor beside opsloop's Python "
+            f"({Path(sys.executable).parent})"
+        )
+    return found
+
+
 @asynccontextmanager
 async def _transport(
     server: McpServer, on_end: Callable[[str], None]
 ) -> AsyncIterator[TransportStreams]:
     if server.command is not None:
         params = StdioServerParameters(
-            command=server.command, args=list(server.args), env=_secrets(server, server.env, "env")
+            command=program(server.command),
+            args=list(server.args),
+            env=_secrets(server, server.env, "env"),
         )
         async with stdio_client(params) as (read, write):
             yield cast(ReadStream[SessionMessage | Exception], _Watched(read, on_end)), write
@@ -134,6 +160,8 @@ def describe(exc: BaseException) -> str:
         exc = exc.exceptions[0]
     if isinstance(exc, MCPError):
         return exc.message
+    if isinstance(exc, McpUnavailableError):  # ours: it says what is wrong already
+        return str(exc)
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 

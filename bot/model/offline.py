@@ -98,6 +98,8 @@ def _describe(output: JsonValue) -> str:
 
 
 def _line(item: JsonValue) -> str:
+    if isinstance(item, str):  # text (an MCP server's, a command's): shown as written
+        return item
     if isinstance(item, dict):
         if "action" in item:
             approved = f", approved by {item['approved_by']}" if item.get("approved_by") else ""

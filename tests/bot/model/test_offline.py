@@ -312,3 +312,11 @@ async def test_request_labels_the_response_as_offline():
         tool="restart", arguments={"service": "search", "environment": "staging"}
     )
     assert response.usage.input_tokens == response.usage.output_tokens == 0
+
+
+def test_a_text_result_is_shown_as_written_not_as_a_json_string():
+    """Regression: an MCP server's multi-line text came back as one quoted line with \\n."""
+    text = "On branch master\nmodified:   README.md"
+    reply = ask(INSPECTOR, "call list_services", called("list_services"), returned("x", text))
+    assert isinstance(reply, Reply)
+    assert reply.text.startswith(f"{text}\n")
