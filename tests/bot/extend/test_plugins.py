@@ -246,3 +246,35 @@ def test_the_deprecated_single_registry_replaces_every_plugins_tools_and_agents(
     assert [a.name for a in catalogue.registry.agents] == ["ours"]
     assert set(catalogue.tools) == {"deploy"}
     assert catalogue.tools["deploy"].description == "Deploy, our way."
+
+
+def test_several_local_plugins_add_up(team, tmp_path):
+    (team / "myteam" / "dns.py").write_text(
+        textwrap.dedent(
+            '''
+            from pydantic import BaseModel
+            from bot.agent import Agent
+            from bot.plugins import Plugin
+            from bot.tools import ToolContext, tool
+
+            class Args(BaseModel):
+                name: str
+
+            @tool()
+            async def resolve(ctx: ToolContext, args: Args) -> str:
+                """Resolve a name."""
+                return "10.0.0.1"
+
+            plugin = Plugin(
+                name="dns",
+                agents=(Agent(name="dns", description="d", prompt="assistant", tools=(resolve,)),),
+            )
+            '''
+        )
+    )
+    catalogue = build_catalogue(_settings(tmp_path, OPSLOOP_PLUGINS="myteam.ops, myteam.dns"))
+
+    assert [p.name for p in catalogue.plugins][-2:] == ["myteam", "dns"]
+    assert [a.name for a in catalogue.registry.agents] == ["inspector", "deployer", "edge", "dns"]
+    assert {"purge_cache", "resolve", "deploy"} <= set(catalogue.tools)
+    assert catalogue.tools["resolve"].origin == "dns"
