@@ -73,7 +73,7 @@ def script(ops: Opsloop, *decisions) -> ScriptedModel:
 
 
 async def test_git_status_runs_at_once(opsloop: Opsloop, repo: Path) -> None:
-    script(
+    model = script(
         opsloop,
         CallTool(tool="git_status", arguments={"repo_path": str(repo)}),
         Reply(text="1 new file"),
@@ -83,7 +83,10 @@ async def test_git_status_runs_at_once(opsloop: Opsloop, repo: Path) -> None:
     assert outcome.thread.agent == "inspector"
     result = next(e for e in outcome.new_events if isinstance(e, ToolReturned))
     assert "notes.txt" in result.output
-    assert getattr(result, "untrusted", True)
+    assert result.untrusted is True
+    # The model read the server's text as data, marked so.
+    assert '<tool_result tool="git_status"' in model.requests[-1].context
+    assert 'trust="untrusted data">' in model.requests[-1].context
     assert not any(isinstance(e, HumanRequested) for e in outcome.new_events)
 
 
