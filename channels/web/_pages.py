@@ -1,4 +1,7 @@
-"""The console's pages: sign-in, the chat, the thread list and a thread's timeline."""
+"""The console's pages: sign-in, the chat, the thread list and a thread's timeline.
+
+The account pages (sessions, tokens) and the Tools page have modules of their own.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from bot.api import UserId, console_session, sessions_of, token_matches
 from bot.app import Opsloop
 from bot.errors import NotFoundError
 from bot.events import ADMIN, HumanRequested, HumanResponded, Identity, ModelCalled, ThreadStatus
-from channels.web import _account
+from channels.web import _account, _tools
 from channels.web._oidc import add_oidc_routes, logout_url, sso_on
 from channels.web._render import STATIC_DIR, page, roles_of, signed_in_as
 from channels.web._signin import check_csrf, end_session, sign_in
@@ -217,6 +220,7 @@ async def timeline(thread_id: str, request: Request) -> Response:
         responses=responses,
         pending=pending,
         totals=totals,
+        tool_sources=_tools.tool_sources(ops),
     )
 
 
@@ -224,5 +228,6 @@ def add_routes(app: FastAPI) -> None:
     """Add the console's pages and static files to the HTTP app."""
     app.include_router(router)
     app.include_router(_account.router)
+    app.include_router(_tools.router)
     add_oidc_routes(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
