@@ -1,8 +1,9 @@
 """The console's Tools page: every tool in force, where it came from and who approves it.
 
 The page shows the report ``opsloop tools list`` and ``GET /api/tools`` show
-(:func:`bot.policy_check.check_policy` on the runtime's policy, tools and agents), with the
-policy check's warnings above the table. Anyone signed in may read it.
+(:func:`bot.policy_check.check_runtime`: the runtime's policy, tools and agents, and the
+tool sources that could not be read), with the policy check's warnings above the table.
+Anyone signed in may read it.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from bot.api import console_session
 from bot.app import Opsloop
-from bot.policy_check import check_policy, tools_in_force
+from bot.policy_check import check_runtime, tools_in_force
 from bot.tools import Tool
 from channels.web._render import page
 
@@ -37,6 +38,5 @@ async def tools_page(request: Request) -> Response:
     if await console_session(request) is None:
         return RedirectResponse("/login", status_code=303)
     ops: Opsloop = request.app.state.ops
-    rt = ops.runtime
-    report = check_policy(rt.policy, rt.tools, rt.agents.agents)
+    report = check_runtime(ops.runtime)
     return page(request, "tools.html", nav="tools", report=report)
