@@ -7,9 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from bot.cli import app
 from bot.config import load_settings
 from bot.events import HumanRequested, ModelCalled, ToolCalled, ToolReturned
 from bot.store import Database, HumanRequest, Store, Thread
@@ -67,20 +65,6 @@ name = "reads are safe"
 tiers = ["read"]
 approval = "none"
 """
-
-
-@pytest.fixture
-def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("OPSLOOP_HOME", str(tmp_path))
-    for name in ("OPSLOOP_POLICY_FILE", "DATABASE_URL", "OPSLOOP_USER", "OPSLOOP_PLUGINS"):
-        monkeypatch.delenv(name, raising=False)
-    runner = CliRunner()
-
-    def invoke(*args: str):
-        return runner.invoke(app, list(args), catch_exceptions=False)
-
-    return invoke
 
 
 @pytest.fixture

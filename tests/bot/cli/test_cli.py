@@ -9,22 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
-
-from bot.cli import app
-
-
-@pytest.fixture
-def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("OPSLOOP_HOME", str(tmp_path))
-    monkeypatch.delenv("OPSLOOP_USER", raising=False)
-    runner = CliRunner()
-
-    def invoke(*args: str, input: str | None = None):
-        return runner.invoke(app, list(args), input=input, catch_exceptions=False)
-
-    return invoke
 
 
 def request_id_of(output: str) -> str:

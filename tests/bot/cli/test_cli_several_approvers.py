@@ -8,11 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.bot.cli.test_cli import cli  # noqa: F401  (the fixture)
-
 
 def test_two_approvals_from_the_terminal(
-    cli,  # noqa: F811  (the fixture imported above)
+    cli,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -10,9 +10,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
-from typer.testing import CliRunner
 
-from bot.cli import app
 from bot.config import load_settings
 from bot.events import ADMIN, Identity
 from bot.store import ConsoleSessions, Database
@@ -21,18 +19,9 @@ T = TypeVar("T")
 
 
 @pytest.fixture
-def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("OPSLOOP_HOME", str(tmp_path))
-    for name in ("OPSLOOP_BIND", "OPSLOOP_PUBLIC_URL", "DATABASE_URL", "OPSLOOP_POLICY_FILE"):
-        monkeypatch.delenv(name, raising=False)
-    runner = CliRunner()
-
-    def invoke(*args: str):
-        return runner.invoke(app, list(args), catch_exceptions=False)
-
-    invoke("threads", "list")  # creates the database, as any first command does
-    return invoke
+def cli(cli):
+    cli("threads", "list")  # creates the database, as any first command does
+    return cli
 
 
 def with_sessions(tmp_path: Path, work: Callable[[ConsoleSessions], Awaitable[T]]) -> T:

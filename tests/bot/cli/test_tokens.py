@@ -7,26 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from bot.cli import app
 from bot.config import load_settings
 from bot.errors import AuthenticationError
 from bot.store import ApiToken, ApiTokens, Database
-
-
-@pytest.fixture
-def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("OPSLOOP_HOME", str(tmp_path))
-    for name in ("OPSLOOP_POLICY_FILE", "DATABASE_URL"):
-        monkeypatch.delenv(name, raising=False)
-    runner = CliRunner()
-
-    def invoke(*args: str):
-        return runner.invoke(app, list(args), catch_exceptions=False)
-
-    return invoke
 
 
 def check(tmp_path: Path, token: str) -> ApiToken:

@@ -8,10 +8,8 @@ from pathlib import Path
 
 import pytest
 from pydantic import BaseModel
-from typer.testing import CliRunner
 
 from bot.catalogue import build_catalogue
-from bot.cli import app
 from bot.config import load_settings
 from bot.declared import load_declared
 from bot.errors import ConfigError, ToolError
@@ -25,16 +23,6 @@ from tests.fakes import message_event
 
 class Args(BaseModel):
     x: int = 1
-
-
-@pytest.fixture
-def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("OPSLOOP_HOME", str(tmp_path))
-    for name in ("OPSLOOP_POLICY_FILE", "DATABASE_URL", "OPSLOOP_USER", "OPSLOOP_TOOLS_DIR"):
-        monkeypatch.delenv(name, raising=False)
-    runner = CliRunner()
-    return lambda *args: runner.invoke(app, list(args), catch_exceptions=False)
 
 
 def test_an_error_with_brackets_is_printed_as_written_not_as_markup(cli):
