@@ -16,6 +16,7 @@ from functools import cached_property
 from bot.config import Settings
 from bot.errors import ConfigError, NotFoundError
 from bot.model import ToolSpec
+from bot.model._call_syntax import CALL
 from bot.prompts import Prompt, PromptLibrary
 from bot.tools import ASK_HUMAN, Tool
 
@@ -73,16 +74,13 @@ Router = Callable[[str, Sequence[Agent]], "Agent | None"]
 """Picks the agent a message is for; ``None`` when the message says nothing about it."""
 
 
-_CALL = re.compile(r"^\s*call\s+([A-Za-z0-9_-]{1,64})\b")
-
-
 def keyword_router(text: str, agents: Sequence[Agent]) -> Agent | None:
     """The agent a message is for; ``None`` when the message does not say.
 
     That is the agent with the tool ``call TOOL …`` names, else the one whose keywords occur
     most often in ``text``.
     """
-    called = _CALL.match(text)
+    called = CALL.match(text)
     if called:
         for agent in agents:
             if agent.tool(called[1]) is not None and called[1] != ASK_HUMAN.name:

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
-from bot.agent import Agent, AgentRegistry, check_prompts, load_registry
+from bot.agent import Agent, AgentRegistry, check_prompts, keyword_router, load_registry
 from bot.config import Settings
 from bot.declared import AgentSpec, Declared, load_declared
 from bot.errors import ConfigError
@@ -140,7 +140,7 @@ def build_catalogue(
     else:
         agents += [_resolve(spec, tools) for spec in declared.agents]
         origins += ["OPSLOOP_TOOLS_DIR"] * len(declared.agents)
-        router = AgentRegistry(agents=()).router
+        router = keyword_router
     _check_agent_names(agents, origins)
     if not agents:
         raise ConfigError(

@@ -138,7 +138,7 @@ def edit_of(
     )
     before = thread.events[:at]
     _, turn = requesters(before)
-    rule = rule_for_call(rt.policy, thread, before, tool, arguments)
+    rule = rule_for_call(rt.policy, thread, before, tool, valid)
     if rule.approval == "required" and not rt.policy.may_decide(event.actor, rule.approvers):
         who = ", ".join(rule.approvers)
         return (

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from bot.agent import Agent, AgentRegistry, system_prompt
 from bot.config import Settings
@@ -126,9 +126,9 @@ def requesters(events: Sequence[Any]) -> tuple[list[Identity], int]:
 
 
 def rule_for_call(
-    policy: Policy, thread: Thread, events: Sequence[Any], tool: Tool, arguments: Mapping[str, Any]
+    policy: Policy, thread: Thread, events: Sequence[Any], tool: Tool, args: BaseModel
 ) -> ApprovalRule:
-    """The policy rule for ``tool`` called with ``arguments`` after ``events`` of ``thread``.
+    """The policy rule for ``tool`` called with validated ``args`` after ``events`` of ``thread``.
 
     The model's call and an approver's edit of it are both put to the policy this way.
     """
@@ -139,14 +139,14 @@ def rule_for_call(
         channel=thread.conversation.channel,
         requester=_requester(events),
         requesters=people,
-        attributes=_attributes(tool, arguments),
+        attributes=_attributes(tool, args),
     )
 
 
-def _attributes(tool: Tool, arguments: Mapping[str, Any]) -> dict[str, str]:
+def _attributes(tool: Tool, args: BaseModel) -> dict[str, str]:
     """What the call touches; nothing (so only rules naming the tool match) if that fails."""
     try:
-        return tool.attributes(tool.validate(arguments))
+        return tool.attributes(args)
     except Exception:  # a broken risk function must not let a change through
         log.exception("tool %s: its risk function failed; no rule's where matches", tool.name)
         return {}
@@ -309,7 +309,7 @@ def _decide_call(
             StatusChanged(status=ThreadStatus.PAUSED, reason="waiting for an answer"),
         ]
     call_id = new_id("call")
-    rule = rule_for_call(rt.policy, thread, thread.events, tool, arguments)
+    rule = rule_for_call(rt.policy, thread, thread.events, tool, args)
     if rule.approval == "required":
         return [
             HumanRequested(

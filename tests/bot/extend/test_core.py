@@ -96,7 +96,7 @@ def test_a_failing_risk_function_fails_closed(caplog):
         """Scale."""
         return "ok"
 
-    attributes = _attributes(scale, {"environment": "staging"})
+    attributes = _attributes(scale, Args(environment="staging"))
     assert attributes == {}
     assert "tool scale: its risk function failed" in caplog.text
     rule = load_policy().rule_for(
