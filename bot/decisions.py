@@ -5,9 +5,12 @@ Re-exported by :mod:`bot.events`, which is where the rest of the code imports th
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Annotated, Literal, TypeAlias
+from typing import Annotated, Any, Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, JsonValue, TypeAdapter
 
@@ -17,6 +20,7 @@ __all__ = [
     "Frozen",
     "Reply",
     "Usage",
+    "change_key",
     "decision_adapter",
     "new_id",
     "utcnow",
@@ -77,3 +81,14 @@ class Usage(Frozen):
     """Input tokens read from the provider's prompt cache."""
     cache_write_tokens: int = 0
     """Input tokens written to the provider's prompt cache."""
+
+
+def change_key(thread_id: str, tool: str, arguments: Mapping[str, Any], turn: int) -> str:
+    """The idempotency key of an approved change: the call itself and the turn that asked.
+
+    Asking again for the same change in the same turn gives the same key, so however many
+    approvals it collects, the backend makes the change once.
+    """
+    call = json.dumps({"tool": tool, "arguments": arguments}, sort_keys=True, ensure_ascii=True)
+    digest = hashlib.sha256(call.encode()).hexdigest()[:24]
+    return f"{thread_id}:change:{turn}:{digest}"

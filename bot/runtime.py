@@ -10,7 +10,6 @@ step budget.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -24,6 +23,7 @@ from pydantic import BaseModel, ValidationError
 from bot.agent import Agent, AgentRegistry, system_prompt
 from bot.config import Settings
 from bot.context import render_context
+from bot.decisions import change_key
 from bot.errors import ModelError, ModelUnavailableError, NoDecisionError, ToolError
 from bot.events import (
     AgentReply,
@@ -164,17 +164,6 @@ def unresolved_call(events: Sequence[Any]) -> ToolCalled | None:
         elif isinstance(event, ToolCalled) and event.call_id not in answered:
             pending = event
     return pending
-
-
-def change_key(thread_id: str, tool: str, arguments: Mapping[str, Any], turn: int) -> str:
-    """The idempotency key of an approved change: the call itself and the turn that asked.
-
-    Asking again for the same change in the same turn gives the same key, so however many
-    approvals it collects, the backend makes the change once.
-    """
-    call = json.dumps({"tool": tool, "arguments": arguments}, sort_keys=True, ensure_ascii=True)
-    digest = hashlib.sha256(call.encode()).hexdigest()[:24]
-    return f"{thread_id}:change:{turn}:{digest}"
 
 
 def _steps_this_run(events: Sequence[Any]) -> int:
@@ -383,8 +372,15 @@ def _model_called(
     )
 
 
-async def run_tool(thread: Thread, agent: Agent, call: ToolCalled, rt: Runtime) -> Any:
-    """Run a committed call that has no result yet; its result or error, as one event."""
+async def run_tool(
+    thread: Thread, agent: Agent, call: ToolCalled, rt: Runtime, store: Store | None = None
+) -> Any:
+    """Run a committed call that has no result yet; its result or error, as one event.
+
+    A tool that cannot tell a repeat (:attr:`~bot.tools.Tool.repeatable` false) is claimed in
+    ``store`` first: a call claimed before (its run was cut short, or an earlier approval of
+    the same change ran it) is not run again but reported, for a person to check.
+    """
     # A committed call was put to policy already; an admin's run (``opsloop tools run``)
     # may call a tool in force that the thread's agent does not list.
     tool = agent.tool(call.tool) or rt.tools.get(call.tool)
@@ -392,6 +388,17 @@ async def run_tool(thread: Thread, agent: Agent, call: ToolCalled, rt: Runtime) 
         return ErrorRaised(
             source="tool", message=f"tool {call.tool!r} is gone", call_id=call.call_id
         )
+    if not tool.repeatable and store is not None:
+        started = not await store.claim_tool_run(
+            call.idempotency_key, thread_id=thread.id, tool=tool.name
+        )
+        if started:
+            message = (
+                f"{tool.name} was started before under this call's key and cannot tell a "
+                "repeat, so it was not run again: it may or may not have taken effect (opsloop "
+                "was interrupted, or the same change ran already). Check before asking again."
+            )
+            return ErrorRaised(source="tool", message=message, tool=tool.name, call_id=call.call_id)
     ctx = ToolContext(
         thread_id=thread.id,
         idempotency_key=call.idempotency_key,
@@ -426,7 +433,7 @@ async def advance(store: Store, thread_id: str, rt: Runtime) -> Thread:
         agent = rt.agents.get(thread.agent or "")
         call = unresolved_call(thread.events)
         if call is not None:
-            new: list[Any] = [await run_tool(thread, agent, call, rt)]
+            new: list[Any] = [await run_tool(thread, agent, call, rt, store)]
         else:
             new = await step(thread, agent, rt)
         await store.append(

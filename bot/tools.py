@@ -103,6 +103,11 @@ class Tool:
     """Where the tool came from."""
     origin: str = ""
     """Which plugin, runbook file or MCP server it came from."""
+    repeatable: bool = True
+    """Safe to run again under the same idempotency key, as a call cut short by a crash is:
+    it only reads, or honours the key (the built-in changes do). ``False`` (an MCP server's or
+    a runbook's change) means a call is started at most once: one found started before is
+    reported as interrupted, never repeated."""
     untrusted_output: bool = False
     """Its results are data from outside (a web page, an MCP server): the context marks them
     as untrusted, so the model reads them and never obeys them."""
@@ -151,6 +156,7 @@ def tool(
     touches: tuple[str, ...] = (),
     risk: Callable[[Any], Mapping[str, str]] | None = None,
     declares: tuple[str, ...] = (),
+    repeatable: bool = True,
 ) -> Callable[[ToolFunction], Tool]:
     """Make a :class:`Tool` from ``async def fn(ctx: ToolContext, args: SomeArgs) -> JSON``.
 
@@ -158,7 +164,8 @@ def tool(
     its second parameter. What a call touches (for policy ``where`` rules) is either
     ``touches``, argument names whose values are the attributes (``touches=("environment",)``),
     or ``risk``, a function of the validated arguments returning the attributes it
-    ``declares``.
+    ``declares``. ``repeatable=False`` says a call cannot honour its idempotency key, so
+    one cut short by a crash is reported, never run again.
     """
     if touches and risk is not None:
         raise TypeError("give touches or risk, not both")
@@ -177,6 +184,7 @@ def tool(
             tier=tier,
             risk=_touching(args_model, touches) if touches else risk,
             declares=touches or declares,
+            repeatable=repeatable,
         )
 
     return wrap

@@ -189,12 +189,14 @@ def _tool(hub: McpHub, server: McpServer, listed: mcp_types.Tool) -> Tool | None
         result = await hub.call(server.name, listed.name, args.model_dump(mode="json"))
         return render_result(result, limit=server.max_result_bytes)
 
+    tier = tier_of(server, listed)
     return Tool(
         name=name,
         description=(listed.description or listed.title or listed.name).strip()[:2000],
         args=arguments_model(name, schema),
         fn=call,
-        tier=tier_of(server, listed),
+        tier=tier,
+        repeatable=tier == "read",  # a server's change cannot be asked if it happened
         risk=_risk(touches) if touches else None,
         declares=touches,
         source="mcp",

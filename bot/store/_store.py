@@ -30,6 +30,7 @@ from bot.store._cards import CardStore, escalate_row
 from bot.store._database import Database
 from bot.store._queues import QueueStore, dump_event
 from bot.store._records import Approval, HumanRequest, Thread, ThreadSummary
+from bot.store._runs import RunStore
 from bot.store._tables import HumanRequestRow, InboxRow, OutboxRow, ThreadEventRow, ThreadRow
 
 __all__ = ["Store"]
@@ -113,7 +114,7 @@ class _LogCache:
                 self._logs.popitem(last=False)
 
 
-class Store(CardStore, QueueStore):
+class Store(CardStore, QueueStore, RunStore):
     """Everything opsloop keeps, behind one async interface."""
 
     def __init__(self, database: Database) -> None:

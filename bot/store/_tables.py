@@ -213,6 +213,17 @@ class LockRow(Base):
     until: Mapped[datetime]
 
 
+class ToolRunRow(Base):
+    """A call of a tool that cannot tell a repeat, started once under its idempotency key."""
+
+    __tablename__ = "tool_runs"
+
+    idempotency_key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    thread_id: Mapped[str] = mapped_column(String(40))
+    tool: Mapped[str] = mapped_column(String(64))
+    started_at: Mapped[datetime]
+
+
 class ServiceRow(Base):
     """Demo inventory: one service in one environment."""
 

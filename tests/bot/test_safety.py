@@ -67,12 +67,14 @@ def crash_once(monkeypatch: pytest.MonkeyPatch):
         real = bot.runtime.run_tool
         crashed: list[ToolCalled] = []
 
-        async def run_tool(thread: Any, agent: Any, call: ToolCalled, rt: Any) -> Any:
+        async def run_tool(
+            thread: Any, agent: Any, call: ToolCalled, rt: Any, store: Any = None
+        ) -> Any:
             if crashed or call.approved_by is None:
-                return await real(thread, agent, call, rt)
+                return await real(thread, agent, call, rt, store)
             crashed.append(call)
-            if after_the_backend:
-                await real(thread, agent, call, rt)  # the change is made; its result is lost
+            if after_the_backend:  # the change is made; its result is lost
+                await real(thread, agent, call, rt, store)
             raise Crash
 
         monkeypatch.setattr(bot.runtime, "run_tool", run_tool)

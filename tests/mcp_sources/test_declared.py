@@ -107,6 +107,8 @@ def test_allow_deny_prefix_agents_and_overrides(hubs, repo: Path, tmp_path: Path
     }
     assert named["repo_git_log"].tier == "write"  # the declaration wins over readOnlyHint
     assert named["repo_git_add"].tier == "read"
+    # A change cannot be asked whether it happened: run at most once; a read may repeat.
+    assert (named["repo_git_log"].repeatable, named["repo_git_add"].repeatable) == (False, True)
     assert named["repo_git_commit"].tier == "write"
     commit = named["repo_git_commit"]
     assert commit.declares == ("repo_path",)

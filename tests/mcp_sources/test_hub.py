@@ -73,6 +73,7 @@ async def test_the_published_time_server_answers_at_once(hubs) -> None:
     assert set(tools) == {"get_current_time", "convert_time"}
     now = tools["get_current_time"]
     assert (now.tier, now.source, now.origin, now.untrusted_output) == ("read", "mcp", "time", True)
+    assert now.repeatable is True
     # The model is shown the server's own schema.
     assert now.spec.parameters["required"] == ["timezone"]
     result = await run(now, timezone="Europe/Paris")

@@ -178,6 +178,7 @@ def parse_runbook(path: Path, raw: dict[str, Any]) -> tuple[Tool, tuple[str, ...
             args=_arguments(path, name, spec.arguments),
             fn=run,
             tier=spec.tier,
+            repeatable=spec.tier == "read",  # the far side may not honour Idempotency-Key
             risk=risk,
             declares=declares,
             source="runbook",
