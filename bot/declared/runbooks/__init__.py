@@ -21,7 +21,7 @@ from bot.declared.runbooks._command import CommandPlan, run_command
 from bot.declared.runbooks._http import HttpPlan, run_http
 from bot.declared.runbooks._model import ArgumentSpec, RunbookFile, arguments_model
 from bot.declared.runbooks._secrets import SECRET_PREFIX, VAR_PREFIX, Lookups
-from bot.declared.runbooks._template import Template
+from bot.declared.runbooks._template import Slot, Template, as_text
 from bot.errors import ConfigError, ToolError
 from bot.tools import Tool, ToolContext
 
@@ -93,15 +93,15 @@ def _command(parse: _Parser, spec: RunbookFile) -> CommandPlan:
                 'pass it in env: env = { TOKEN = "{secret.NAME}" }',
             )
     for i, template in enumerate(argv):
-        whole = template.whole
-        if whole is None or whole.kind != "arg":
+        first = template.parts[0] if template.parts else None
+        if not isinstance(first, Slot) or first.kind != "arg":
             continue
-        arg = spec.arguments[whole.name]
+        arg = spec.arguments[first.name]
         if arg.type == "string" and arg.pattern is None and arg.enum is None:
             raise parse.fail(
                 f"command.argv.{i}",
-                f"{whole} is a whole argument, so its value could be an option "
-                f"('--kubeconfig=…'); give arguments.{whole.name} a pattern or an enum",
+                f"{first} starts an argument, so its value could make it an option "
+                f"('--kubeconfig=…'); give arguments.{first.name} a pattern or an enum",
             )
     env = {k: parse(f"command.env.{k}", v) for k, v in spec.command.env.items()}
     return CommandPlan(spec.command, argv, env, parse.path.parent / (spec.command.cwd or "."))
@@ -118,7 +118,7 @@ def _risk(
 
         def by_name(args: Any) -> dict[str, str]:
             values = args.model_dump()
-            return {name: str(values[name]) for name in names if values[name] is not None}
+            return {name: as_text(values[name]) for name in names if values[name] is not None}
 
         return (by_name if names else None), names
     attributes = {k: parse(f"touches.{k}", v) for k, v in spec.touches.items()}

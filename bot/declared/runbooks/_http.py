@@ -37,7 +37,13 @@ def _tls() -> ssl.SSLContext:
 
 
 def _quoted(value: str) -> str:
-    # Quoted as a path segment and as a query value alike: '/', '?', '&', '=' and '#' too.
+    """One argument's value in a URL: quoted as a path segment and a query value alike.
+
+    ``/``, ``?``, ``&``, ``=`` and ``#`` are quoted; ``.`` and ``..`` are refused, as the
+    client (and the server) would resolve them and send the request to another path.
+    """
+    if value in (".", ".."):
+        raise ToolError(f"{value!r} is not a value for a URL (it would change the path)")
     return quote(value, safe="")
 
 

@@ -114,6 +114,26 @@ async def test_argument_values_are_quoted_as_one_path_segment_or_query_value(
     assert stand_in.seen[0].path == f"/items/{quoted}/x?q={quoted}&page=1"
 
 
+@pytest.mark.parametrize("value", [".", ".."])
+async def test_a_dot_segment_is_refused_not_resolved_into_another_path(
+    stand_in: StandIn, tmp_path, value: str
+) -> None:
+    """Regression: repo="..", workflow=".." sent the request to /repos/actions/dispatches."""
+    tool = load(
+        tmp_path,
+        f"""
+        kind = "runbook"
+        description = "d"
+        [arguments.repo]
+        [http]
+        url = "{stand_in.url}/repos/{{repo}}/dispatches"
+        """,
+    )
+    with pytest.raises(ToolError, match="would change the path"):
+        await call(tool, repo=value)
+    assert stand_in.seen == []
+
+
 async def test_a_json_body_keeps_the_types_of_whole_placeholders(
     stand_in: StandIn, tmp_path
 ) -> None:

@@ -110,7 +110,11 @@ def test_defaults_fail_closed(tmp_path: Path) -> None:
         (BASE + NAME_ARG + '[command]\nargv = ["{name}"]\n', "command.argv.0: the program"),
         (
             BASE + "[arguments.name]\n" + '[command]\nargv = ["kubectl", "{name}"]\n',
-            "command.argv.1: {name} is a whole argument, so its value could be an option",
+            "command.argv.1: {name} starts an argument, so its value could make it an option",
+        ),
+        (  # a suffix does not help: "--kubeconfig=/tmp/evil" + ".conf" is still an option
+            BASE + "[arguments.name]\n" + '[command]\nargv = ["kubectl", "{name}.conf"]\n',
+            "command.argv.1: {name} starts an argument, so its value could make it an option",
         ),
         (
             BASE + '[command]\nargv = ["x"]\npass_env = ["OPSLOOP_SECRET_TOKEN"]\n',
@@ -249,3 +253,22 @@ def test_the_examples_join_the_shipped_agents(settings: Settings) -> None:
     for name in ("trigger_workflow", "scale_deployment", "flush_cdn"):
         assert deployer.tool(name) is catalogue.tools[name]
     assert inspector.tool("service-health") is catalogue.tools["service-health"]
+
+
+def test_yaml_reads_on_and_no_as_text_not_booleans(tmp_path: Path) -> None:
+    from bot.declared._yaml import load_yaml
+
+    path = tmp_path / "x.yaml"
+    assert load_yaml(path, "a: on\nb: no\nc: true\n") == {"a": "on", "b": "no", "c": True}
+
+
+def test_both_forms_of_touches_give_the_same_text_for_a_value(tmp_path: Path) -> None:
+    """Regression: the list form gave "True" and the table form "true" for one boolean."""
+    head = BASE + '[arguments.flag]\ntype = "boolean"\n'
+    http = '[http]\nurl = "https://api.example.com/x"\n'
+    by_name = load(tmp_path, head.replace("kind", 'touches = ["flag"]\nkind', 1) + http, "a.toml")
+    by_table = load(
+        tmp_path, head.replace("kind", 'touches = { flag = "{flag}" }\nkind', 1) + http, "b.toml"
+    )
+    for tool in (by_name, by_table):
+        assert tool.attributes(tool.validate({"flag": True})) == {"flag": "true"}
