@@ -25,7 +25,7 @@ from bot.plugins import Plugin, extension_plugins
 from bot.prompts import DEFAULT_PROMPTS_DIR, PromptLibrary
 from bot.tools import ASK_HUMAN, Tool, ToolSource
 
-__all__ = ["SHIPPED_PLUGIN", "Catalogue", "build_catalogue"]
+__all__ = ["SHIPPED_PLUGIN", "Catalogue", "build_catalogue", "tool_name_problem"]
 
 SHIPPED_PLUGIN = "agents"
 """The plugin that holds the shipped agents and tools."""
@@ -55,12 +55,18 @@ def _sourced(tool: Tool, plugin: Plugin) -> Tool:
     return dataclasses.replace(tool, source=source, origin=plugin.name)
 
 
+def tool_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a tool's name, or ``None`` when it can."""
+    if not _TOOL_NAME.fullmatch(name):
+        return "a tool name is 1-64 letters, digits, '_' or '-' (what every model takes)"
+    if name == ASK_HUMAN.name:
+        return "ask_human is opsloop's own tool for asking a person"
+    return None
+
+
 def _add_tool(tools: dict[str, Tool], tool: Tool) -> Tool:
-    if not _TOOL_NAME.fullmatch(tool.name) or tool.name == ASK_HUMAN.name:
-        raise ConfigError(
-            f"tool {tool.name!r} from {tool.origin or tool.source}: a tool name is 1-64 "
-            "letters, digits, '_' or '-', and not ask_human"
-        )
+    if (problem := tool_name_problem(tool.name)) is not None:
+        raise ConfigError(f"tool {tool.name!r} from {tool.origin or tool.source}: {problem}")
     known = tools.get(tool.name)
     if known is not None and known.fn is not tool.fn:
         raise ConfigError(

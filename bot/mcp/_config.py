@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from bot.declared._secrets import secret_problem
 from bot.policy import RiskTier
 
 __all__ = ["McpServer", "ToolOverride", "parse_mcp_server"]
@@ -51,7 +52,7 @@ class McpServer(BaseModel):
     url: str | None = Field(default=None, pattern=r"^https?://\S+$")
     """The Streamable HTTP endpoint (``http://host:port/mcp``)."""
     headers: dict[str, str] = Field(default_factory=dict)
-    """HTTP headers sent with every request (``Authorization = "Bearer {secret.token}"``)."""
+    """HTTP headers sent with every request (``Authorization = "Bearer {secret.TOKEN}"``)."""
     timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
     """How long one tool call may take before it is a tool error."""
     connect_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
@@ -82,6 +83,10 @@ class McpServer(BaseModel):
         for header in self.headers:
             if not re.fullmatch(r"[A-Za-z0-9-]{1,64}", header):
                 raise ValueError(f"headers: {header!r} is not a header name")
+        for field, values in (("env", self.env), ("headers", self.headers)):
+            for key, value in values.items():
+                if (problem := secret_problem(value)) is not None:
+                    raise ValueError(f"{field}.{key}: {problem}")
         return self
 
     @property

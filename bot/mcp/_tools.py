@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
-import re
+import os
 from collections.abc import Callable, Mapping
 from fnmatch import fnmatchcase
 from functools import lru_cache
@@ -29,6 +29,8 @@ from jsonschema.validators import validator_for
 from pydantic import BaseModel, ConfigDict, JsonValue, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from bot.catalogue import tool_name_problem
+from bot.declared._secrets import Lookups, secret_names, secret_variable
 from bot.errors import ConfigError, ToolError
 from bot.mcp._config import McpServer
 from bot.policy import RiskTier
@@ -42,8 +44,6 @@ if TYPE_CHECKING:
 __all__ = ["McpToolError", "mcp_tools", "render_result", "tier_of"]
 
 log = logging.getLogger(__name__)
-
-_TOOL_NAME = r"[A-Za-z0-9_-]{1,64}"
 
 
 class McpToolError(ToolError):
@@ -59,6 +59,22 @@ def tier_of(server: McpServer, tool: mcp_types.Tool) -> RiskTier:
     if hints is not None and hints.read_only_hint is True and hints.destructive_hint is not True:
         return "read"
     return "write"
+
+
+def repeatable(tool: mcp_types.Tool) -> bool:
+    """Whether a call cut short may be made again.
+
+    That is when the server says the tool changes nothing, or that the same call twice has
+    no more effect (``idempotentHint``).
+
+    The declaration's ``tier`` decides approval, not this: a change declared ``read`` still
+    runs at most once.
+    """
+    hints = tool.annotations
+    if hints is None:
+        return False
+    reads = hints.read_only_hint is True and hints.destructive_hint is not True
+    return reads or hints.idempotent_hint is True
 
 
 def offered(server: McpServer, name: str) -> bool:
@@ -161,8 +177,8 @@ def _risk(touches: tuple[str, ...]) -> Callable[[Any], dict[str, str]]:
 
 def _tool(hub: McpHub, server: McpServer, listed: mcp_types.Tool) -> Tool | None:
     name = server.prefix + listed.name
-    if not re.fullmatch(_TOOL_NAME, name):
-        log.warning("MCP server %s: tool %r has a name models refuse; skipped", server.name, name)
+    if (problem := tool_name_problem(name)) is not None:
+        log.warning("MCP server %s: tool %r skipped: %s", server.name, name, problem)
         return None
     try:
         _validator(json.dumps(listed.input_schema, sort_keys=True))
@@ -185,9 +201,18 @@ def _tool(hub: McpHub, server: McpServer, listed: mcp_types.Tool) -> Tool | None
     def schema() -> Mapping[str, Any]:
         return hub.input_schema(server.name, listed.name) or listed.input_schema
 
+    secrets = secret_names([*server.env.values(), *server.headers.values()])
+
     async def call(ctx: ToolContext, args: BaseModel) -> JsonValue:
-        result = await hub.call(server.name, listed.name, args.model_dump(mode="json"))
-        return render_result(result, limit=server.max_result_bytes)
+        # What the server sends back may echo a secret it was given: hide it, as runbooks do.
+        values = {n: v for n in secrets if (v := os.environ.get(secret_variable(n)))}
+        hide = Lookups(values, {})
+        try:
+            result = await hub.call(server.name, listed.name, args.model_dump(mode="json"))
+            shown = render_result(result, limit=server.max_result_bytes)
+            return hide.scrub_json(shown)  # type: ignore[no-any-return]
+        except ToolError as exc:  # the same kind of error, told without the secret
+            raise type(exc)(hide.scrub(str(exc))) from None
 
     tier = tier_of(server, listed)
     return Tool(
@@ -196,7 +221,7 @@ def _tool(hub: McpHub, server: McpServer, listed: mcp_types.Tool) -> Tool | None
         args=arguments_model(name, schema),
         fn=call,
         tier=tier,
-        repeatable=tier == "read",  # a server's change cannot be asked if it happened
+        repeatable=repeatable(listed),
         risk=_risk(touches) if touches else None,
         declares=touches,
         source="mcp",

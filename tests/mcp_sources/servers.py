@@ -143,6 +143,25 @@ def sdk_server() -> MCPServer:
         """A tool without hints: a write, for opsloop."""
         return f"changed {target}"
 
+    @server.tool(
+        annotations=ToolAnnotations(read_only_hint=True, destructive_hint=True),
+        structured_output=False,
+    )
+    def contradicts(target: str) -> str:
+        """Says it only reads, and that it destroys: a write, for opsloop (fail closed)."""
+        return f"gone {target}"
+
+    @server.tool(annotations=READ, structured_output=False)
+    def ask_human(question: str) -> str:
+        """A name opsloop keeps for its own human contact: never offered."""
+        return question
+
+    @server.tool(annotations=READ, structured_output=False)
+    def whoami(ctx: Context) -> str:
+        """Echo the bearer token it was sent (a careless server's auth echo)."""
+        request = ctx.request_context.request
+        return f"you are {request.headers.get('authorization') if request else None}"
+
     return server
 
 
@@ -176,6 +195,36 @@ def http_server() -> Iterator[str]:
         server.should_exit = server.force_exit = True
         thread.join(timeout=10)
         sock.close()
+
+
+ENV_SERVER = """
+import os
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+
+server = MCPServer("env-echo")
+
+@server.tool(structured_output=False)
+def show_token() -> str:
+    \"\"\"Print the token it was started with, and its length.\"\"\"
+    token = os.environ.get("SERVICE_TOKEN", "")
+    return f"token={token} length={len(token)}"
+
+@server.tool(structured_output=False)
+def fail_loudly() -> str:
+    \"\"\"Fail, quoting the token.\"\"\"
+    raise ToolError("bad token " + os.environ.get("SERVICE_TOKEN", ""))
+
+server.run()
+"""
+
+
+def env_echo_server(folder: Path) -> tuple[str, tuple[str, ...]]:
+    """Command and args of a stdio server that echoes its ``SERVICE_TOKEN`` variable."""
+    folder.mkdir(parents=True, exist_ok=True)
+    script = folder / "env_server.py"
+    script.write_text(ENV_SERVER)
+    return sys.executable, (str(script),)
 
 
 WRAPPER = """

@@ -46,14 +46,16 @@ def test_a_bad_declaration_names_the_file_and_field(tmp_path: Path, body, proble
 
 def test_secrets_are_read_when_used_and_never_shown() -> None:
     env = {"OPSLOOP_SECRET_API_TOKEN": "t0ps3cret"}
-    text = "Bearer {secret.api_token} and {secret.api_token}"
-    assert secret_names(text) == ("api_token",)
+    text = "Bearer {secret.API_TOKEN} and {secret.API_TOKEN}"
+    assert secret_names([text]) == ("API_TOKEN",)
     assert fill_secrets(text, where="x", environ=env) == "Bearer t0ps3cret and t0ps3cret"
     with pytest.raises(
         ConfigError,
-        match=r"web.toml: headers.A: secret 'other' is not set \(set OPSLOOP_SECRET_OTHER\)",
+        match=r"web.toml: headers.A: secret 'OTHER' is not set \(set OPSLOOP_SECRET_OTHER\)",
     ):
-        fill_secrets("{secret.other}", where="web.toml: headers.A", environ=env)
+        fill_secrets("{secret.OTHER}", where="web.toml: headers.A", environ=env)
+    with pytest.raises(ConfigError, match="secret 'EMPTY' is not set"):  # empty is unset
+        fill_secrets("{secret.EMPTY}", where="x", environ={"OPSLOOP_SECRET_EMPTY": ""})
 
 
 @pytest.fixture
@@ -107,8 +109,10 @@ def test_allow_deny_prefix_agents_and_overrides(hubs, repo: Path, tmp_path: Path
     }
     assert named["repo_git_log"].tier == "write"  # the declaration wins over readOnlyHint
     assert named["repo_git_add"].tier == "read"
-    # A change cannot be asked whether it happened: run at most once; a read may repeat.
-    assert (named["repo_git_log"].repeatable, named["repo_git_add"].repeatable) == (False, True)
+    # Whether a call may be made again after a crash is the server's word, not the tier's:
+    # a read (declared write) and an idempotent add may; a commit runs at most once.
+    repeatable = {n: named[f"repo_{n}"].repeatable for n in ("git_log", "git_add", "git_commit")}
+    assert repeatable == {"git_log": True, "git_add": True, "git_commit": False}
     assert named["repo_git_commit"].tier == "write"
     commit = named["repo_git_commit"]
     assert commit.declares == ("repo_path",)

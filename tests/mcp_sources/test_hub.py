@@ -16,6 +16,7 @@ from bot.tools import Tool, ToolContext
 from tests.mcp_sources.servers import (
     TIME_SERVER,
     TOKEN,
+    env_echo_server,
     http_server,
     restartable_time_server,
     wait_for,
@@ -38,7 +39,7 @@ def token(monkeypatch: pytest.MonkeyPatch) -> str:
 
 def http(url: str, **extra) -> McpServer:
     return McpServer(
-        name="web", url=url, headers={"Authorization": "Bearer {secret.test_token}"}, **extra
+        name="web", url=url, headers={"Authorization": "Bearer {secret.TEST_TOKEN}"}, **extra
     )
 
 
@@ -212,3 +213,44 @@ async def test_close_is_clean_and_later_calls_fail_clearly(url, token) -> None:
     await hub.aclose()
     with pytest.raises(McpUnavailableError, match="unavailable"):
         await hub.call("web", "echo", {"text": "x"})
+
+
+async def test_a_server_that_echoes_its_secret_shows_it_hidden(hubs, url, token) -> None:
+    """Regression: runbooks hid their secrets in results, MCP servers did not."""
+    hub = started(hubs, http(url))
+    shown = await run(by_name(hub)["whoami"])
+    assert shown == "you are Bearer ***"
+    assert TOKEN not in shown
+
+
+async def test_a_stdio_servers_secret_reaches_it_and_never_comes_back(
+    hubs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPSLOOP_SECRET_SERVICE_TOKEN", TOKEN)
+    command, args = env_echo_server(tmp_path / "env")
+    server = McpServer(
+        name="env", command=command, args=args, env={"SERVICE_TOKEN": "{secret.SERVICE_TOKEN}"}
+    )
+    tools = by_name(started(hubs, server))
+
+    # The server got the value (its length) and what it says back has it hidden.
+    assert await run(tools["show_token"]) == f"token=*** length={len(TOKEN)}"
+    with pytest.raises(McpToolError) as caught:
+        await run(tools["fail_loudly"])
+    assert str(caught.value).endswith("bad token ***") and TOKEN not in str(caught.value)
+
+
+async def test_risk_fails_closed_and_the_declaration_decides_per_tool(hubs, url, token) -> None:
+    tools = by_name(started(hubs, http(url)))
+    # Read-only and destructive at once: a write. A name opsloop keeps is never offered.
+    assert tools["contradicts"].tier == "write"
+    assert "ask_human" not in tools
+
+    hub = started(
+        hubs,
+        http(url, tier="read", tools={"unhinted": {"tier": "write"}}).model_copy(
+            update={"name": "web2"}
+        ),
+    )
+    tiers = {name: tool.tier for name, tool in by_name(hub).items()}
+    assert (tiers["unhinted"], tiers["contradicts"]) == ("write", "read")  # the tool's own wins

@@ -17,10 +17,10 @@ from typing import Any
 from pydantic import BaseModel, JsonValue, ValidationError
 
 from bot.declared._load import validation_problems
+from bot.declared._secrets import SECRET_PREFIX, VAR_PREFIX, Lookups
 from bot.declared.runbooks._command import CommandPlan, run_command
 from bot.declared.runbooks._http import HttpPlan, run_http
 from bot.declared.runbooks._model import ArgumentSpec, RunbookFile, arguments_model
-from bot.declared.runbooks._secrets import SECRET_PREFIX, VAR_PREFIX, Lookups
 from bot.declared.runbooks._template import Slot, Template, as_text
 from bot.errors import ConfigError, ToolError
 from bot.tools import Tool, ToolContext

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bot.declared._secrets import Lookups
 from bot.declared.runbooks._model import CommandAction
-from bot.declared.runbooks._secrets import Lookups
 from bot.declared.runbooks._template import Template
 from bot.errors import ToolError
 

@@ -13,8 +13,8 @@ from urllib.parse import quote, urlsplit
 
 import httpx2
 
+from bot.declared._secrets import Lookups
 from bot.declared.runbooks._model import HttpAction
-from bot.declared.runbooks._secrets import Lookups
 from bot.declared.runbooks._template import Template
 from bot.errors import ToolError
 

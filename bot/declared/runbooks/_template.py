@@ -19,12 +19,14 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+from bot.declared._secrets import SECRET_NAME
+
 __all__ = ["ARGUMENT_NAME", "Lookup", "Slot", "Template", "as_text"]
 
 ARGUMENT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 """What an argument may be called (and so what ``{name}`` may name)."""
 
-_SETTING = re.compile(r"^(secret|var)\.([A-Z][A-Z0-9_]{0,63})$")
+_SETTING = re.compile(r"^(secret|var)\.(" + SECRET_NAME + ")$")
 _TOKEN = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
 
 

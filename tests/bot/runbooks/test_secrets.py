@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.declared.runbooks._secrets import Lookups
+from bot.declared._secrets import Lookups
 from bot.errors import ToolError
 
 SECRET = 'p@ss w/rd"é'
