@@ -15,13 +15,12 @@ from dataclasses import dataclass
 
 from pydantic import JsonValue, ValidationError
 
-from bot.agent import AgentRegistry
 from bot.events import ActionReceived, HumanDecision, HumanRequested
-from bot.runtime import Runtime, change_key, requesters, rule_for_call
+from bot.runtime import Runtime, change_key, requesters, rule_for_call, tool_in_force
 from bot.store import HumanRequest, Thread
 from bot.tools import Tool, format_validation_error
 
-__all__ = ["Edit", "changes_from_texts", "edit_of", "problems", "shown", "tool_named", "typed"]
+__all__ = ["Edit", "changes_from_texts", "edit_of", "problems", "shown", "typed"]
 
 
 def shown(value: JsonValue) -> str:
@@ -56,15 +55,6 @@ def changes_from_texts(
         if (text or "") != shown(before):
             changes[key] = typed(text or "", before)
     return changes
-
-
-def tool_named(agents: AgentRegistry, name: str) -> Tool | None:
-    """The tool called ``name`` in any agent (tools are shared by name)."""
-    for agent in agents.agents:
-        found = agent.tool(name)
-        if found is not None:
-            return found
-    return None
 
 
 def problems(
@@ -113,7 +103,8 @@ def edit_of(
         return "changes go only with an approval"
     if asked.type != "approval" or not asked.tool or asked.arguments is None:
         return f"request {request.id} is not an approval of a tool call: nothing to change"
-    tool = rt.agents.get(thread.agent).tool(asked.tool) if thread.agent else None
+    agent = rt.agents.get(thread.agent) if thread.agent else None
+    tool = tool_in_force(rt, asked.tool, agent) if asked.tool else None
     if tool is None:
         return f"tool {asked.tool!r} is no longer available: approve or reject it as it is"
     unknown = sorted(set(event.changes) - set(tool.args.model_fields))

@@ -24,7 +24,7 @@ from bot.agent import Agent, AgentRegistry, system_prompt
 from bot.config import Settings
 from bot.context import render_context
 from bot.decisions import change_key
-from bot.errors import ModelError, ModelUnavailableError, NoDecisionError, ToolError
+from bot.errors import ModelError, ModelUnavailableError, NoDecisionError
 from bot.events import (
     AgentReply,
     CallTool,
@@ -37,7 +37,6 @@ from bot.events import (
     StatusChanged,
     ThreadStatus,
     ToolCalled,
-    ToolReturned,
     UserMessage,
     new_id,
     utcnow,
@@ -48,16 +47,24 @@ from bot.outbound import outbound_for
 from bot.policy import ApprovalRule, Policy
 from bot.prompts import PromptLibrary
 from bot.store import Store, Thread
+from bot.tool_calls import last_requester, run_tool, tool_in_force, unresolved_call
 from bot.tools import (
     ASK_HUMAN,
     AskHumanArgs,
     Resource,
     Tool,
-    ToolContext,
     format_validation_error,
 )
 
-__all__ = ["Runtime", "advance", "change_key", "requesters", "step", "unresolved_call"]
+__all__ = [
+    "Runtime",
+    "advance",
+    "change_key",
+    "requesters",
+    "step",
+    "tool_in_force",
+    "unresolved_call",
+]
 
 log = logging.getLogger(__name__)
 
@@ -86,13 +93,6 @@ class Runtime:
     def model_for(self, agent: Agent) -> Model:
         """The model chain for ``agent``'s route (falling back to ``default``)."""
         return self.models.get(agent.model_route) or self.models["default"]
-
-
-def _requester(events: Sequence[Any]) -> Identity | None:
-    for event in reversed(events):
-        if isinstance(event, UserMessage):
-            return event.sender
-    return None
 
 
 def requesters(events: Sequence[Any]) -> tuple[list[Identity], int]:
@@ -137,7 +137,7 @@ def rule_for_call(
         tool=tool.name,
         tier=tool.tier,
         channel=thread.conversation.channel,
-        requester=_requester(events),
+        requester=last_requester(events),
         requesters=people,
         attributes=_attributes(tool, args),
     )
@@ -150,20 +150,6 @@ def _attributes(tool: Tool, args: BaseModel) -> dict[str, str]:
     except Exception:  # a broken risk function must not let a change through
         log.exception("tool %s: its risk function failed; no rule's where matches", tool.name)
         return {}
-
-
-def unresolved_call(events: Sequence[Any]) -> ToolCalled | None:
-    """The earliest committed tool call with no result yet (its run was cut short)."""
-    answered: set[str] = set()
-    pending: ToolCalled | None = None
-    for event in reversed(events):
-        if isinstance(event, ToolReturned):
-            answered.add(event.call_id)
-        elif isinstance(event, ErrorRaised) and event.call_id:
-            answered.add(event.call_id)
-        elif isinstance(event, ToolCalled) and event.call_id not in answered:
-            pending = event
-    return pending
 
 
 def _steps_this_run(events: Sequence[Any]) -> int:
@@ -280,7 +266,7 @@ def _decide_call(
         message = format_validation_error(tool.name, exc)
         return [ErrorRaised(source="validation", message=message, tool=tool.name)]
     arguments = args.model_dump(mode="json")
-    requester = _requester(thread.events)
+    requester = last_requester(thread.events)
     people, turn = requesters(thread.events)
     expires = now + timedelta(seconds=rt.policy.approval.expires_in_seconds)
     if tool is ASK_HUMAN:
@@ -346,7 +332,7 @@ def _escalate(thread: Thread, errors: list[ErrorRaised], rt: Runtime, now: datet
         f"I hit {len(errors)} errors in a row and stopped instead of looping: {summary}. "
         "How should I proceed?"
     )
-    requester = _requester(thread.events)
+    requester = last_requester(thread.events)
     return [
         HumanRequested(
             request_id=new_id("hr"),
@@ -369,52 +355,6 @@ def _model_called(
         prompt_hash=prompt_hash,
         latency_ms=round((time.perf_counter() - started) * 1000, 3),
         error=error,
-    )
-
-
-async def run_tool(
-    thread: Thread, agent: Agent, call: ToolCalled, rt: Runtime, store: Store | None = None
-) -> Any:
-    """Run a committed call that has no result yet; its result or error, as one event.
-
-    A tool that cannot tell a repeat (:attr:`~bot.tools.Tool.repeatable` false) is claimed in
-    ``store`` first: a call claimed before (its run was cut short, or an earlier approval of
-    the same change ran it) is not run again but reported, for a person to check.
-    """
-    # A committed call was put to policy already; an admin's run (``opsloop tools run``)
-    # may call a tool in force that the thread's agent does not list.
-    tool = agent.tool(call.tool) or rt.tools.get(call.tool)
-    if tool is None:
-        return ErrorRaised(
-            source="tool", message=f"tool {call.tool!r} is gone", call_id=call.call_id
-        )
-    if not tool.repeatable and store is not None:
-        started = not await store.claim_tool_run(
-            call.idempotency_key, thread_id=thread.id, tool=tool.name
-        )
-        if started:
-            message = (
-                f"{tool.name} was started before under this call's key and cannot tell a "
-                "repeat, so it was not run again: it may or may not have taken effect (opsloop "
-                "was interrupted, or the same change ran already). Check before asking again."
-            )
-            return ErrorRaised(source="tool", message=message, tool=tool.name, call_id=call.call_id)
-    ctx = ToolContext(
-        thread_id=thread.id,
-        idempotency_key=call.idempotency_key,
-        requested_by=_requester(thread.events),
-        approved_by=call.approved_by,
-        resources=rt.resources,
-    )
-    try:
-        output = await tool.run(ctx, tool.validate(call.arguments))
-    except Exception as exc:  # a tool's failure is the model's to read, not a crash
-        # A tool's own error says what went wrong; anything else is named by its type.
-        why = str(exc) if isinstance(exc, ToolError) else f"{type(exc).__name__}: {exc}"
-        message = f"{tool.name} failed: {why}"[:500]
-        return ErrorRaised(source="tool", message=message, tool=tool.name, call_id=call.call_id)
-    return ToolReturned(
-        call_id=call.call_id, tool=tool.name, output=output, untrusted=tool.untrusted_output
     )
 
 

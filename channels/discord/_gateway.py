@@ -26,11 +26,12 @@ import yarl
 from discord import app_commands
 from pydantic import JsonValue
 
-from bot.edits import changes_from_texts, problems, shown, tool_named
+from bot.edits import changes_from_texts, problems, shown
 from bot.errors import ConfigError, NotFoundError, UserFacingError
 from bot.events import HumanDecision, HumanRequested
 from bot.plugins import ChannelContext
 from bot.store import Store
+from bot.tool_calls import tool_in_force
 from channels.discord._inbound import (
     action_event,
     command_event,
@@ -196,7 +197,7 @@ class OpsloopClient(discord.Client):
             return
         recorded = asked.arguments or {}
         changes = changes_from_texts(recorded, texts)
-        tool = tool_named(self.context.ops.runtime.agents, asked.tool or "")
+        tool = tool_in_force(self.context.ops.runtime, asked.tool or "")
         found = problems(tool, recorded, changes) if tool and changes else {}
         if not changes or found:
             said = "; ".join(f"{k}: {v}" for k, v in found.items()) or "nothing was changed"

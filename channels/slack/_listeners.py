@@ -27,10 +27,11 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.app import check_text
-from bot.edits import changes_from_texts, problems, tool_named
+from bot.edits import changes_from_texts, problems
 from bot.errors import NotFoundError, UserFacingError
 from bot.events import ActionReceived, HumanDecision, Identity, MessageReceived
 from bot.plugins import ChannelContext
+from bot.tool_calls import tool_in_force
 from channels.slack._background import later
 from channels.slack._blocks import EDIT_BLOCK, answer_modal, edit_modal, edit_texts, reject_modal
 from channels.slack._directory import Directory
@@ -291,7 +292,7 @@ class Listeners:
             nothing = "Nothing is changed: close this and use Approve."
             await ack(response_action="errors", errors={first: nothing})
             return
-        tool = tool_named(self.channel().ops.runtime.agents, request.tool or "")
+        tool = tool_in_force(self.channel().ops.runtime, request.tool or "")
         found = problems(tool, recorded, changes) if tool else {}
         if found:
             errors = {f"{EDIT_BLOCK}{k}": v[:150] for k, v in found.items() if k in texts}

@@ -275,6 +275,22 @@ def test_tools_run_a_new_write_tool_no_rule_names_asks_for_approval(cli, team, t
     assert returned.output == {"purged": "/img", "by": "cli:oncall-1"}
 
 
+def test_an_admin_run_of_a_tool_no_agent_has_can_be_approved_with_changes(
+    cli, team, tmp_path
+) -> None:
+    """Regression: the edit looked only at the thread's agent, which does not list the tool,
+    and refused with "no longer available"."""
+    paused = cli("tools", "run", "purge_cache", "--args", '{"path": "/img"}', "--as", "dev-1")
+    request_id = paused.stdout.strip()
+
+    approved = cli("approve", request_id, "--as", "oncall-1", "--set", "path=/css")
+
+    assert approved.exit_code == 0, approved.output
+    _, thread = in_store(tmp_path, request_id)
+    [returned] = [e for e in thread.events if isinstance(e, ToolReturned)]
+    assert returned.output == {"purged": "/css", "by": "cli:oncall-1"}
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

@@ -1,0 +1,101 @@
+"""Running committed tool calls: the one that is unanswered, the tool it names, its result.
+
+A call is committed (a :class:`~bot.events.ToolCalled` event) before it runs, so a crash
+leaves at most one call unanswered, and it is always finished before the model is asked
+anything else: run again under its idempotency key, which the tool honours, or, for a tool
+that cannot tell a repeat, reported as possibly done (:class:`~bot.store.Store`'s ledger of
+started calls).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from bot.errors import ToolError
+from bot.events import ErrorRaised, Identity, ToolCalled, ToolReturned, UserMessage
+from bot.tools import Tool, ToolContext
+
+if TYPE_CHECKING:
+    from bot.agent import Agent
+    from bot.runtime import Runtime
+    from bot.store import Store, Thread
+
+__all__ = ["last_requester", "run_tool", "tool_in_force", "unresolved_call"]
+
+
+def last_requester(events: Sequence[Any]) -> Identity | None:
+    """Who wrote the thread's last message."""
+    for event in reversed(events):
+        if isinstance(event, UserMessage):
+            return event.sender
+    return None
+
+
+def unresolved_call(events: Sequence[Any]) -> ToolCalled | None:
+    """The earliest committed tool call with no result yet (its run was cut short)."""
+    answered: set[str] = set()
+    pending: ToolCalled | None = None
+    for event in reversed(events):
+        if isinstance(event, ToolReturned):
+            answered.add(event.call_id)
+        elif isinstance(event, ErrorRaised) and event.call_id:
+            answered.add(event.call_id)
+        elif isinstance(event, ToolCalled) and event.call_id not in answered:
+            pending = event
+    return pending
+
+
+def tool_in_force(rt: Runtime, name: str, agent: Agent | None = None) -> Tool | None:
+    """The tool ``name``: ``agent``'s own, else any in force.
+
+    An admin's ``opsloop tools run`` may have called a tool the thread's agent does not
+    list; its call was put to policy like any other.
+    """
+    own = agent.tool(name) if agent is not None else None
+    shared = (t for a in rt.agents.agents if (t := a.tool(name)) is not None)
+    return own or rt.tools.get(name) or next(shared, None)
+
+
+async def run_tool(
+    thread: Thread, agent: Agent, call: ToolCalled, rt: Runtime, store: Store | None = None
+) -> Any:
+    """Run a committed call that has no result yet; its result or error, as one event.
+
+    A tool that cannot tell a repeat (:attr:`~bot.tools.Tool.repeatable` false) is claimed in
+    ``store`` first: a call claimed before (its run was cut short, or an earlier approval of
+    the same change ran it) is not run again but reported, for a person to check.
+    """
+    tool = tool_in_force(rt, call.tool, agent)
+    if tool is None:
+        return ErrorRaised(
+            source="tool", message=f"tool {call.tool!r} is gone", call_id=call.call_id
+        )
+    if not tool.repeatable and store is not None:
+        started = not await store.claim_tool_run(
+            call.idempotency_key, thread_id=thread.id, tool=tool.name
+        )
+        if started:
+            message = (
+                f"{tool.name} was started before under this call's key and cannot tell a "
+                "repeat, so it was not run again: it may or may not have taken effect (opsloop "
+                "was interrupted, or the same change ran already). Check before asking again."
+            )
+            return ErrorRaised(source="tool", message=message, tool=tool.name, call_id=call.call_id)
+    ctx = ToolContext(
+        thread_id=thread.id,
+        idempotency_key=call.idempotency_key,
+        requested_by=last_requester(thread.events),
+        approved_by=call.approved_by,
+        resources=rt.resources,
+    )
+    try:
+        output = await tool.run(ctx, tool.validate(call.arguments))
+    except Exception as exc:  # a tool's failure is the model's to read, not a crash
+        # A tool's own error says what went wrong; anything else is named by its type.
+        why = str(exc) if isinstance(exc, ToolError) else f"{type(exc).__name__}: {exc}"
+        message = f"{tool.name} failed: {why}"[:500]
+        return ErrorRaised(source="tool", message=message, tool=tool.name, call_id=call.call_id)
+    return ToolReturned(
+        call_id=call.call_id, tool=tool.name, output=output, untrusted=tool.untrusted_output
+    )
