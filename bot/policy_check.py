@@ -166,9 +166,10 @@ def _can_apply(rule: ApprovalRule, tool: Tool) -> bool:
 
 
 def _always_declared(tool: Tool, key: str) -> bool:
-    # A declared attribute named after an optional argument is missing when it is left out.
+    # A declared attribute named after an optional argument is missing when it is left out,
+    # unless the argument has a default to stand in for it.
     known = tool.args.model_fields.get(key)
-    return known is None or known.is_required()
+    return known is None or known.is_required() or known.default is not None
 
 
 def _when(rule: ApprovalRule, tool: Tool) -> list[str]:

@@ -8,7 +8,8 @@ For trying a custom tool, a demo or an end-to-end check without an API key. The 
     - reply: "Deployed checkout 1.4.3 to staging."
 
 Each decision is either ``tool`` (with optional ``arguments``) or ``reply``. They are played
-in order **per thread**: a thread's n-th model call gets the n-th decision, whichever
+in order **per thread**: a thread's n-th call of this script gets the n-th decision (calls
+answered by another model, an admin's ``tools run`` say, do not count), whichever
 process makes it (the count is read from the thread's own record, so a worker restart or a
 decision taken elsewhere changes nothing). A thread that asks for more decisions than the
 script holds gets a reply saying so. Every decision is validated and put to policy like a
@@ -115,7 +116,10 @@ class ScriptFileModel(Model):
 
     async def request(self, request: ModelRequest) -> ModelResponse:
         """The decision for this thread's next model call."""
-        played = sum(isinstance(e, ModelCalled) for e in request.events)
+        played = sum(
+            isinstance(e, ModelCalled) and (e.provider, e.model) == (self.provider, self.model_name)
+            for e in request.events
+        )
         if played < len(self.decisions):
             decision = self.decisions[played]
         else:

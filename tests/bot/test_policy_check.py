@@ -153,6 +153,32 @@ def test_any_value_of_an_optional_attribute_is_still_a_condition():
     assert "its calls other than environment given" in scaled.warnings[0]
 
 
+class DefaultedArgs(BaseModel):
+    environment: str = "staging"
+
+
+@tool(tier="write", touches=("environment",))
+async def warm(ctx: ToolContext, args: DefaultedArgs) -> str:
+    """Warm a cache."""
+    return "warm"
+
+
+def test_an_attribute_with_a_default_is_always_declared():
+    """Regression: a touched argument with a default was taken as sometimes missing, and the
+    check warned of a gap the policy does not have (rule_for picks the rule every time)."""
+    anywhere = {"tiers": ["write"], "where": {"environment": ["*"]}, "approval": "none"}
+    policy = make_policy(anywhere, READS)
+
+    [warmed] = check_policy(policy, {"warm": warm}, ()).tools
+
+    assert [u.when for u in warmed.rules] == ["always"] and warmed.warnings == ()
+    attributes = warm.attributes(warm.validate({}))
+    decided = policy.rule_for(
+        tool="warm", tier="write", channel="cli", requester=DEV, attributes=attributes
+    )
+    assert decided.approval == "none"
+
+
 def test_channels_and_requester_roles_make_a_rule_conditional():
     oncall = {
         "tools": ["purge_cache"],

@@ -176,6 +176,7 @@ APPROVE = {"decision": "approve"}
         ),
         (["decide"], "POST", "/api/threads/{thread}/pause", {}, "act"),
         (["decide"], "GET", "/api/human-requests", None, "read"),
+        (["act", "decide"], "GET", "/api/tools", None, "read"),  # it shows who approves
     ],
 )
 async def test_a_token_without_the_scope_gets_403(

@@ -230,6 +230,24 @@ def test_tools_run_a_read_prints_the_result_recorded_as_an_admin_decision(cli, t
     assert thread.events[0].sender.principal == "cli:dev-1"
 
 
+def test_each_tools_run_is_a_thread_of_its_own_and_leaves_nothing_to_deliver(cli, tmp_path) -> None:
+    args = '{"service": "checkout", "environment": "staging"}'
+    runs = [cli("tools", "run", "service_status", "--args", args, "--as", "dev-1") for _ in "ab"]
+
+    assert all(run.exit_code == 0 for run in runs)
+    first, second = (thread_of(tmp_path, run.stderr) for run in runs)
+    assert first.id != second.id, "a second run is not taken for a duplicate of the first"
+
+    async def pending() -> list[object]:
+        database = Database(load_settings(OPSLOOP_HOME=str(tmp_path)).database)
+        try:
+            return list(await Store(database).pending_outbound(channel="cli"))
+        finally:
+            await database.dispose()
+
+    assert asyncio.run(pending()) == [], "what the terminal printed is marked delivered"
+
+
 def test_tools_run_a_production_change_waits_for_approval_then_runs(cli, tmp_path) -> None:
     args = '{"service": "checkout", "version": "1.4.3", "environment": "production"}'
 

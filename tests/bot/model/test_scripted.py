@@ -30,8 +30,8 @@ def request(*events) -> ModelRequest:
     return ModelRequest(agent="deployer", system="", context="", events=events)
 
 
-def model_called() -> ModelCalled:
-    return ModelCalled(agent="deployer", provider="scripted", model="s", prompt_hash="h")
+def model_called(provider: str = "scripted", model: str = "script.yaml") -> ModelCalled:
+    return ModelCalled(agent="deployer", provider=provider, model=model, prompt_hash="h")
 
 
 @pytest.fixture
@@ -68,6 +68,16 @@ async def test_each_thread_plays_the_script_from_its_start(script):
     assert second.decision == Reply(text="Deployed checkout 1.4.3 to staging.")
     assert isinstance(past_the_end.decision, Reply)
     assert "no decision left for this thread; it holds 2" in past_the_end.decision.text
+
+
+async def test_calls_another_model_answered_do_not_count(script):
+    """Regression: an admin's ``tools run`` decision counted, so decision 2 was played first."""
+    model = ScriptFileModel.from_file(script)
+    message = UserMessage(sender=ANN, text="go")
+
+    after_admin = await model.request(request(message, model_called("admin", "tools-run")))
+
+    assert isinstance(after_admin.decision, CallTool)
 
 
 def test_json_scripts_too(tmp_path):
