@@ -53,8 +53,12 @@ def tool_in_force(rt: Runtime, name: str, agent: Agent | None = None) -> Tool | 
     list; its call was put to policy like any other.
     """
     own = agent.tool(name) if agent is not None else None
-    shared = (t for a in rt.agents.agents if (t := a.tool(name)) is not None)
-    return own or rt.tools.get(name) or next(shared, None)
+    if own is not None:
+        return own
+    found = rt.tools.get(name)
+    if found is not None:
+        return found
+    return next((t for a in rt.agents.agents if (t := a.tool(name)) is not None), None)
 
 
 async def run_tool(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from bot.tools import Tool
 __all__ = ["AgentSpec", "Declared", "load_declared", "read_declaration"]
 
 SUFFIXES = (".toml", ".yaml", ".yml")
+_KINDS = 'kind = "runbook" or kind = "agent" or kind = "mcp"'
 
 
 class AgentSpec(BaseModel):
@@ -107,35 +107,33 @@ def load_declared(directory: Path | None) -> Declared:
     from bot.declared.runbooks import parse_runbook
     from bot.mcp import parse_mcp_server
 
-    parsers: dict[str, Callable[[Path, dict[str, Any]], Any]] = {
-        "runbook": parse_runbook,
-        "agent": _agent,
-        "mcp": parse_mcp_server,
-    }
     tools: list[Tool] = []
     agents: list[AgentSpec] = []
-    servers: list[Any] = []
+    servers: dict[str, tuple[Path, Any]] = {}  # by name, with the file that declares each
     attach: dict[str, tuple[str, ...]] = {}
     for path in sorted(p for p in directory.iterdir() if p.suffix in SUFFIXES and p.is_file()):
         raw = read_declaration(path)
         kind = raw.get("kind")
-        if kind is None:
-            kinds = " or ".join(f'kind = "{k}"' for k in parsers)
-            raise ConfigError(f"{path}: kind is missing: start the file with {kinds}")
-        if kind not in parsers:
-            raise ConfigError(
-                f"{path}: kind must be one of {', '.join(map(repr, parsers))}, not {kind!r}"
-            )
-        made = parsers[kind](path, raw)
         if kind == "runbook":
-            tool, scoped = made
+            tool, scoped = parse_runbook(path, raw)
             tools.append(tool)
             if scoped:
                 attach[tool.name] = scoped
         elif kind == "agent":
-            agents.append(made)
+            agents.append(_agent(path, raw))
+        elif kind == "mcp":
+            server = parse_mcp_server(path, raw)
+            if server.name in servers:
+                first = servers[server.name][0]
+                raise ConfigError(f"{path}: MCP server {server.name!r} is declared in {first} too")
+            servers[server.name] = (path, server)
+        elif kind is None:
+            raise ConfigError(f"{path}: kind is missing: start the file with {_KINDS}")
         else:
-            servers.append(made)
+            raise ConfigError(f"{path}: kind must be {_KINDS}, not kind = {kind!r}")
     return Declared(
-        tools=tuple(tools), agents=tuple(agents), mcp_servers=tuple(servers), attach=attach
+        tools=tuple(tools),
+        agents=tuple(agents),
+        mcp_servers=tuple(server for _, server in servers.values()),
+        attach=attach,
     )

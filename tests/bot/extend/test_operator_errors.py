@@ -124,3 +124,19 @@ def test_policy_check_warns_when_an_mcp_server_is_down(cli, tmp_path, monkeypatc
     )
     listed = cli("tools", "list")
     assert "MCP server nope is unavailable" in listed.output
+
+
+def test_a_second_mcp_server_with_one_name_names_both_files(tmp_path):
+    (tmp_path / "a.toml").write_text('kind = "mcp"\nname = "git"\ncommand = "mcp-server-git"\n')
+    (tmp_path / "b.toml").write_text('kind = "mcp"\nname = "git"\ncommand = "mcp-server-git"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_declared(tmp_path)
+    assert str(caught.value) == (
+        f"{tmp_path / 'b.toml'}: MCP server 'git' is declared in {tmp_path / 'a.toml'} too"
+    )
+
+
+def test_an_unknown_kind_is_named(tmp_path):
+    (tmp_path / "x.toml").write_text('kind = "plugin"\n')
+    with pytest.raises(ConfigError, match=r"x\.toml: kind must be kind = \"runbook\" or .*"):
+        load_declared(tmp_path)

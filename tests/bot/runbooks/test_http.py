@@ -185,6 +185,23 @@ async def test_an_unexpected_status_is_a_tool_error_without_the_secret(
     assert caught.value.__context__ is None and caught.value.__cause__ is None
 
 
+async def test_an_unexpected_failure_is_told_without_the_secret(
+    stand_in: StandIn, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last guard: an exception nobody foresaw, quoting the secret, is scrubbed too."""
+    import bot.declared.runbooks as runbooks
+
+    async def broken(plan, values, lookups, key):  # type: ignore[no-untyped-def]
+        raise RuntimeError(f"state was {lookups.secret('TOKEN')}")
+
+    monkeypatch.setattr(runbooks, "run_http", broken)
+    tool = load(tmp_path, echo_runbook(tmp_path, stand_in.url))
+    with pytest.raises(ToolError) as caught:
+        await call(tool)
+    assert str(caught.value).endswith("RuntimeError: state was ***")
+    assert SECRET not in str(caught.value) and caught.value.__context__ is None
+
+
 async def test_a_secret_echoed_back_never_reaches_the_output_or_the_logs(
     stand_in: StandIn, tmp_path, caplog: pytest.LogCaptureFixture
 ) -> None:

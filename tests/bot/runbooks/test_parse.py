@@ -45,6 +45,12 @@ def test_defaults_fail_closed(tmp_path: Path) -> None:
     ("text", "problem"),
     [
         (BASE + NAME_ARG + HTTP + "extra = 1\n", "extra: Extra inputs are not permitted"),
+        (BASE + NAME_ARG + HTTP + "timeout_seconds = 0\n", "http.timeout_seconds: Input should"),
+        (BASE + NAME_ARG + HTTP + "timeout_seconds = 1e9\n", "http.timeout_seconds: Input should"),
+        (
+            BASE + '[command]\nargv = ["x"]\ntimeout_seconds = 0\n',
+            "command.timeout_seconds: Input should",
+        ),
         (BASE + 'name = "has space"\n' + HTTP.replace("{name}", ""), "name: String should"),
         ('kind = "runbook"\n' + HTTP.replace("{name}", ""), "description: Field required"),
         (BASE + NAME_ARG, "exactly one action"),
@@ -194,6 +200,10 @@ def test_bad_arguments_are_refused_with_a_reason(tmp_path: Path) -> None:
         [arguments.tag]
         pattern = "v[0-9]+"
         default = "v1"
+        [arguments.size]
+        type = "integer"
+        enum = [1, 2]
+        required = false
         [http]
         url = "https://api.example.com/{env}"
         """,
@@ -205,6 +215,7 @@ def test_bad_arguments_are_refused_with_a_reason(tmp_path: Path) -> None:
         "ratio": None,
         "text": None,
         "tag": "v1",
+        "size": None,
     }
     assert tool.validate({"env": "staging", "count": 2, "ratio": 1}).model_dump()["ratio"] == 1
     refused = [
@@ -218,6 +229,8 @@ def test_bad_arguments_are_refused_with_a_reason(tmp_path: Path) -> None:
         {"env": "staging", "count": 2, "tag": "xv1"},
         {"env": "staging", "count": 2, "text": "x" * 257},
         {"env": "staging", "count": 2, "other": 1},
+        {"env": "staging", "count": 2, "size": True},  # not 1, whatever Python says
+        {"env": "staging", "count": 2, "size": 1.0},
         {"count": 2},
     ]
     for arguments in refused:
