@@ -32,12 +32,14 @@ async def assemble(
     policy: Policy | None = None,
     auto_migrate: bool | None = None,
     plugins: Sequence[Plugin] | None = None,
+    resources: Mapping[Resource[Any], object] | None = None,
 ) -> tuple[Database, Runtime]:
     """Connect, check the schema, and load policy, plugins, prompts, agents, models, resources.
 
     ``plugins`` replaces the installed and ``OPSLOOP_PLUGINS`` ones (the testing kit passes
-    a plugin under test directly). The declared MCP servers are connected too (their hub is
-    a resource, closed with the others by :func:`close_resources`).
+    a plugin under test directly), and ``resources`` stand in for the plugins' own (their
+    factories are not run). The declared MCP servers are connected too (their hub is a
+    resource, closed with the others by :func:`close_resources`).
 
     Raises:
         ConfigError: something configured is missing or invalid.
@@ -49,7 +51,8 @@ async def assemble(
     declared = load_declared(settings.tools_dir)
     database = Database(settings.database)
     hub = McpHub(declared.mcp_servers)  # one session per MCP server, for this process
-    resources: dict[Resource[Any], object] = {MCP_HUB: hub}
+    given = dict(resources or {})
+    made_here: dict[Resource[Any], object] = {MCP_HUB: hub}
     try:  # nothing half-made is left open when a plugin or a server does not load
         await database.ensure_schema(
             auto_migrate=database.is_sqlite if auto_migrate is None else auto_migrate
@@ -59,23 +62,24 @@ async def assemble(
         backends = {k: v for p in catalogue.plugins for k, v in p.inventories.items()}
         inventory = load_inventory(settings.inventory, database, backends)
         await inventory.prepare()
-        resources[INVENTORY] = inventory
+        made_here[INVENTORY] = inventory
         made = ResourceContext(settings=settings, database=database)
         for plugin in catalogue.plugins:
             for key, factory in plugin.resources.items():
-                resources[key] = factory(made)
+                if key not in given:
+                    made_here[key] = factory(made)
         runtime = Runtime(
             settings=settings,
             policy=policy,
             prompts=catalogue.prompts,
             agents=agents or catalogue.registry,
             models=models or {"default": build_model(settings)},
-            resources=resources,
+            resources={**made_here, **given},
             tools=catalogue.tools,
         )
         return database, runtime
     except BaseException:
-        await close_resources(resources)
+        await close_resources(made_here)
         await database.dispose()
         raise
 

@@ -11,11 +11,12 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from pydantic import JsonValue
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from bot.app import Opsloop
-from bot.assemble import assemble, close_resources
+from bot.assemble import assemble
 from bot.catalogue import SHIPPED_PLUGIN
-from bot.config import load_settings
+from bot.config import Settings, validated
 from bot.events import (
     ActionReceived,
     AgentReply,
@@ -80,6 +81,25 @@ class Turn:
     def tool_calls(self) -> list[ToolUse]:
         """The tools this turn ran, each with its result."""
         return tool_uses(self.events)
+
+
+class _KitSettings(Settings):
+    """Settings from what the kit is given only.
+
+    Never the shell's ``OPSLOOP_*`` nor a ``.env`` file, so a plugin's test behaves the same
+    on every machine.
+    """
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
 
 
 class Testbot:
@@ -160,8 +180,9 @@ class Testbot:
         # one for the hot path in worker threads), and each in-memory connection would
         # see a database of its own.
         home = Path(self._home.name)
-        settings = load_settings(
-            _env_file=None,
+        settings = validated(
+            _KitSettings,
+            "testing kit settings",
             OPSLOOP_HOME=str(home),
             DATABASE_URL=f"sqlite:///{home / 'opsloop.db'}",
             OPSLOOP_PLUGINS="",
@@ -181,13 +202,12 @@ class Testbot:
                 policy=policy,
                 plugins=[*shipped, *self._plugins],
                 auto_migrate=True,
+                resources=self._resources,
             )
         except BaseException:
             self._home.cleanup()
             raise
-        replaced = {k: v for k, v in runtime.resources.items() if k in self._resources}
-        await close_resources(replaced)
-        changes: dict[str, Any] = {"resources": {**runtime.resources, **self._resources}}
+        changes: dict[str, Any] = {}
         if self._clock is not None:
             changes["clock"] = self._clock
         self._ops = Opsloop(Store(database), dataclasses.replace(runtime, **changes))

@@ -191,6 +191,8 @@ async def test_a_plugin_passed_directly_brings_its_agent_tool_and_resource() -> 
 
 
 async def test_a_fake_resource_replaces_the_plugins_own() -> None:
+    """The plugin's factory is not even run: the real client may need credentials."""
+    made.clear()
     fake = Ledger("fake")
     calls = [
         CallTool(tool="write_note", arguments={"text": "hi", "environment": "qa"}),
@@ -202,7 +204,7 @@ async def test_a_fake_resource_replaces_the_plugins_own() -> None:
         turn = await bot.send("write hi in qa")
 
         assert turn.tool_calls[0].output == "noted in fake"
-        assert made[-1].closed, "the factory-made one it replaced is closed at once"
+        assert made == [], "the factory of the resource a fake replaces never runs"
     assert fake.lines == ["hi"] and fake.closed
 
 
@@ -314,3 +316,12 @@ async def test_a_resource_that_fails_to_start_closes_what_was_made_before_it() -
     with pytest.raises(ConfigError, match="no credentials"):
         await Testbot(plugins=[plugin]).start()
     assert made[-1].closed
+
+
+async def test_the_shells_settings_do_not_reach_the_bot(monkeypatch) -> None:
+    """A plugin's test behaves the same on every machine: no OPSLOOP_* from the shell."""
+    monkeypatch.setenv("OPSLOOP_CONTEXT_TOKENS", "1234")
+    monkeypatch.setenv("OPSLOOP_INVENTORY", "nowhere")
+    async with Testbot(shipped_agents=True) as bot:
+        settings = bot.ops.runtime.settings
+        assert settings.context_tokens != 1234 and settings.inventory == "demo"
