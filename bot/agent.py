@@ -172,11 +172,12 @@ def check_prompts(registry: AgentRegistry, prompts: PromptLibrary) -> None:
         system_prompt(agent, prompts)
 
 
-def check_startup(settings: Settings) -> None:
+def check_startup(settings: Settings, *, connect_mcp: bool = True) -> None:
     """What must hold before a process serves: policy, plugins, agents and their prompts.
 
     Declared MCP servers are connected for the check, then closed (each serving process
-    opens its own sessions); one that cannot be reached is logged, not fatal.
+    opens its own sessions); one that cannot be reached is logged, not fatal. A process that
+    calls no tool passes ``connect_mcp=False``: the declarations are checked, no server runs.
 
     Raises:
         ConfigError: one of them is missing or invalid; the process must not start.
@@ -185,4 +186,4 @@ def check_startup(settings: Settings) -> None:
     from bot.policy import load_policy
 
     load_policy(settings.policy_file)
-    check_catalogue(settings)
+    check_catalogue(settings, connect=connect_mcp)

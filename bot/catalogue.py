@@ -76,11 +76,11 @@ def _add_tool(tools: dict[str, Tool], tool: Tool) -> Tool:
     return tools.setdefault(tool.name, tool)
 
 
-def _resolve(spec: AgentSpec, tools: Mapping[str, Tool]) -> Agent:
+def _resolve(spec: AgentSpec, tools: Mapping[str, Tool], *, every_pattern: bool) -> Agent:
     chosen: list[Tool] = []
     for pattern in spec.tools:
         found = [t for name, t in tools.items() if fnmatchcase(name, pattern)]
-        if not found:
+        if not found and every_pattern:
             raise ConfigError(
                 f"agent {spec.name}: no tool matches {pattern!r}; known tools: "
                 f"{', '.join(sorted(tools)) or 'none'}"
@@ -111,11 +111,13 @@ def build_catalogue(
     declared: Declared | None = None,
     extra_tools: Sequence[Tool] = (),
     scopes: Mapping[str, Sequence[str]] | None = None,
+    every_pattern: bool = True,
 ) -> Catalogue:
     """Put the plugins, the declarations folder and ``extra_tools`` (an MCP server's) together.
 
     ``scopes`` adds tools (by name) to existing agents (by name), as a runbook's or an MCP
-    server's ``agents`` asks.
+    server's ``agents`` asks. ``every_pattern=False`` lets a declared agent's pattern match
+    nothing (a check made without connecting the MCP servers whose tools it may name).
 
     Raises:
         ConfigError: a name is used twice, a declared agent names no tool, an agent's prompt
@@ -144,7 +146,7 @@ def build_catalogue(
         agents, router = list(legacy.agents), legacy.router
         origins = ["OPSLOOP_AGENTS"] * len(agents)
     else:
-        agents += [_resolve(spec, tools) for spec in declared.agents]
+        agents += [_resolve(s, tools, every_pattern=every_pattern) for s in declared.agents]
         origins += ["OPSLOOP_TOOLS_DIR"] * len(declared.agents)
         router = keyword_router
     _check_agent_names(agents, origins)

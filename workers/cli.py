@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 __all__ = ["register"]
 
 
-def _checked(configure: Callable[[], Settings]) -> Settings:
+def _checked(configure: Callable[[], Settings], *, connect_mcp: bool = True) -> Settings:
     """Settings, policy, agents and prompts, checked before Celery starts (exit 2 if bad)."""
     from bot.app import check_startup
     from bot.cli._common import EXIT_CONFIG, fail
@@ -22,7 +22,7 @@ def _checked(configure: Callable[[], Settings]) -> Settings:
 
     try:
         settings = configure()
-        check_startup(settings)
+        check_startup(settings, connect_mcp=connect_mcp)
     except ConfigError as exc:
         fail(str(exc), EXIT_CONFIG)
     return settings
@@ -69,6 +69,6 @@ def register(app: typer.Typer) -> None:
         """Run the scheduler: the sweeper and scheduled triggers (run exactly one)."""
         from workers.celery_app import celery_app, configure
 
-        _checked(configure)
+        _checked(configure, connect_mcp=False)  # the scheduler calls no tool
         argv = ["beat", f"--loglevel={loglevel}"]
         celery_app.start(["--quiet", *argv] if quiet else argv)

@@ -29,14 +29,14 @@ from bot.store import Database
 __all__ = ["api", "run_all"]
 
 
-def _settings() -> Settings:
+def _settings(*, connect_mcp: bool = True) -> Settings:
     """The settings, and the plugins' own (loading a plugin validates its settings)."""
     from bot.app import check_startup
 
     try:
         settings = load_settings()
         load_plugins()
-        check_startup(settings)
+        check_startup(settings, connect_mcp=connect_mcp)
     except ConfigError as exc:
         fail(str(exc), EXIT_CONFIG)
     return settings
@@ -249,7 +249,7 @@ def run_all(
 
     Ctrl-C stops it all. Without REDIS_URL the queue is an embedded one under OPSLOOP_HOME.
     """
-    settings = _settings()
+    settings = _settings(connect_mcp=False)  # each part it starts checks for itself
     principal, approver = _people(settings, person)
     listening = _listen(settings.bind)
     _check_schema(settings, auto_migrate=True)

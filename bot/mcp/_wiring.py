@@ -48,15 +48,19 @@ def catalogue_with(
         ) from None
 
 
-def check_catalogue(settings: Settings) -> Catalogue:
+def check_catalogue(settings: Settings, *, connect: bool = True) -> Catalogue:
     """Build the catalogue once, connecting the declared servers and closing them after.
 
     For start-up checks run before a process serves (``opsloop worker``, ``api``, ``beat``).
+    ``connect=False`` checks the declarations without starting any server: for a process
+    that calls no tool (``beat``, ``opsloop run``'s supervisor, whose children check).
 
     Raises:
         ConfigError: a declaration or the catalogue is invalid.
     """
     declared = load_declared(settings.tools_dir)
+    if not connect:  # the servers' tools are unknown: an agent's pattern may name only them
+        return build_catalogue(settings, declared=declared, every_pattern=False)
     hub = McpHub(declared.mcp_servers)
     try:
         hub.start()

@@ -140,3 +140,24 @@ def test_an_unknown_kind_is_named(tmp_path):
     (tmp_path / "x.toml").write_text('kind = "plugin"\n')
     with pytest.raises(ConfigError, match=r"x\.toml: kind must be kind = \"runbook\" or .*"):
         load_declared(tmp_path)
+
+
+def test_a_process_that_calls_no_tool_checks_declarations_without_starting_servers(tmp_path):
+    """beat and opsloop run's supervisor: no MCP server is started just to be checked."""
+    from bot.agent import check_startup
+
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    (tools / "git.toml").write_text('kind = "mcp"\ncommand = "mcp-server-nope"\n')
+    (tools / "keeper.toml").write_text(
+        'kind = "agent"\ndescription = "d"\nprompt = "assistant"\ntools = ["git_*"]\n'
+    )
+    settings = load_settings(OPSLOOP_HOME=str(tmp_path), OPSLOOP_TOOLS_DIR=str(tools))
+
+    check_startup(settings, connect_mcp=False)  # the pattern may name the server's tools
+
+    with pytest.raises(ConfigError, match="MCP servers unavailable at start-up"):
+        check_startup(settings)  # connecting, the server is found down and the agent empty
+    (tools / "keeper.toml").write_text('kind = "agent"\ndescription = "d"\nprompt = "nope"\n')
+    with pytest.raises(ConfigError, match="tools: Field required"):
+        check_startup(settings, connect_mcp=False)  # the declarations are still checked
