@@ -19,7 +19,7 @@ policy_app = typer.Typer(
 )
 
 
-def policy_report(ops: Opsloop) -> PolicyReport:
+async def policy_report(ops: Opsloop) -> PolicyReport:
     """The report on the tools and policy ``ops`` runs with (as every process loads them)."""
     return check_runtime(ops.runtime)
 
@@ -64,14 +64,10 @@ def check(
     or never decide. Exit status: 0 clean, 1 warnings, 2 the policy or configuration is
     invalid, 3 the database could not be reached.
     """
-    report = run(lambda ops: _report(ops))
+    report = run(policy_report)
     if as_json:
         typer.echo(json.dumps(report.as_json(), indent=2, ensure_ascii=False))
     else:
         print_report(report)
     if report.warnings:
         raise typer.Exit(EXIT_USER)
-
-
-async def _report(ops: Opsloop) -> PolicyReport:
-    return policy_report(ops)

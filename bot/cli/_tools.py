@@ -57,17 +57,13 @@ def list_tools(
     ] = False,
 ) -> None:
     """List every tool: its source, tier and the approval rule(s) that decide its calls."""
-    report = run(lambda ops: _report(ops))
+    report = run(policy_report)
     if as_json:
         typer.echo(json.dumps([t.as_json() for t in report.tools], indent=2, ensure_ascii=False))
         return
     console.print(_table(report, console.width))
     for warning in (*report.source_warnings, *(w for t in report.tools for w in t.warnings)):
         console.print(f"[bold yellow]warning:[/] {escape(warning)}", soft_wrap=True)
-
-
-async def _report(ops: Opsloop) -> PolicyReport:
-    return policy_report(ops)
 
 
 def _arguments(text: str) -> dict[str, Any]:
