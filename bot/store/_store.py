@@ -25,11 +25,11 @@ from bot.events import (
     utcnow,
 )
 from bot.outbound import outbound_adapter
-from bot.policy import escalation_due
 from bot.store._cards import CardStore, escalate_row
 from bot.store._database import Database
 from bot.store._queues import QueueStore, dump_event
-from bot.store._records import Approval, HumanRequest, Thread, ThreadSummary
+from bot.store._records import Thread, ThreadSummary
+from bot.store._requests import RequestStore, add_approval, request_values, resolve_request
 from bot.store._runs import RunStore
 from bot.store._tables import HumanRequestRow, InboxRow, OutboxRow, ThreadEventRow, ThreadRow
 
@@ -48,43 +48,6 @@ def _summary(row: ThreadRow | Row[Any]) -> ThreadSummary:
         last_seq=row.last_seq,
         created_at=row.created_at,
         updated_at=row.updated_at,
-    )
-
-
-def _request(row: HumanRequestRow) -> HumanRequest:
-    request = HumanRequested(
-        request_id=row.id,
-        type=row.type,
-        tool=row.tool,
-        arguments=row.arguments,
-        call_id=row.call_id,
-        question=row.question,
-        options=tuple(row.options),
-        approvers=tuple(row.approvers),
-        requested_by=row.requested_by,
-        requesters=tuple(row.requesters or ()),
-        change_key=row.change_key,
-        four_eyes=row.four_eyes,
-        mode="all" if row.mode == "all" else "any",
-        min_approvals=row.min_approvals,
-        expires_at=row.expires_at,
-        at=row.created_at,
-        escalate_after=row.escalate_after,
-        escalate_to=tuple(row.escalate_to or ()),
-        notify=tuple(row.notify or ()),
-    )
-    return HumanRequest(
-        thread_id=row.thread_id,
-        request=request,
-        status=row.status,
-        decided_by=row.decided_by,
-        decided_at=row.decided_at,
-        comment=row.comment,
-        message_ref=row.message_ref,
-        escalation_level=row.escalation_level or 0,
-        escalated_to=tuple(row.escalated_to or ()),
-        next_escalation_at=row.next_escalation_at,
-        approvals=tuple(Approval.model_validate(a) for a in row.approvals or ()),
     )
 
 
@@ -114,7 +77,7 @@ class _LogCache:
                 self._logs.popitem(last=False)
 
 
-class Store(CardStore, QueueStore, RunStore):
+class Store(CardStore, QueueStore, RunStore, RequestStore):
     """Everything opsloop keeps, behind one async interface."""
 
     def __init__(self, database: Database) -> None:
@@ -251,7 +214,7 @@ class Store(CardStore, QueueStore, RunStore):
             if fenced.rowcount != 1:
                 raise ConcurrentStepError(f"thread {thread_id} moved past seq {expected_seq}")
             if resolve is not None:
-                _resolve(connection, now, *resolve)
+                resolve_request(connection, now, *resolve)
             if inbox_item is not None:
                 applied = connection.execute(
                     update(InboxRow)
@@ -273,7 +236,7 @@ class Store(CardStore, QueueStore, RunStore):
                 ]
                 connection.execute(insert(ThreadEventRow), rows)
             requests = [
-                _request_values(thread_id, e) for e in events if isinstance(e, HumanRequested)
+                request_values(thread_id, e) for e in events if isinstance(e, HumanRequested)
             ]
             if requests:
                 connection.execute(insert(HumanRequestRow), requests)
@@ -281,7 +244,7 @@ class Store(CardStore, QueueStore, RunStore):
                 if isinstance(event, RequestEscalated):
                     escalate_row(connection, event)
             for given in (e for e in events if isinstance(e, ApprovalGiven)):
-                _add_approval(connection, given)
+                add_approval(connection, given)
             if outbound:
                 messages = [
                     {
@@ -342,97 +305,3 @@ class Store(CardStore, QueueStore, RunStore):
                 .where(ThreadRow.id == thread_id, ThreadRow.lease_owner == owner)
                 .values(lease_owner=None, lease_until=None)
             )
-
-    # ------------------------------------------------------------ human requests
-
-    async def human_request(self, request_id: str) -> HumanRequest:
-        """One human request.
-
-        Raises:
-            NotFoundError: there is no such request.
-        """
-        if "\x00" in request_id:
-            raise NotFoundError(f"no human request {request_id!r}")
-        async with self.db.session() as session:
-            row = await session.get(HumanRequestRow, request_id)
-        if row is None:
-            raise NotFoundError(f"no human request {request_id!r}")
-        return _request(row)
-
-    async def human_requests(
-        self, *, status: str | None = "pending", expired_by: datetime | None = None
-    ) -> list[HumanRequest]:
-        """Human requests, oldest first; ``expired_by`` keeps those expiring before it."""
-        query = select(HumanRequestRow).order_by(HumanRequestRow.created_at)
-        if status is not None:
-            query = query.where(HumanRequestRow.status == status)
-        if expired_by is not None:
-            query = query.where(HumanRequestRow.expires_at < expired_by)
-        async with self.db.session() as session:
-            return [_request(row) for row in (await session.scalars(query)).all()]
-
-    async def set_message_ref(self, request_id: str, ref: dict[str, Any]) -> None:
-        """Remember where a channel posted a request, so it can edit it later."""
-        async with self.db.session() as session:
-            await session.execute(
-                update(HumanRequestRow)
-                .where(HumanRequestRow.id == request_id)
-                .values(message_ref=ref)
-            )
-
-
-def _request_values(thread_id: str, event: HumanRequested) -> dict[str, Any]:
-    return {
-        "id": event.request_id,
-        "thread_id": thread_id,
-        "type": event.type,
-        "tool": event.tool,
-        "arguments": event.arguments,
-        "call_id": event.call_id,
-        "question": event.question,
-        "options": list(event.options),
-        "approvers": list(event.approvers),
-        "requested_by": event.requested_by,
-        "requesters": list(event.requesters),
-        "change_key": event.change_key,
-        "four_eyes": event.four_eyes,
-        "mode": event.mode,
-        "min_approvals": event.min_approvals,
-        "status": "pending",
-        "created_at": event.at,
-        "expires_at": event.expires_at,
-        "notify": list(event.notify),
-        "escalate_after": event.escalate_after,
-        "escalate_to": list(event.escalate_to),
-        "escalation_level": 0,
-        "escalated_to": [],
-        "next_escalation_at": escalation_due(event, 0),
-    }
-
-
-def _resolve(
-    connection: Connection,
-    now: datetime,
-    request_id: str,
-    status: str,
-    by: str | None,
-    note: str | None,
-) -> None:
-    decided = connection.execute(
-        update(HumanRequestRow)
-        .where(HumanRequestRow.id == request_id, HumanRequestRow.status == "pending")
-        .values(status=status, decided_by=by, decided_at=now, comment=note, next_escalation_at=None)
-    )
-    if decided.rowcount != 1:
-        raise ConcurrentStepError(f"human request {request_id} is no longer pending")
-
-
-def _add_approval(connection: Connection, given: ApprovalGiven) -> None:
-    """Record a partial approval on its request, which must still be pending."""
-    where = (HumanRequestRow.id == given.request_id, HumanRequestRow.status == "pending")
-    approvals = connection.execute(select(HumanRequestRow.approvals).where(*where)).first()
-    if approvals is None:
-        raise ConcurrentStepError(f"human request {given.request_id} is no longer pending")
-    approval = Approval(actor=given.actor, at=given.at, comment=given.comment)
-    added = [*(approvals[0] or []), approval.model_dump(mode="json")]
-    connection.execute(update(HumanRequestRow).where(*where).values(approvals=added))
