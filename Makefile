@@ -31,5 +31,11 @@ test: setup
 
 check: lint typecheck test  ## everything CI runs
 
-bench: setup
-	$(UV) run python benchmarks/step_overhead.py
+# Each needs PostgreSQL on 127.0.0.1 (service.py Redis too); the bench group adds LangGraph.
+BENCHMARKS := step_overhead vs_langgraph paused_threads long_thread service tool_sources
+
+bench: setup  ## every benchmark in benchmarks/, one after another
+	@set -e; for name in $(BENCHMARKS); do \
+		echo "== benchmarks/$$name.py"; \
+		$(UV) run --group bench python benchmarks/$$name.py; \
+	done
