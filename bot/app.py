@@ -14,7 +14,7 @@ import os
 import socket
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import replace
 from typing import Any, NoReturn
 
 from bot.agent import AgentRegistry, check_startup
@@ -23,7 +23,7 @@ from bot.errors import (
     BadInputError,
     ConcurrentStepError,
     DecisionRefusedError,
-    OpsloopError,
+    NotFoundError,
     UserFacingError,
 )
 from bot.events import (
@@ -47,52 +47,33 @@ from bot.failures import (
     record_failure,
 )
 from bot.human import decide, decision_events, decision_outbound
+from bot.inbound import DONE, Outcome, ThreadBusyError, check_text
 from bot.model import Model
 from bot.outbound import outbound_for
 from bot.policy import Policy
 from bot.runtime import Runtime, advance
 from bot.store import HumanRequest, InboxItem, Store, Thread
+from bot.turn import Turn, commit
 
-__all__ = ["AttemptsExhaustedError", "Opsloop", "Outcome", "ThreadBusyError", "check_startup"]
+__all__ = [
+    "AttemptsExhaustedError",
+    "Opsloop",
+    "Outcome",
+    "ThreadBusyError",
+    "check_startup",
+    "check_text",
+]
 
 log = logging.getLogger(__name__)
 
 
-class ThreadBusyError(OpsloopError):
-    """Another worker holds the thread's lease; try the event again shortly."""
+class _Refused(Exception):  # noqa: N818 - a signal inside process, never seen outside
+    """The inbound event was refused: the item is finished as failed and ``error`` raised."""
 
-
-@dataclass(frozen=True)
-class Outcome:
-    """What processing one inbound event did."""
-
-    item: InboxItem
-    """The inbox item."""
-    thread: Thread
-    """The thread afterwards."""
-    first_new_seq: int
-    """Events from this sequence number on are new."""
-
-    @property
-    def new_events(self) -> tuple[Any, ...]:
-        """The events this processing added."""
-        return self.thread.events[self.first_new_seq - 1 :]
-
-
-def check_text(text: str, *, limit: int) -> str:
-    """Refuse text no person meant to send: empty, oversized, undecodable, binary."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise BadInputError("the message is not valid UTF-8") from None
-    if "\x00" in text:
-        raise BadInputError("the message contains NUL bytes; send plain text")
-    text = text.strip()
-    if not text:
-        raise BadInputError("the message is empty")
-    if len(text) > limit:
-        raise BadInputError(f"the message is {len(text):,} characters long; the limit is {limit:,}")
-    return text
+    def __init__(self, error: UserFacingError) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.reason = str(error)
 
 
 class Opsloop:
@@ -178,25 +159,20 @@ class Opsloop:
             ThreadBusyError: another worker holds the thread; nothing changed.
             UserFacingError: the event was refused (the item is marked failed with why).
         """
-        item = await self.store.inbox_item(item_id)
-        if item.status in {"done", "failed"}:
+        ttl = self.runtime.settings.lease_seconds
+        claim = await self.store.claim(item_id, self.owner, ttl)
+        if claim.thread is None and not claim.busy and claim.item.status not in DONE:
+            claim = await self.store.claim(
+                item_id, self.owner, ttl, thread_id=await self._thread_of(claim.item)
+            )
+        item = claim.item
+        if item.status in DONE:
             return None
-        event = item.event
-        try:
-            thread_id = item.thread_id or await self._thread_for(event)
-        except UserFacingError as exc:
-            await self.store.finish_inbox(item_id, thread_id=None, error=str(exc))
-            raise
-        except Exception as exc:
-            attempt = await self.store.begin_attempt(item_id)
-            await item_failed(self.store, self._limit, item_id, None, attempt, exc)
-            raise
-        async with self.lease(thread_id):
-            # Counted once the lease is held: waiting for a busy thread is not a try.
-            attempt = await self.store.begin_attempt(item_id)
-            current = await self.store.load_thread(thread_id)
-            before = current.last_seq
-            refused = False
+        if claim.thread is None:
+            raise ThreadBusyError(f"thread {item.thread_id} is busy")
+        current, attempt = claim.thread, claim.attempt
+        turn = Turn(lease=self.owner, item=item_id)
+        async with self._holding(current.id, turn):
             try:
                 # A try past the last, with work left to do: earlier tries died unrecorded.
                 # (If they finished the work and only the bookkeeping was lost, it is done.)
@@ -205,36 +181,89 @@ class Opsloop:
                     raise AttemptsExhaustedError(
                         item.error or "the worker stopped while processing it (killed or crashed)"
                     )
+                thread = current
                 if item.status == "pending":
-                    try:
-                        await self._apply(thread_id, event, item_id)
-                    except UserFacingError as exc:  # refused: recorded, the person is told
-                        refused = True
-                        await self.store.finish_inbox(item_id, thread_id=thread_id, error=str(exc))
-                        raise
-                thread = await advance(self.store, thread_id, self.runtime)
+                    thread = await self._apply(current, item.event, claim.request, turn)
+                thread = await self._advance(thread, item.event, turn)
             except (ThreadBusyError, ConcurrentStepError):
                 raise  # the lease lapsed, or another worker moved on: nothing is broken here
+            except _Refused as refused:  # recorded, the person is told
+                await self.store.finish_inbox(item_id, thread_id=current.id, error=refused.reason)
+                raise refused.error from None
             except Exception as exc:
-                if refused or not await record_failure(
-                    self.store, self._limit, thread_id, item_id, attempt, exc
+                if not await record_failure(
+                    self.store, self._limit, current.id, item_id, attempt, exc
                 ):
                     raise
-                thread = await self.store.load_thread(thread_id)
-        await self.store.finish_inbox(item_id, thread_id=thread_id, error=gave_up(thread))
-        return Outcome(item=item, thread=thread, first_new_seq=before + 1)
+                thread = await self.store.load_thread(current.id)
+        if not turn.ended:
+            await self.store.finish_inbox(item_id, thread_id=current.id, error=gave_up(thread))
+        return Outcome(item=item, thread=thread, first_new_seq=current.last_seq + 1)
 
-    async def _apply(self, thread_id: str, event: Any, item_id: int) -> None:
-        if isinstance(event, ActionReceived):
-            await self._apply_action(thread_id, event, item_id)
-        else:
-            await self._apply_message(thread_id, event, item_id)
+    async def _thread_of(self, item: InboxItem) -> str:
+        """The thread of an item stored without one (by a channel, or before it knew)."""
+        try:
+            return await self._thread_for(item.event)
+        except UserFacingError as exc:
+            await self.store.finish_inbox(item.id, thread_id=None, error=str(exc))
+            raise
+        except Exception as exc:
+            attempt = await self.store.begin_attempt(item.id)
+            await item_failed(self.store, self._limit, item.id, None, attempt, exc)
+            raise
+
+    async def _advance(self, thread: Thread, event: Any, turn: Turn) -> Thread:
+        try:
+            try:
+                return await advance(self.store, thread.id, self.runtime, thread=thread, turn=turn)
+            except (ThreadBusyError, ConcurrentStepError):
+                raise
+            except Exception:
+                await self._keep_carried(thread, turn)  # the failure is recorded after it
+                raise
+        except ConcurrentStepError:
+            if not (turn.carrying and isinstance(event, ActionReceived)):
+                raise
+            # Decided (or the thread moved) in the meantime, though we held the lease: it
+            # had lapsed. Record the refusal like any other, on the thread as it is now.
+            thread = await self.store.load_thread(thread.id)
+            reason = f"request {event.request_id} was already decided"
+            try:
+                await self._refuse(thread, event, reason, turn.item)
+            except DecisionRefusedError as exc:
+                raise _Refused(exc) from exc
+
+    async def _keep_carried(self, thread: Thread, turn: Turn) -> None:
+        """Commit the event a failed try applied, so its failure is recorded after it."""
+        if turn.carrying:
+            await commit(self.store, thread, [], replace(turn, lease=None))
+            turn.events, turn.outbound, turn.resolve = [], [], None
+
+    async def _apply(
+        self, thread: Thread, event: Any, request: HumanRequest | None, turn: Turn
+    ) -> Thread:
+        """Work out the event's own events, for the turn to commit with its first step.
+
+        Returns the thread as committed, which an expiry found on the way moves on.
+
+        Raises:
+            _Refused: the event is refused (and a decision's refusal recorded).
+        """
+        try:
+            if not isinstance(event, ActionReceived):
+                turn.events = self._message_events(thread, event)
+                return thread
+            if request is None:
+                raise NotFoundError(f"no human request {event.request_id!r}")
+            return await self._apply_action(thread, event, request, turn)
+        except UserFacingError as exc:
+            raise _Refused(exc) from exc
 
     async def resume(self, thread_id: str) -> Thread:
         """Drive a thread left running (its worker died mid-step) to its next stop."""
-        async with self.lease(thread_id):
+        async with self.lease(thread_id) as turn:
             try:
-                return await advance(self.store, thread_id, self.runtime)
+                return await advance(self.store, thread_id, self.runtime, turn=turn)
             except (ThreadBusyError, ConcurrentStepError):
                 raise
             except Exception as exc:
@@ -244,8 +273,10 @@ class Opsloop:
                 return await self.store.load_thread(thread_id)
 
     @asynccontextmanager
-    async def lease(self, thread_id: str) -> AsyncIterator[None]:
+    async def lease(self, thread_id: str) -> AsyncIterator[Turn]:
         """Hold the thread's step lease, renewed in the background while held.
+
+        Yields the turn whose commits it fences.
 
         Raises:
             ThreadBusyError: another worker holds it.
@@ -254,11 +285,20 @@ class Opsloop:
         if not await self.store.acquire_lease(thread_id, self.owner, ttl):
             await self.store.load_thread(thread_id)  # NotFoundError for an unknown thread
             raise ThreadBusyError(f"thread {thread_id} is busy")
+        turn = Turn(lease=self.owner)
+        async with self._holding(thread_id, turn):
+            yield turn
+
+    @asynccontextmanager
+    async def _holding(self, thread_id: str, turn: Turn) -> AsyncIterator[None]:
+        """Renew a lease taken while the block runs; give it back after, unless a commit did."""
+        ttl = self.runtime.settings.lease_seconds
 
         async def renew() -> None:
-            while True:
+            renewed = True
+            while renewed:
                 await asyncio.sleep(ttl / 3)
-                await self.store.acquire_lease(thread_id, self.owner, ttl)
+                renewed = await self.store.renew_lease(thread_id, self.owner, ttl)
 
         renewing = asyncio.create_task(renew())
         try:
@@ -267,7 +307,8 @@ class Opsloop:
             renewing.cancel()
             with suppress(asyncio.CancelledError):
                 await renewing
-            await self.store.release_lease(thread_id, self.owner)
+            if not turn.ended:
+                await self.store.release_lease(thread_id, self.owner)
 
     @property
     def _limit(self) -> int:
@@ -278,10 +319,7 @@ class Opsloop:
             return (await self.store.human_request(event.request_id)).thread_id
         return await self.store.open_thread(event.conversation, title=event.text[:120])
 
-    async def _apply_message(
-        self, thread_id: str, event: MessageReceived | TriggerFired, item_id: int
-    ) -> None:
-        thread = await self.store.load_thread(thread_id)
+    def _message_events(self, thread: Thread, event: MessageReceived | TriggerFired) -> list[Any]:
         if isinstance(event, MessageReceived):
             message = UserMessage(sender=event.sender, text=event.text)
         else:
@@ -293,47 +331,30 @@ class Opsloop:
             )
         if thread.status == ThreadStatus.PAUSED:
             # The thread waits on a person; keep the message for the agent to read later.
-            await self.store.append(
-                thread_id, expected_seq=thread.last_seq, events=[message], inbox_item=item_id
-            )
-            return
+            return [message]
         # A follow-up that is clearly for another agent (a deploy after a question about
         # versions) moves the thread to it; anything else stays with the current agent.
         agents = self.runtime.agents
         agent = agents.get(event.agent) if event.agent else agents.route(event.text, thread.agent)
-        events = [message, StatusChanged(status=ThreadStatus.RUNNING, agent=agent.name)]
-        await self.store.append(
-            thread_id, expected_seq=thread.last_seq, events=events, inbox_item=item_id
-        )
+        return [message, StatusChanged(status=ThreadStatus.RUNNING, agent=agent.name)]
 
-    async def _apply_action(self, thread_id: str, event: ActionReceived, item_id: int) -> None:
-        request = await self.store.human_request(event.request_id)
-        thread = await self.store.load_thread(thread_id)
+    async def _apply_action(
+        self, thread: Thread, event: ActionReceived, request: HumanRequest, turn: Turn
+    ) -> Thread:
         now = self.runtime.clock()
         if request.status == "pending" and request.request.expires_at <= now:
             await self._expire(thread, request)
-            thread = await self.store.load_thread(thread_id)
+            thread = await self.store.load_thread(thread.id)
             request = await self.store.human_request(event.request_id)
         refusal, events, resolve = decide(self.runtime, thread, request, event)
         if refusal is not None:
-            await self._refuse(thread, event, refusal, item_id)
-        try:
-            await self.store.append(
-                thread_id,
-                expected_seq=thread.last_seq,
-                events=events,
-                outbound=decision_outbound(thread, request, events),
-                resolve=resolve,
-                inbox_item=item_id,
-            )
-        except ConcurrentStepError:
-            # Decided (or the thread moved) in the meantime, though we held the lease: it
-            # had lapsed. Record the refusal like any other, on the thread as it is now.
-            thread = await self.store.load_thread(thread_id)
-            await self._refuse(thread, event, f"request {request.id} was already decided", item_id)
+            await self._refuse(thread, event, refusal, turn.item)
+        turn.events, turn.resolve = events, resolve
+        turn.outbound = decision_outbound(thread, request, events)
+        return thread
 
     async def _refuse(
-        self, thread: Thread, event: ActionReceived, reason: str, item_id: int
+        self, thread: Thread, event: ActionReceived, reason: str, item_id: int | None
     ) -> NoReturn:
         refused = DecisionRefused(request_id=event.request_id, actor=event.actor, reason=reason)
         await self.store.append(
@@ -419,10 +440,10 @@ class Opsloop:
         expired = []
         for request in await self.store.human_requests(expired_by=self.runtime.clock()):
             try:
-                async with self.lease(request.thread_id):
+                async with self.lease(request.thread_id) as turn:
                     thread = await self.store.load_thread(request.thread_id)
                     await self._expire(thread, request)
-                    await advance(self.store, thread.id, self.runtime)
+                    await advance(self.store, thread.id, self.runtime, turn=turn)
                 expired.append(request.id)
             except ThreadBusyError:
                 log.info("thread of request %s is busy; it expires next sweep", request.id)

@@ -43,7 +43,6 @@ from bot.events import (
 )
 from bot.model import Model, ModelRequest
 from bot.model.pricing import cost_usd
-from bot.outbound import outbound_for
 from bot.policy import ApprovalRule, Policy
 from bot.prompts import PromptLibrary
 from bot.store import Store, Thread
@@ -55,9 +54,11 @@ from bot.tools import (
     Tool,
     format_validation_error,
 )
+from bot.turn import Turn, commit
 
 __all__ = [
     "Runtime",
+    "Turn",
     "advance",
     "change_key",
     "requesters",
@@ -358,29 +359,45 @@ def _model_called(
     )
 
 
-async def advance(store: Store, thread_id: str, rt: Runtime) -> Thread:
+async def advance(
+    store: Store,
+    thread_id: str,
+    rt: Runtime,
+    *,
+    thread: Thread | None = None,
+    turn: Turn | None = None,
+) -> Thread:
     """Drive a running thread until it replies, pauses or fails; return it.
 
-    The caller holds the thread's lease. Every iteration commits before the next begins, so
-    a crash loses at most the step in flight. A tool call committed but not answered (its
+    The caller holds the thread's lease (named in ``turn``, with the inbound event's own
+    events still to commit, if any). Every step commits before the next begins, so a
+    crash loses at most the step in flight. A tool call committed but not answered (its
     worker died, or later events arrived first) is always resolved before the model is
     asked anything: run again under its idempotency key, which the tool honours.
+
+    Args:
+        store: the store.
+        thread_id: the thread.
+        rt: the runtime.
+        thread: the thread as committed, if the caller has just read it.
+        turn: what the turn carries; a plain one (nothing carried, no lease) by default.
     """
-    # Loaded once: each step's events extend it in memory, as the store's fence guarantees
+    turn = turn or Turn()
+    # Read once: each step's events extend it in memory, as the store's fence guarantees
     # nobody else appended in between (else the append fails and nothing is lost).
-    thread = await store.load_thread(thread_id)
-    while thread.status == ThreadStatus.RUNNING:
-        agent = rt.agents.get(thread.agent or "")
-        call = unresolved_call(thread.events)
+    thread = thread or await store.load_thread(thread_id)
+    while (view := turn.view(thread)).status == ThreadStatus.RUNNING:
+        agent = rt.agents.get(view.agent or "")
+        call = unresolved_call(view.events)
+        if call is not None and turn.carrying:
+            # The decision that allows a tool is committed before the tool runs.
+            thread = await commit(store, thread, [], turn)
+            continue
         if call is not None:
-            new: list[Any] = [await run_tool(thread, agent, call, rt, store)]
+            new: list[Any] = [await run_tool(view, agent, call, rt, store)]
         else:
-            new = await step(thread, agent, rt)
-        await store.append(
-            thread_id,
-            expected_seq=thread.last_seq,
-            events=new,
-            outbound=outbound_for(thread.conversation, new),
-        )
-        thread = thread.extended(new, utcnow())
+            new = await step(view, agent, rt)
+        thread = await commit(store, thread, new, turn)
+    if turn.carrying:  # nothing ran (the thread is paused or waiting): commit what came in
+        thread = await commit(store, thread, [], turn)
     return thread

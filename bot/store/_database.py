@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -27,6 +29,8 @@ __all__ = ["Database"]
 
 T = TypeVar("T")
 
+log = logging.getLogger(__name__)
+
 _MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
 
@@ -43,7 +47,9 @@ class Database:
         self.is_sqlite = url.startswith("sqlite")
         kwargs: dict[str, Any] = {"echo": echo}
         if not self.is_sqlite:
-            kwargs |= {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 5}
+            # No ping before each transaction (a round trip each): a connection the server
+            # dropped fails its transaction, which :meth:`run` tries again on a new one.
+            kwargs |= {"pool_size": 5, "max_overflow": 5, "pool_recycle": 1800}
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         self._sqlite: Engine | None = None
         if self.is_sqlite:
@@ -63,10 +69,21 @@ class Database:
 
         ``work`` is plain synchronous SQLAlchemy Core code, one function for both
         databases: on PostgreSQL it runs on the async connection (SQLAlchemy's
-        ``run_sync``); on SQLite, whole, in a worker thread.
+        ``run_sync``); on SQLite, whole, in a worker thread. On PostgreSQL, a transaction
+        that fails because the connection was lost is tried once more on a new one.
         """
         if self._sqlite is not None:
             return await asyncio.to_thread(self._run_in_thread, self._sqlite, work, write)
+        try:
+            async with self.transaction(write=write) as connection:
+                return await connection.run_sync(work)
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+            # The server dropped the connection (restarted, or closed it idle): the pool has
+            # thrown away every connection older than that one, so this try gets a new one.
+            # A commit lost on the way is safe to try again: appends are fenced.
+            log.warning("database connection lost (%s); trying the transaction again", exc.orig)
         async with self.transaction(write=write) as connection:
             return await connection.run_sync(work)
 

@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 
 from bot.errors import NotFoundError
@@ -32,35 +33,6 @@ class QueueStore:
         self.db = database
 
     # ------------------------------------------------------------ inbox
-
-    async def ingest(
-        self, event: Any, *, refused: str | None = None, thread_id: str | None = None
-    ) -> InboxItem | None:
-        """Store an inbound event; ``None`` when its idempotency key was seen before.
-
-        Args:
-            event: the inbound event.
-            refused: store it as ``failed`` with this reason at once (a channel refused it:
-                forged sender, malformed mail…), so no crash can leave it looking pending.
-            thread_id: the thread a refused event concerns, if any.
-        """
-        row = InboxRow(
-            idempotency_key=event.idempotency_key,
-            kind=event.kind,
-            payload=dump_event(event),
-            status="failed" if refused else "pending",
-            attempts=0,
-            received_at=event.received_at,
-            error=refused,
-            thread_id=thread_id,
-            processed_at=utcnow() if refused else None,
-        )
-        try:
-            async with self.db.session() as session:
-                session.add(row)
-        except IntegrityError:
-            return None
-        return _inbox(row)
 
     async def inbox_item(self, item_id: int) -> InboxItem:
         """One inbox item.
@@ -278,7 +250,7 @@ class QueueStore:
         return int(count or 0)
 
 
-def _inbox(row: InboxRow) -> InboxItem:
+def _inbox(row: InboxRow | Row[Any]) -> InboxItem:
     return InboxItem(
         id=row.id,
         idempotency_key=row.idempotency_key,

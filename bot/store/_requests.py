@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Row
 
 from bot.errors import ConcurrentStepError, NotFoundError
 from bot.events import ApprovalGiven, HumanRequested
@@ -18,7 +18,7 @@ from bot.store._tables import HumanRequestRow
 __all__ = ["RequestStore", "add_approval", "request_values", "resolve_request"]
 
 
-def _request(row: HumanRequestRow) -> HumanRequest:
+def _request(row: HumanRequestRow | Row[Any]) -> HumanRequest:
     request = HumanRequested(
         request_id=row.id,
         type=row.type,

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import insert, or_, select, update
-from sqlalchemy.engine import Connection, Row
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from bot.errors import ConcurrentStepError, NotFoundError
@@ -20,61 +18,27 @@ from bot.events import (
     RequestEscalated,
     StatusChanged,
     ThreadStatus,
-    event_adapter,
-    new_id,
     utcnow,
 )
 from bot.outbound import outbound_adapter
 from bot.store._cards import CardStore, escalate_row
 from bot.store._database import Database
 from bot.store._queues import QueueStore, dump_event
-from bot.store._records import Thread, ThreadSummary
+from bot.store._records import InboxItem, Thread, ThreadSummary
 from bot.store._requests import RequestStore, add_approval, request_values, resolve_request
 from bot.store._runs import RunStore
 from bot.store._tables import HumanRequestRow, InboxRow, OutboxRow, ThreadEventRow, ThreadRow
+from bot.store._turns import (
+    Claim,
+    LogCache,
+    claim_turn,
+    read_thread,
+    store_inbound,
+    summary_of,
+    thread_values,
+)
 
 __all__ = ["Store"]
-
-
-def _summary(row: ThreadRow | Row[Any]) -> ThreadSummary:
-    return ThreadSummary(
-        id=row.id,
-        conversation=ConversationRef(
-            channel=row.channel, tenant=row.tenant, room=row.room, thread_key=row.thread_key
-        ),
-        agent=row.agent,
-        status=ThreadStatus(row.status),
-        title=row.title,
-        last_seq=row.last_seq,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-    )
-
-
-class _LogCache:
-    """The most recently loaded event logs, so a step reads only the events it has not seen.
-
-    Logs are append-only and events immutable, so a cached prefix never goes stale.
-    """
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._logs: OrderedDict[str, tuple[Any, ...]] = OrderedDict()
-        self._lock = threading.Lock()  # SQLite loads run in worker threads
-
-    def get(self, thread_id: str) -> tuple[Any, ...] | None:
-        with self._lock:
-            log = self._logs.get(thread_id)
-            if log is not None:
-                self._logs.move_to_end(thread_id)
-            return log
-
-    def put(self, thread_id: str, log: tuple[Any, ...]) -> None:
-        with self._lock:
-            self._logs[thread_id] = log
-            self._logs.move_to_end(thread_id)
-            while len(self._logs) > self._size:
-                self._logs.popitem(last=False)
 
 
 class Store(CardStore, QueueStore, RunStore, RequestStore):
@@ -83,7 +47,36 @@ class Store(CardStore, QueueStore, RunStore, RequestStore):
     def __init__(self, database: Database) -> None:
         """Use ``database``."""
         super().__init__(database)
-        self._logs = _LogCache(512)
+        self._logs = LogCache(512)
+
+    # ------------------------------------------------------------ inbox
+
+    async def ingest(
+        self, event: Any, *, refused: str | None = None, thread_id: str | None = None
+    ) -> InboxItem | None:
+        """Store an inbound event; ``None`` when its idempotency key was seen before.
+
+        A message's thread is opened (a decision's found) in the same transaction.
+
+        Args:
+            event: the inbound event.
+            refused: store it as ``failed`` with this reason at once (a channel refused it:
+                forged sender, malformed mail…), so no crash can leave it looking pending.
+            thread_id: the thread the event concerns, if the caller knows it.
+        """
+
+        def store(connection: Connection) -> InboxItem | None:
+            return store_inbound(connection, event, utcnow(), refused=refused, thread_id=thread_id)
+
+        for tries in (1, 2):
+            try:
+                return await self.db.run(store)
+            except IntegrityError:
+                # Another process stored the same key, or opened the same thread, first:
+                # once more sees theirs.
+                if tries == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     # ------------------------------------------------------------ threads
 
@@ -94,30 +87,16 @@ class Store(CardStore, QueueStore, RunStore, RequestStore):
         existing = await self.thread_id_for(conversation)
         if existing:
             return existing
-        now = utcnow()
-        row = ThreadRow(
-            id=new_id("th"),
-            channel=conversation.channel,
-            tenant=conversation.tenant,
-            room=conversation.room,
-            thread_key=conversation.thread_key,
-            agent=agent,
-            status=ThreadStatus.WAITING.value,
-            title=title[:200],
-            last_seq=0,
-            created_at=now,
-            updated_at=now,
-        )
+        row = thread_values(conversation, title, utcnow()) | {"agent": agent}
         try:
-            async with self.db.session() as session:
-                session.add(row)
+            await self.db.run(lambda c: c.execute(insert(ThreadRow), row))
         except IntegrityError:
             # Another process opened the same conversation first: use theirs.
             existing = await self.thread_id_for(conversation)
             if existing is None:
                 raise
             return existing
-        return row.id
+        return str(row["id"])
 
     async def thread_id_for(self, conversation: ConversationRef) -> str | None:
         """The id of the thread at ``conversation``, if there is one."""
@@ -139,25 +118,23 @@ class Store(CardStore, QueueStore, RunStore, RequestStore):
         """
         if "\x00" in thread_id:
             raise NotFoundError(f"no thread {thread_id!r}")
-        threads, events = ThreadRow.__table__, ThreadEventRow.__table__
-        known = self._logs.get(thread_id)
+        return await self.db.run(lambda c: read_thread(c, thread_id, self._logs), write=False)
 
-        def load(connection: Connection) -> Thread:
-            row = connection.execute(select(threads).where(threads.c.id == thread_id)).first()
-            if row is None:
-                raise NotFoundError(f"no thread {thread_id!r}")
-            cached = known if known is not None and len(known) <= row.last_seq else ()
-            payloads = connection.execute(
-                select(events.c.payload)
-                .where(events.c.thread_id == thread_id, events.c.seq > len(cached))
-                .order_by(events.c.seq)
-            ).scalars()
-            log = (*cached, *(event_adapter.validate_python(p) for p in payloads))
-            if len(log) == row.last_seq:
-                self._logs.put(thread_id, log)
-            return Thread(**_summary(row).model_dump(), events=log)
+    async def claim(
+        self, item_id: int, owner: str, ttl: float, *, thread_id: str | None = None
+    ) -> Claim:
+        """Read an inbox item and, if it has work left, take its thread's lease and read it.
 
-        return await self.db.run(load, write=False)
+        One transaction: the item, the lease (for ``ttl`` seconds, unless someone else holds
+        it), the try count, the thread's log and, for a decision, its request. ``thread_id``
+        names the thread for an item that does not know its own yet.
+
+        Raises:
+            NotFoundError: there is no such item, or no such thread.
+        """
+        return await self.db.run(
+            lambda c: claim_turn(c, item_id, owner, ttl, utcnow(), self._logs, thread_id)
+        )
 
     async def list_threads(
         self, *, limit: int = 50, status: ThreadStatus | None = None
@@ -167,7 +144,7 @@ class Store(CardStore, QueueStore, RunStore, RequestStore):
         if status is not None:
             query = query.where(ThreadRow.status == status.value)
         async with self.db.session() as session:
-            return [_summary(row) for row in (await session.scalars(query)).all()]
+            return [summary_of(row) for row in (await session.scalars(query)).all()]
 
     async def append(
         self,
@@ -178,6 +155,9 @@ class Store(CardStore, QueueStore, RunStore, RequestStore):
         outbound: Sequence[Any] = (),
         resolve: tuple[str, str, str | None, str | None] | None = None,
         inbox_item: int | None = None,
+        done_item: int | None = None,
+        lease: str | None = None,
+        release: bool = False,
     ) -> int:
         """Append ``events`` and their ``outbound`` messages in one transaction.
 
@@ -192,6 +172,11 @@ class Store(CardStore, QueueStore, RunStore, RequestStore):
                 nothing is written and :class:`ConcurrentStepError` raised.
             inbox_item: the inbox item these events apply, marked ``applied`` in the same
                 transaction so that a redelivered task never applies it twice.
+            done_item: the inbox item whose processing these events finish, marked ``done``
+                in the same transaction (with ``inbox_item`` too when they are its first).
+            lease: the owner of the thread's lease: unless it still holds it, nothing is
+                written and :class:`ConcurrentStepError` raised.
+            release: give the lease back in the same transaction (the turn is over).
 
         Returns:
             The new last sequence number.
@@ -204,25 +189,22 @@ class Store(CardStore, QueueStore, RunStore, RequestStore):
                 values["status"] = event.status.value
                 if event.agent:
                     values["agent"] = event.agent
+        fence = [ThreadRow.id == thread_id, ThreadRow.last_seq == expected_seq]
+        if lease is not None:
+            fence.append(ThreadRow.lease_owner == lease)
+            if release:
+                values |= {"lease_owner": None, "lease_until": None}
 
         def write(connection: Connection) -> None:
-            fenced = connection.execute(
-                update(ThreadRow)
-                .where(ThreadRow.id == thread_id, ThreadRow.last_seq == expected_seq)
-                .values(**values)
-            )
+            fenced = connection.execute(update(ThreadRow).where(*fence).values(**values))
             if fenced.rowcount != 1:
-                raise ConcurrentStepError(f"thread {thread_id} moved past seq {expected_seq}")
+                raise ConcurrentStepError(
+                    f"thread {thread_id} moved past seq {expected_seq}"
+                    + (f" or its lease is no longer {lease}'s" if lease else "")
+                )
             if resolve is not None:
                 resolve_request(connection, now, *resolve)
-            if inbox_item is not None:
-                applied = connection.execute(
-                    update(InboxRow)
-                    .where(InboxRow.id == inbox_item, InboxRow.status == "pending")
-                    .values(status="applied", thread_id=thread_id)
-                )
-                if applied.rowcount != 1:
-                    raise ConcurrentStepError(f"inbox item {inbox_item} was already applied")
+            _mark_inbox(connection, thread_id, now, inbox_item, done_item)
             if events:
                 rows = [
                     {
@@ -262,6 +244,7 @@ class Store(CardStore, QueueStore, RunStore, RequestStore):
                 connection.execute(insert(OutboxRow), messages)
 
         await self.db.run(write)
+        self._logs.extend(thread_id, expected_seq, tuple(events))
         return new_seq
 
     # ------------------------------------------------------------ leases
@@ -284,6 +267,20 @@ class Store(CardStore, QueueStore, RunStore, RequestStore):
             )
             return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
+    async def renew_lease(self, thread_id: str, owner: str, ttl: float) -> bool:
+        """Extend the lease ``owner`` holds; ``False`` (and nothing done) if it holds none."""
+        until = utcnow() + timedelta(seconds=ttl)
+
+        def renew(connection: Connection) -> bool:
+            renewed = connection.execute(
+                update(ThreadRow)
+                .where(ThreadRow.id == thread_id, ThreadRow.lease_owner == owner)
+                .values(lease_until=until)
+            )
+            return bool(renewed.rowcount == 1)
+
+        return await self.db.run(renew)
+
     async def orphaned_threads(self, older_than: datetime) -> list[str]:
         """Running threads nobody holds, idle since before ``older_than`` (a worker died)."""
         now = utcnow()
@@ -305,3 +302,24 @@ class Store(CardStore, QueueStore, RunStore, RequestStore):
                 .where(ThreadRow.id == thread_id, ThreadRow.lease_owner == owner)
                 .values(lease_owner=None, lease_until=None)
             )
+
+
+def _mark_inbox(
+    connection: Connection, thread_id: str, now: datetime, applied: int | None, done: int | None
+) -> None:
+    """Mark the inbox item ``applied`` (it must be pending) and/or ``done``."""
+    if applied is not None:
+        finished = {"status": "done", "processed_at": now} if done == applied else {}
+        marked = connection.execute(
+            update(InboxRow)
+            .where(InboxRow.id == applied, InboxRow.status == "pending")
+            .values({"status": "applied", "thread_id": thread_id} | finished)
+        )
+        if marked.rowcount != 1:
+            raise ConcurrentStepError(f"inbox item {applied} was already applied")
+    if done is not None and done != applied:
+        connection.execute(
+            update(InboxRow)
+            .where(InboxRow.id == done, InboxRow.status.in_(("pending", "applied")))
+            .values(status="done", thread_id=thread_id, processed_at=now)
+        )

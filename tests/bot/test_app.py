@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 from typing import Any
 
@@ -299,10 +300,13 @@ async def test_a_decision_that_loses_a_race_is_refused_and_recorded(
     stale = await ops.store.human_request(request_id)  # read before the approval commits
     await ops.submit(action(request_id, HumanDecision.APPROVE, ONCALL))
 
-    async def as_read_before(request_id: str):
-        return stale
+    real_claim = ops.store.claim
 
-    monkeypatch.setattr(ops.store, "human_request", as_read_before)
+    async def as_read_before(*args, **kwargs):
+        # The worker's lease lapsed after it read the request, and the approval won.
+        return dataclasses.replace(await real_claim(*args, **kwargs), request=stale)
+
+    monkeypatch.setattr(ops.store, "claim", as_read_before)
     late = Identity(channel="cli", user_id="oncall-2")
     with pytest.raises(DecisionRefusedError, match="already decided"):
         await ops.submit(action(request_id, HumanDecision.REJECT, late, "too late"))

@@ -152,29 +152,58 @@ def test_a_missing_prompt_stops_start_up_with_exit_2(
 
 
 async def test_work_finished_by_a_try_that_died_before_its_bookkeeping_is_done(
-    sqlite_database: Database, make_ops, settings: Settings, monkeypatch: pytest.MonkeyPatch
+    sqlite_database: Database, make_ops, settings: Settings
 ) -> None:
     """A try that did all the work and died before marking the item done is not a failure:
-    past the last try, the item is finished as done, not given up."""
+    past the last try, the item is finished as done, not given up. (The turn's last commit
+    now marks the item done itself; an item left applied by a worker that stopped between
+    the two, as earlier releases did, must still end well.)"""
+    from sqlalchemy import update
+
     from bot.events import Reply
+    from bot.store._tables import InboxRow
 
     capped = settings.model_copy(update={"max_attempts": 1})
     ops = await make_ops(
         sqlite_database, FunctionModel(lambda _: Reply(text="hi")), settings_=capped
     )
-    item = await ops.ingest(message_event("hello", sender=DEV))
-    assert item is not None
-    real_finish = ops.store.finish_inbox
+    first = await ops.submit(message_event("hello", sender=DEV))
+    async with sqlite_database.transaction() as connection:
+        await connection.execute(
+            update(InboxRow)
+            .where(InboxRow.id == first.item.id)
+            .values(status="applied", processed_at=None)
+        )
+    outcome = await ops.process(first.item.id)
+    assert outcome is not None and outcome.thread.status == ThreadStatus.WAITING
+    assert outcome.new_events == ()  # nothing done twice
+    assert (await ops.store.inbox_item(first.item.id)).status == "done"
 
-    async def die(*args: object, **kwargs: object) -> None:
+
+async def test_a_try_killed_in_its_last_commit_leaves_nothing_half_done(
+    database: Database, make_ops, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The message, the reply, the item's state and the lease go in one commit: a worker
+    killed there leaves the item pending and the thread free, and the next try applies
+    the message once and finishes the item."""
+    from bot.events import Reply
+
+    ops = await make_ops(database, FunctionModel(lambda _: Reply(text="hi")))
+    item = await ops.ingest(message_event("hello", sender=DEV))
+    assert item is not None and item.thread_id is not None
+    async def killed(*args: object, **kwargs: object) -> object:
         raise Crash
 
-    monkeypatch.setattr(ops.store, "finish_inbox", die)
+    monkeypatch.setattr(ops.store, "append", killed)
     with pytest.raises(Crash):
         await ops.process(item.id)
-    monkeypatch.setattr(ops.store, "finish_inbox", real_finish)
-    outcome = await ops.process(item.id)
-    assert outcome is not None and outcome.thread.status == ThreadStatus.WAITING
+    monkeypatch.undo()
+    stored = await ops.store.inbox_item(item.id)
+    assert (stored.status, stored.attempts) == ("pending", 1)
+    assert (await ops.store.load_thread(item.thread_id)).events == ()
+    outcome = await ops.process(item.id)  # redelivered; the lease was given back on the way out
+    assert outcome is not None
+    assert [e.kind for e in outcome.thread.events].count("user_message") == 1
     assert (await ops.store.inbox_item(item.id)).status == "done"
 
 

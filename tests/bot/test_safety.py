@@ -374,23 +374,27 @@ async def test_a_redelivered_event_is_applied_once(
     not add its message (or its decision) to the thread a second time."""
     calls = {"n": 0}
 
-    def crash_first(request: ModelRequest) -> Reply:
+    def crash_second(request: ModelRequest) -> CallTool | Reply:
         calls["n"] += 1
         if calls["n"] == 1:
-            raise Crash
+            return CallTool(tool="list_services", arguments={"environment": "staging"})
+        if calls["n"] == 2:
+            raise Crash  # after the message and the tool call were committed
         return Reply(text="hello")
 
-    ops = await make_ops(database, FunctionModel(crash_first))
+    ops = await make_ops(database, FunctionModel(crash_second))
     item = await ops.ingest(message_event("hello there", sender=DEV, thread="t1"))
     assert item is not None
     with pytest.raises(Crash):
         await ops.process(item.id)
     assert (await ops.store.inbox_item(item.id)).status == "applied"
+    await ops.store.release_lease(item.thread_id or "", ops.owner)  # the dead worker's lapses
     outcome = await ops.process(item.id)  # the broker redelivers the task
     assert outcome is not None
-    messages = [e for e in outcome.thread.events if e.kind == "user_message"]
-    assert len(messages) == 1
-    assert [e.kind for e in outcome.thread.events].count("agent_reply") == 1
+    kinds = [e.kind for e in outcome.thread.events]
+    assert kinds.count("user_message") == 1
+    assert kinds.count("tool_result") == 1
+    assert kinds.count("agent_reply") == 1
 
 
 async def test_a_duplicate_task_that_read_the_item_early_applies_nothing(
@@ -407,10 +411,14 @@ async def test_a_duplicate_task_that_read_the_item_early_applies_nothing(
     first = await ops.process(item.id)
     assert first is not None
 
-    async def early_read(item_id: int) -> Any:
-        return stale
+    async def early_read(item_id: int, owner: str, ttl: float, **_: Any) -> Any:
+        from bot.store._turns import Claim
 
-    monkeypatch.setattr(ops.store, "inbox_item", early_read)
+        assert await ops.store.acquire_lease(first.thread.id, owner, ttl)
+        thread = await ops.store.load_thread(first.thread.id)
+        return Claim(item=stale, thread=thread, attempt=1)
+
+    monkeypatch.setattr(ops.store, "claim", early_read)
     with pytest.raises(ConcurrentStepError, match="already applied"):
         await ops.process(item.id)
     thread = await ops.store.load_thread(first.thread.id)

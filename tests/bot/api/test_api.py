@@ -96,7 +96,7 @@ async def test_launch_then_work_shows_the_timeline(make_api: MakeApi) -> None:
     assert item == {
         "id": launched["inbox_item"],
         "status": "pending",
-        "thread_id": None,
+        "thread_id": launched["id"],  # known from the moment it is accepted
         "error": None,
         "kind": "message",
         "attempts": 0,
