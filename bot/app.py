@@ -67,7 +67,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-class _Refused(Exception):  # noqa: N818 - a signal inside process, never seen outside
+class _Refused(Exception):  # a signal inside process, never seen outside
     """The inbound event was refused: the item is finished as failed and ``error`` raised."""
 
     def __init__(self, error: UserFacingError) -> None:

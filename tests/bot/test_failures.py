@@ -191,6 +191,7 @@ async def test_a_try_killed_in_its_last_commit_leaves_nothing_half_done(
     ops = await make_ops(database, FunctionModel(lambda _: Reply(text="hi")))
     item = await ops.ingest(message_event("hello", sender=DEV))
     assert item is not None and item.thread_id is not None
+
     async def killed(*args: object, **kwargs: object) -> object:
         raise Crash
 

@@ -141,9 +141,7 @@ async def test_a_worker_whose_lease_was_taken_over_commits_nothing(
     assert await lease_of(database, item.thread_id) == "other"  # not released by the loser
 
 
-async def test_ingest_opens_the_thread_and_the_item_knows_it(
-    database: Database, make_ops
-) -> None:
+async def test_ingest_opens_the_thread_and_the_item_knows_it(database: Database, make_ops) -> None:
     ops = await make_ops(database, FunctionModel(lambda _: Reply(text="hello")))
     item = await ops.ingest(message_event("hello", sender=DEV, thread="t9"))
     assert item is not None and item.thread_id is not None
