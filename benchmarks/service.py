@@ -355,8 +355,9 @@ def parse_args() -> argparse.Namespace:
         "offline model: (1) HTTP ingest latency against `opsloop api`; (2) end-to-end latency, "
         "event to delivered reply, through one `opsloop worker`, beside a bare Celery no-op "
         "round trip on the same broker (their p50 ratio is the headline); (3) sustained "
-        "events/s through two worker processes. The Redis db is FLUSHED before and after; a "
-        "temporary PostgreSQL database is created and dropped.",
+        "events/s through two worker processes, beside bare Celery no-op tasks/s through two "
+        "`celery worker` processes; a summary of both ratios ends the run. The Redis db is "
+        "FLUSHED before and after; a temporary PostgreSQL database is created and dropped.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add = parser.add_argument
