@@ -55,8 +55,14 @@ LEFT_SQL = """SELECT count(*) FILTER (WHERE i.status NOT IN ('done', 'failed')),
 count(o.id) FILTER (WHERE o.status <> 'sent') FROM inbox i
 LEFT JOIN outbox o ON o.thread_id = i.thread_id WHERE i.id = ANY(%s)"""
 
-# The no-op: a second Celery app on the same broker, with opsloop's own broker settings.
+# The no-op: a second Celery app on the same broker, with opsloop's own broker settings,
+# served by `celery worker` with the flags `opsloop worker` passes.
 noop_app = Celery("bench_noop")
+NOOP_WORKER = [sys.executable, "-m", "celery", "-A", "benchmarks.service:noop_app", "worker"]
+NOOP_WORKER += ["--concurrency=1", "--without-gossip", "--without-mingle", "--loglevel=INFO"]
+NOOP_WORKER += [f"--queues={NOOP_QUEUE}"]
+summary: dict[str, str] = {}
+"""The ratios against bare Celery, printed last."""
 _noop_redis: list[redis.Redis] = []
 
 
@@ -213,16 +219,42 @@ async def bench_e2e(args: argparse.Namespace, ops: Opsloop, pg: str) -> None:
     row("e2e: inbox received_at -> reply sent_at", e2e, title)
     row("  received -> reply made (outbox created_at)", [ms(x[0], x[2]) for x in t])
     row("  received -> inbox done (processed_at)", [ms(x[0], x[1]) for x in t])
-    row("  inbox done -> reply sent (2nd task: deliver)", [ms(x[1], x[3]) for x in t])
+    row("  inbox done -> reply sent", [ms(x[1], x[3]) for x in t])
     row("e2e wall: before ingest -> NOTIFY of sent", walls)
     row("bare Celery no-op: send_task -> BLPOP", noops)
     for name, laps in local.items():
         row(f"no broker, in-process: {name}", laps)
     ratio = statistics.median(e2e) / statistics.median(noops)
-    print(f"  headline: e2e p50 / no-op p50 = {ratio:.1f}x (opsloop makes 2 task hops per event)")
+    print(f"  headline: e2e p50 / no-op p50 = {ratio:.1f}x")
+    summary["reply p50 / bare Celery no-op round trip p50"] = (
+        f"{statistics.median(e2e):.2f} / {statistics.median(noops):.2f} ms = {ratio:.1f}x"
+    )
 
 
-async def bench_throughput(args: argparse.Namespace, ops: Opsloop, pg: str) -> None:
+def bench_noop_throughput(args: argparse.Namespace) -> float:
+    """3a. M bare Celery no-op tasks, sent as fast as possible, through two worker processes."""
+    broker = redis.Redis.from_url(args.redis_url)
+
+    def run(count: int) -> float:
+        broker.delete(NOOP_KEY)
+        started = time.perf_counter()
+        for n in range(count):
+            noop_app.send_task("bench.noop", args=[str(n)], queue=NOOP_QUEUE)
+        deadline = time.monotonic() + args.timeout
+        while (done := broker.llen(NOOP_KEY)) < count:
+            if time.monotonic() > deadline:
+                die(f"after {args.timeout:g} s: {done} of {count} no-op tasks ran")
+            time.sleep(0.005)
+        return time.perf_counter() - started
+
+    run(args.warmup)
+    took = run(args.events)
+    title = f"3. Sustained: {args.events} bare Celery no-op tasks, 2 x `celery worker` as opsloop's"
+    print(f"\n{title}\n  first send -> last done {took:.2f} s = {args.events / took:.1f} tasks/s")
+    return float(args.events / took)
+
+
+async def bench_throughput(args: argparse.Namespace, ops: Opsloop, pg: str) -> float:
     """3. M events, ingested here as fast as possible, through two worker processes."""
     dispatcher = CeleryDispatcher(celery_app)
 
@@ -257,6 +289,7 @@ async def bench_throughput(args: argparse.Namespace, ops: Opsloop, pg: str) -> N
     print(f"  enqueued (ingest + send_task) in {enqueued:.2f} s; failed items: {failed}")
     print(f"  first received -> last done {done:.2f} s = {args.events / done:.1f} events/s")
     print(f"  first received -> last reply sent {sent:.2f} s = {args.events / sent:.1f} events/s")
+    return float(args.events / sent)
 
 
 def log_problems(home: Path) -> None:
@@ -269,6 +302,13 @@ def log_problems(home: Path) -> None:
     print(f"\nlogs: {retries} task retries (ThreadBusyError), {len(problems)} warning/error lines")
     for line in list(dict.fromkeys(problems))[:10]:
         print(f"  {line}")
+
+
+def print_summary() -> None:
+    if summary:
+        print("\nsummary: opsloop against bare Celery on the same broker (lower is better)")
+        for name, value in summary.items():
+            print(f"  {name:<46}{value}")
 
 
 def pg_admin(url: str, *sql: str) -> None:
@@ -290,16 +330,21 @@ async def run_parts(args: argparse.Namespace, svc: Services, settings: Settings,
             pg_admin(pg, "TRUNCATE inbox, outbox, thread_events, threads RESTART IDENTITY CASCADE")
         if "2" in args.parts:
             svc.start("worker-1", [*OPSLOOP, "worker", "--concurrency", "1"], " ready.")
-            noop_argv = [sys.executable, "-m", "celery", "-A", "benchmarks.service:noop_app"]
-            flags = ["--concurrency=1", "--without-gossip", "--without-mingle", "--loglevel=INFO"]
-            noop_argv += ["worker", *flags, f"--queues={NOOP_QUEUE}"]  # as `opsloop worker`
-            svc.start("noop", noop_argv, " ready.", OPSLOOP_BENCH_NOOP_WORKER="1")
+            svc.start("noop", NOOP_WORKER, " ready.", OPSLOOP_BENCH_NOOP_WORKER="1")
             await bench_e2e(args, ops, pg)
             svc.stop("noop")
         if "3" in args.parts:
             for name in {"worker-1", "worker-2"} - set(svc.procs):
                 svc.start(name, [*OPSLOOP, "worker", "--concurrency", "1"], " ready.")
-            await bench_throughput(args, ops, pg)
+            events = await bench_throughput(args, ops, pg)
+            for name in ("worker-1", "worker-2"):  # idle, but the no-op gets the cores alone
+                svc.stop(name)
+            for name in ("noop-1", "noop-2"):
+                svc.start(name, NOOP_WORKER, " ready.", OPSLOOP_BENCH_NOOP_WORKER="1")
+            tasks = bench_noop_throughput(args)
+            summary["bare Celery no-op tasks/s / opsloop events/s"] = (
+                f"{tasks:.1f} / {events:.1f} = {tasks / events:.1f}x"
+            )
     finally:
         await ops.aclose()
 
@@ -310,8 +355,9 @@ def parse_args() -> argparse.Namespace:
         "offline model: (1) HTTP ingest latency against `opsloop api`; (2) end-to-end latency, "
         "event to delivered reply, through one `opsloop worker`, beside a bare Celery no-op "
         "round trip on the same broker (their p50 ratio is the headline); (3) sustained "
-        "events/s through two worker processes. The Redis db is FLUSHED before and after; a "
-        "temporary PostgreSQL database is created and dropped.",
+        "events/s through two worker processes, beside bare Celery no-op tasks/s through two "
+        "`celery worker` processes; a summary of both ratios ends the run. The Redis db is "
+        "FLUSHED before and after; a temporary PostgreSQL database is created and dropped.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add = parser.add_argument
@@ -361,6 +407,7 @@ def main() -> int:
         try:
             asyncio.run(run_parts(args, svc, load_settings(**ours), pg))
             log_problems(Path(home))
+            print_summary()
         finally:
             svc.stop_all()
             redis.Redis.from_url(args.redis_url).flushdb()

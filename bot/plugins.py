@@ -89,8 +89,8 @@ class Dispatcher(Protocol):
     def process(self, item_id: int) -> None:
         """Process one inbox item."""
 
-    def deliver(self, thread_id: str) -> None:
-        """Deliver a thread's pending outbound messages, in order."""
+    def deliver(self, thread_id: str, *, countdown: float | None = None) -> None:
+        """Deliver a thread's pending outbound messages, in order; not before ``countdown`` s."""
 
     def resume(self, thread_id: str) -> None:
         """Drive a running thread whose worker went away."""

@@ -22,14 +22,17 @@ class RecordingDispatcher:
     """Records what was enqueued; does no work (the test does it, when it wants)."""
 
     calls: list[tuple[str, Any]] = field(default_factory=list)
+    countdowns: list[float | None] = field(default_factory=list)
+    """Each :meth:`deliver` call's ``countdown``, in order."""
     broken: Exception | None = None
     """Raised by :meth:`ping`, to play a broker that is down."""
 
     def process(self, item_id: int) -> None:
         self.calls.append(("process", item_id))
 
-    def deliver(self, thread_id: str) -> None:
+    def deliver(self, thread_id: str, *, countdown: float | None = None) -> None:
         self.calls.append(("deliver", thread_id))
+        self.countdowns.append(countdown)
 
     def resume(self, thread_id: str) -> None:
         self.calls.append(("resume", thread_id))

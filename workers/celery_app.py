@@ -31,7 +31,8 @@ __all__ = ["DELIVERY_QUEUE", "QUEUE", "broker_settings", "celery_app", "configur
 QUEUE = "opsloop"
 """Where events, resumes, sweeps and triggers wait."""
 DELIVERY_QUEUE = "opsloop-deliver"
-"""Where deliveries wait."""
+"""Where deliveries wait: a reply goes out from the task that made it, unless it must wait
+(a platform's rate limit, an outage) or its delivery was lost; then it is queued here."""
 
 log = logging.getLogger(__name__)
 
@@ -161,10 +162,10 @@ def _close(**_: Any) -> None:
 
 @celery_app.task(name="opsloop.process", bind=True, max_retries=None)
 def process(self: Any, item_id: int) -> None:
-    """Process one inbox item."""
+    """Process one inbox item and deliver its replies (the delivery queue takes what must wait)."""
 
     async def job() -> None:
-        await jobs.process_item(await _ops(), _dispatcher(), item_id)
+        await jobs.process_item(await _ops(), _dispatcher(), item_id, _senders())
 
     try:
         _run(job())
@@ -180,7 +181,7 @@ def resume(self: Any, thread_id: str) -> None:
     async def job() -> None:
         ops = await _ops()
         await ops.resume(thread_id)
-        _dispatcher().deliver(thread_id)
+        await jobs.deliver_now(ops, _dispatcher(), _senders(), thread_id)
 
     try:
         _run(job())
@@ -190,7 +191,7 @@ def resume(self: Any, thread_id: str) -> None:
 
 @celery_app.task(name="opsloop.deliver", bind=True, max_retries=None)
 def deliver(self: Any, thread_id: str) -> None:
-    """Deliver a thread's pending messages in order."""
+    """Deliver a thread's pending messages in order: those that had to wait, or were lost."""
 
     async def job() -> float | None:
         return await jobs.deliver_thread(await _ops(), _senders(), thread_id)

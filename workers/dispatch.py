@@ -23,9 +23,11 @@ class CeleryDispatcher:
         """Process one inbox item."""
         self.app.send_task("opsloop.process", args=[item_id], retry_policy=RETRY_POLICY)
 
-    def deliver(self, thread_id: str) -> None:
-        """Deliver a thread's pending messages."""
-        self.app.send_task("opsloop.deliver", args=[thread_id], retry_policy=RETRY_POLICY)
+    def deliver(self, thread_id: str, *, countdown: float | None = None) -> None:
+        """Deliver a thread's pending messages, in ``countdown`` seconds (at once if ``None``)."""
+        self.app.send_task(
+            "opsloop.deliver", args=[thread_id], countdown=countdown, retry_policy=RETRY_POLICY
+        )
 
     def resume(self, thread_id: str) -> None:
         """Drive an orphaned running thread."""

@@ -19,8 +19,9 @@ from bot.plugins import (
     Dispatcher,
     Sender,
 )
+from bot.store import OutboxItem
 
-__all__ = ["NO_DELIVERY", "deliver_thread", "fire_schedule", "process_item", "sweep"]
+__all__ = ["NO_DELIVERY", "deliver_now", "deliver_thread", "fire_schedule", "process_item", "sweep"]
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +31,15 @@ NO_DELIVERY = frozenset({"cli", "api", "webhook", "schedule"})
 MAX_ATTEMPTS = 8
 
 
-async def process_item(ops: Opsloop, dispatcher: Dispatcher, item_id: int) -> None:
-    """Process one inbox item, then hand its thread's new messages to delivery.
+async def process_item(
+    ops: Opsloop,
+    dispatcher: Dispatcher,
+    item_id: int,
+    senders: Mapping[str, Sender] | None = None,
+) -> None:
+    """Process one inbox item, then deliver its thread's new messages (:func:`deliver_now`).
+
+    Without ``senders`` the thread is handed to the delivery queue instead.
 
     Raises:
         ThreadBusyError: the thread is busy; the task retries later.
@@ -44,7 +52,30 @@ async def process_item(ops: Opsloop, dispatcher: Dispatcher, item_id: int) -> No
     else:
         thread_id = outcome.thread.id if outcome else None
     if thread_id:
+        await deliver_now(ops, dispatcher, senders, thread_id)
+
+
+async def deliver_now(
+    ops: Opsloop, dispatcher: Dispatcher, senders: Mapping[str, Sender] | None, thread_id: str
+) -> None:
+    """Deliver a thread's messages from the task that committed them.
+
+    A reply then costs one broker hop, not two. The delivery queue stays for what cannot go
+    at once: a message that must wait, or a failure here, hands the thread to it (after the
+    wait), and it goes on in order from there. Without ``senders``, it all goes to the queue.
+    """
+    if senders is None:
         dispatcher.deliver(thread_id)
+        return
+    try:
+        wait = await deliver_thread(ops, senders, thread_id)
+    except Exception as exc:  # the store, most likely: the queued task tries again
+        wait = _backoff(0)
+        log.warning(
+            "delivering thread %s failed, queued: %s: %s", thread_id, type(exc).__name__, exc
+        )
+    if wait is not None:
+        dispatcher.deliver(thread_id, countdown=wait)
 
 
 async def deliver_thread(
@@ -52,44 +83,62 @@ async def deliver_thread(
 ) -> float | None:
     """Deliver a thread's messages in order; one that must wait holds back those after it.
 
+    Several workers may deliver one thread at once: a message another worker is sending
+    holds back those after it, and that worker, when done, looks again for messages
+    committed meanwhile, so none is sent ahead of an earlier one and none is left behind.
+
     Returns:
         Seconds after which to try again when a message must wait, else ``None``.
     """
     context = DeliveryContext(
         store=ops.store, settings=ops.runtime.settings, policy=ops.runtime.policy
     )
-    for item in await ops.store.pending_outbound(thread_id=thread_id, due_only=False):
-        wait = (item.next_attempt_at - utcnow()).total_seconds()
-        if wait > 0:
-            return wait  # an earlier message waits, so the later ones do too
-        channel = item.message.conversation.channel
-        if not await ops.store.claim_outbound(item.id):
-            return None  # another worker is delivering this thread
-        if channel in NO_DELIVERY:
-            await ops.store.mark_outbound(item.id, sent=True)
-            continue
-        sender = senders.get(channel)
-        if sender is None:
-            await ops.store.mark_outbound(item.id, sent=False, error=f"no sender for {channel}")
-            continue
-        try:
-            await sender(item, context)
-        except DeliveryFailedError as exc:
-            log.warning("delivery of outbox item %s failed for good: %s", item.id, exc)
-            await ops.store.mark_outbound(item.id, sent=False, error=str(exc)[:500])
-            continue
-        except DeliveryRetryError as exc:
-            delay = exc.retry_after if exc.retry_after is not None else _backoff(item.attempts)
-            await _retry_or_fail(ops, item.id, item.attempts, str(exc), delay)
-            return delay  # later messages wait, so the thread's order holds
-        except Exception as exc:
-            delay = _backoff(item.attempts)
-            error = f"{type(exc).__name__}: {exc}"[:500]
-            log.warning("delivery of outbox item %s failed: %s", item.id, error)
-            await _retry_or_fail(ops, item.id, item.attempts, error, delay)
-            return delay
-        else:
-            await ops.store.mark_outbound(item.id, sent=True)
+    while items := await ops.store.pending_outbound(
+        thread_id=thread_id, due_only=False, sending=True
+    ):
+        for item in items:
+            if item.status == "sending":
+                return None  # another worker is delivering this thread; it looks again when done
+            wait = (item.next_attempt_at - utcnow()).total_seconds()
+            if wait > 0:
+                return wait  # an earlier message waits, so the later ones do too
+            if not await ops.store.claim_outbound(item.id):
+                return None  # another worker claimed it first
+            delay = await _send(ops, senders, item, context)
+            if delay is not None:
+                return delay  # later messages wait, so the thread's order holds
+    return None
+
+
+async def _send(
+    ops: Opsloop, senders: Mapping[str, Sender], item: OutboxItem, context: DeliveryContext
+) -> float | None:
+    """Send one claimed message and record how it went; seconds until its retry, if any."""
+    channel = item.message.conversation.channel
+    if channel in NO_DELIVERY:
+        await ops.store.mark_outbound(item.id, sent=True)
+        return None
+    sender = senders.get(channel)
+    if sender is None:
+        await ops.store.mark_outbound(item.id, sent=False, error=f"no sender for {channel}")
+        return None
+    try:
+        await sender(item, context)
+    except DeliveryFailedError as exc:
+        log.warning("delivery of outbox item %s failed for good: %s", item.id, exc)
+        await ops.store.mark_outbound(item.id, sent=False, error=str(exc)[:500])
+        return None
+    except DeliveryRetryError as exc:
+        delay = exc.retry_after if exc.retry_after is not None else _backoff(item.attempts)
+        await _retry_or_fail(ops, item.id, item.attempts, str(exc), delay)
+        return delay
+    except Exception as exc:
+        delay = _backoff(item.attempts)
+        error = f"{type(exc).__name__}: {exc}"[:500]
+        log.warning("delivery of outbox item %s failed: %s", item.id, error)
+        await _retry_or_fail(ops, item.id, item.attempts, error, delay)
+        return delay
+    await ops.store.mark_outbound(item.id, sent=True)
     return None
 
 

@@ -148,11 +148,17 @@ class QueueStore:
         thread_id: str | None = None,
         limit: int = 100,
         due_only: bool = True,
+        sending: bool = False,
     ) -> list[OutboxItem]:
-        """Messages waiting for delivery, oldest first (only those due, unless ``due_only``)."""
+        """Messages waiting for delivery, oldest first (only those due, unless ``due_only``).
+
+        With ``sending``, also those claimed for delivery and not yet sent (status ``sending``):
+        a thread's delivery must not overtake them.
+        """
+        statuses = ("pending", "sending") if sending else ("pending",)
         query = (
             select(OutboxRow)
-            .where(OutboxRow.status == "pending")
+            .where(OutboxRow.status.in_(statuses))
             .order_by(OutboxRow.id)
             .limit(limit)
         )

@@ -114,8 +114,7 @@ async def test_sweep_requeues_lost_work_and_resumes_orphans(sqlite_database, mak
     assert thread.events[-2].text == "resumed"
 
 
-async def test_process_item_hands_the_thread_to_delivery(sqlite_database, make_ops):
-    ops = await make_ops(sqlite_database, OfflineModel())
+async def slack_item(ops) -> int:
     item = await ops.ingest(
         MessageReceived(
             idempotency_key=uuid.uuid4().hex,
@@ -124,12 +123,101 @@ async def test_process_item_hands_the_thread_to_delivery(sqlite_database, make_o
             text="status of checkout in production",
         )
     )
+    assert item is not None
+    return item.id
+
+
+async def test_process_item_sends_the_reply_itself(sqlite_database, make_ops):
+    """One broker hop per reply: the task that made the reply delivers it; none is queued."""
+    ops = await make_ops(sqlite_database, OfflineModel())
+    item_id = await slack_item(ops)
+    sent: list[str] = []
+
+    async def slack(item, context) -> None:
+        sent.append(item.message.text)
+
     dispatcher = RecordingDispatcher()
-    await jobs.process_item(ops, dispatcher, item.id)
-    processed = await ops.store.inbox_item(item.id)
+    await jobs.process_item(ops, dispatcher, item_id, {"slack": slack})
+    assert (await ops.store.inbox_item(item_id)).status == "done"
+    assert len(sent) == 1 and "checkout" in sent[0]
+    assert await ops.store.count_outbound("sent") == 1
+    assert dispatcher.calls == []
+
+
+async def test_a_reply_that_must_wait_is_handed_to_the_delivery_queue(sqlite_database, make_ops):
+    ops = await make_ops(sqlite_database, OfflineModel())
+    item_id = await slack_item(ops)
+
+    async def limited(item, context) -> None:
+        raise DeliveryRetryError("rate limited", retry_after=7)
+
+    dispatcher = RecordingDispatcher()
+    await jobs.process_item(ops, dispatcher, item_id, {"slack": limited})
+    thread_id = (await ops.store.inbox_item(item_id)).thread_id
+    assert dispatcher.calls == [("deliver", thread_id)]
+    assert dispatcher.countdowns == [7]
+    [pending] = await ops.store.pending_outbound(thread_id=thread_id, due_only=False)
+    assert pending.attempts == 1
+
+
+async def test_a_failure_to_deliver_inline_hands_the_thread_to_the_queue(
+    sqlite_database, make_ops, monkeypatch
+):
+    """The item is processed and committed: a store error while delivering must not fail the
+    task, and the queued delivery tries again."""
+    ops = await make_ops(sqlite_database, OfflineModel())
+    item_id = await slack_item(ops)
+
+    async def broken(**_) -> None:
+        raise ConnectionError("database went away")
+
+    async def slack(item, context) -> None:
+        raise AssertionError("not reached")
+
+    monkeypatch.setattr(ops.store, "pending_outbound", broken)
+    dispatcher = RecordingDispatcher()
+    await jobs.process_item(ops, dispatcher, item_id, {"slack": slack})
+    thread_id = (await ops.store.inbox_item(item_id)).thread_id
+    assert dispatcher.calls == [("deliver", thread_id)]
+    assert dispatcher.countdowns[0] is not None and dispatcher.countdowns[0] > 0
+
+
+async def test_process_item_without_senders_queues_the_delivery(sqlite_database, make_ops):
+    ops = await make_ops(sqlite_database, OfflineModel())
+    item_id = await slack_item(ops)
+    dispatcher = RecordingDispatcher()
+    await jobs.process_item(ops, dispatcher, item_id)
+    processed = await ops.store.inbox_item(item_id)
     assert processed.status == "done"
     assert dispatcher.calls == [("deliver", processed.thread_id)]
+    assert dispatcher.countdowns == [None]
     assert await ops.store.count_outbound("pending") == 1
+
+
+async def test_two_workers_on_one_thread_keep_its_order(sqlite_database, make_ops):
+    """A reply committed while another worker sends an earlier one waits for it, and that
+    worker sends it next: never ahead of the earlier one, never left behind."""
+    ops = await make_ops(sqlite_database, ScriptedModel([]))
+    thread_id = await thread_with_replies(ops, ["one"])
+    sent: list[str] = []
+    second_worker: list[float | None] = []
+
+    async def slack(item, context) -> None:
+        if item.message.text == "one":  # meanwhile another worker commits and delivers "two"
+            await ops.store.append(
+                thread_id,
+                expected_seq=1,
+                events=[AgentReply(text="two", agent="a")],
+                outbound=[OutboundReply(conversation=SLACK, text="two", agent="a")],
+            )
+            second_worker.append(await jobs.deliver_thread(ops, {"slack": slack}, thread_id))
+            assert sent == []
+        sent.append(item.message.text)
+
+    assert await jobs.deliver_thread(ops, {"slack": slack}, thread_id) is None
+    assert second_worker == [None]
+    assert sent == ["one", "two"]
+    assert await ops.store.count_outbound("sent") == 2
 
 
 async def test_a_schedule_fires_once_per_slot(sqlite_database, make_ops):

@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 
 import pytest
 
+from channels.slack._routes import malformed
 from tests.channels.slack import payloads
 from tests.channels.slack.conftest import SECRET, SlackHarness
 
@@ -60,3 +61,17 @@ async def test_brackets_inside_strings_do_not_count(slack: SlackHarness) -> None
     response = await slack.event(payloads.app_mention(text), event_id="Ev1")
     assert response.status_code == 200
     assert len(slack.dispatcher.of("process")) == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "refused"),
+    [
+        (b"[" * 64 + b"]" * 64, False),  # as deep as allowed, with no bracket to spare
+        (b"[" * 65 + b"]" * 65, True),
+        (b"[" + b"[[]]," * 100 + b"[]]", False),  # many brackets, shallow: the full scan
+        (b"[" + b"[[]]," * 100 + b"[" * 64 + b"]" * 64 + b"]", True),
+    ],
+)
+def test_nesting_is_measured_at_the_limit(body: bytes, refused: bool) -> None:
+    answer = malformed("application/json", None, body)
+    assert (answer is not None and answer.status_code == 400) is refused
