@@ -14,6 +14,7 @@ from datetime import timedelta
 from typing import Any, Protocol, runtime_checkable
 
 from sqlalchemy import func, select
+from sqlalchemy.engine import Row
 
 from bot.errors import ConfigError, ToolError
 from bot.events import utcnow
@@ -75,7 +76,7 @@ _SEED = [
 ]
 
 
-def _service(row: ServiceRow) -> Record:
+def _service(row: ServiceRow | Row[Any]) -> Record:
     return {
         "service": row.name,
         "environment": row.environment,
@@ -144,11 +145,13 @@ class SqlInventory:
 
     async def list_services(self, environment: str | None) -> list[Record]:
         """Every service, or those in one environment."""
-        query = select(ServiceRow).order_by(ServiceRow.name, ServiceRow.environment)
+        services = ServiceRow.__table__
+        query = select(services).order_by(services.c.name, services.c.environment)
         if environment:
-            query = query.where(ServiceRow.environment == environment)
-        async with self.db.session() as session:
-            return [_service(r) for r in (await session.scalars(query)).all()]
+            query = query.where(services.c.environment == environment)
+        # One read transaction in one trip, no ORM: the tools most turns call.
+        rows = await self.db.run(lambda c: c.execute(query).all(), write=False)
+        return [_service(r) for r in rows]
 
     async def _row(self, session: Any, service: str, environment: str) -> ServiceRow:
         row: ServiceRow | None = await session.get(ServiceRow, (service, environment))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -54,25 +55,47 @@ class Database:
         self._sqlite: Engine | None = None
         if self.is_sqlite:
             _tune_sqlite(self.engine.sync_engine)
-            # The hot path's own engine: a whole transaction in one trip to a thread, where
-            # the async driver would make a trip per statement, fetch and commit.
+            # The hot path's own engines, where the async driver would make a trip to its
+            # thread per statement, fetch and commit. A transaction runs whole on the event
+            # loop when the write lock is free at once (it is short: a few statements on a
+            # local file, no fsync in WAL mode); when another writer holds it, whole in a
+            # worker thread that waits for it.
+            sync_url = url.replace("+aiosqlite", "", 1)
             self._sqlite = create_engine(
-                url.replace("+aiosqlite", "", 1),
-                connect_args={"check_same_thread": False},
-                echo=echo,
+                sync_url, connect_args={"check_same_thread": False}, echo=echo
             )
             _tune_sqlite(self._sqlite)
+            self._sqlite_now = create_engine(
+                sync_url, connect_args={"check_same_thread": False}, echo=echo
+            )
+            _tune_sqlite(self._sqlite_now, busy_ms=0)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def sync_engines(self) -> list[Engine]:
+        """Every engine under this database (for instrumentation: events, metrics)."""
+        engines = [self.engine.sync_engine]
+        if self._sqlite is not None:
+            engines += [self._sqlite, self._sqlite_now]
+        return engines
 
     async def run(self, work: Callable[[Connection], T], *, write: bool = True) -> T:
         """Run ``work(connection)`` in one transaction and return what it returns.
 
         ``work`` is plain synchronous SQLAlchemy Core code, one function for both
-        databases: on PostgreSQL it runs on the async connection (SQLAlchemy's
-        ``run_sync``); on SQLite, whole, in a worker thread. On PostgreSQL, a transaction
-        that fails because the connection was lost is tried once more on a new one.
+        databases, with no effect outside the transaction (it may run twice): on
+        PostgreSQL it runs on the async connection (SQLAlchemy's ``run_sync``), and a
+        transaction that fails because the connection was lost is tried once more on a
+        new one; on SQLite it runs whole on the event loop if the database is free at once,
+        else whole in a worker thread that waits for it.
         """
         if self._sqlite is not None:
+            try:
+                return self._run_in_thread(self._sqlite_now, work, write)
+            except OperationalError as exc:
+                if getattr(exc.orig, "sqlite_errorcode", None) != sqlite3.SQLITE_BUSY:
+                    raise
+            # Rolled back whole (nothing was committed): wait for the lock off the loop.
             return await asyncio.to_thread(self._run_in_thread, self._sqlite, work, write)
         try:
             async with self.transaction(write=write) as connection:
@@ -118,6 +141,7 @@ class Database:
         await self.engine.dispose()
         if self._sqlite is not None:
             self._sqlite.dispose()
+            self._sqlite_now.dispose()
 
     # ------------------------------------------------------------ migrations
 
@@ -180,14 +204,14 @@ class Database:
         await self.migrate()
 
 
-def _tune_sqlite(engine: Engine) -> None:
+def _tune_sqlite(engine: Engine, *, busy_ms: int = 30000) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Take transaction control from the driver so BEGIN IMMEDIATE below is ours.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()

@@ -27,7 +27,14 @@ from bot.store._queues import QueueStore, dump_event
 from bot.store._records import InboxItem, Thread, ThreadSummary
 from bot.store._requests import RequestStore, add_approval, request_values, resolve_request
 from bot.store._runs import RunStore
-from bot.store._tables import HumanRequestRow, InboxRow, OutboxRow, ThreadEventRow, ThreadRow
+from bot.store._statements import (
+    INSERT_EVENTS,
+    INSERT_OUTBOX,
+    INSERT_REQUESTS,
+    fence,
+    mark_inbox,
+)
+from bot.store._tables import ThreadRow
 from bot.store._turns import (
     Claim,
     LogCache,
@@ -189,22 +196,18 @@ class Store(CardStore, QueueStore, RunStore, RequestStore):
                 values["status"] = event.status.value
                 if event.agent:
                     values["agent"] = event.agent
-        fence = [ThreadRow.id == thread_id, ThreadRow.last_seq == expected_seq]
-        if lease is not None:
-            fence.append(ThreadRow.lease_owner == lease)
-            if release:
-                values |= {"lease_owner": None, "lease_until": None}
+        if lease is not None and release:
+            values |= {"lease_owner": None, "lease_until": None}
 
         def write(connection: Connection) -> None:
-            fenced = connection.execute(update(ThreadRow).where(*fence).values(**values))
-            if fenced.rowcount != 1:
+            if not fence(connection, thread_id, expected_seq, lease, values):
                 raise ConcurrentStepError(
                     f"thread {thread_id} moved past seq {expected_seq}"
                     + (f" or its lease is no longer {lease}'s" if lease else "")
                 )
             if resolve is not None:
                 resolve_request(connection, now, *resolve)
-            _mark_inbox(connection, thread_id, now, inbox_item, done_item)
+            mark_inbox(connection, thread_id, now, inbox_item, done_item)
             if events:
                 rows = [
                     {
@@ -216,12 +219,12 @@ class Store(CardStore, QueueStore, RunStore, RequestStore):
                     }
                     for offset, event in enumerate(events, start=1)
                 ]
-                connection.execute(insert(ThreadEventRow), rows)
+                connection.execute(INSERT_EVENTS, rows)
             requests = [
                 request_values(thread_id, e) for e in events if isinstance(e, HumanRequested)
             ]
             if requests:
-                connection.execute(insert(HumanRequestRow), requests)
+                connection.execute(INSERT_REQUESTS, requests)
             for event in events:
                 if isinstance(event, RequestEscalated):
                     escalate_row(connection, event)
@@ -241,7 +244,7 @@ class Store(CardStore, QueueStore, RunStore, RequestStore):
                     }
                     for message in outbound
                 ]
-                connection.execute(insert(OutboxRow), messages)
+                connection.execute(INSERT_OUTBOX, messages)
 
         await self.db.run(write)
         self._logs.extend(thread_id, expected_seq, tuple(events))
@@ -302,24 +305,3 @@ class Store(CardStore, QueueStore, RunStore, RequestStore):
                 .where(ThreadRow.id == thread_id, ThreadRow.lease_owner == owner)
                 .values(lease_owner=None, lease_until=None)
             )
-
-
-def _mark_inbox(
-    connection: Connection, thread_id: str, now: datetime, applied: int | None, done: int | None
-) -> None:
-    """Mark the inbox item ``applied`` (it must be pending) and/or ``done``."""
-    if applied is not None:
-        finished = {"status": "done", "processed_at": now} if done == applied else {}
-        marked = connection.execute(
-            update(InboxRow)
-            .where(InboxRow.id == applied, InboxRow.status == "pending")
-            .values({"status": "applied", "thread_id": thread_id} | finished)
-        )
-        if marked.rowcount != 1:
-            raise ConcurrentStepError(f"inbox item {applied} was already applied")
-    if done is not None and done != applied:
-        connection.execute(
-            update(InboxRow)
-            .where(InboxRow.id == done, InboxRow.status.in_(("pending", "applied")))
-            .values(status="done", thread_id=thread_id, processed_at=now)
-        )

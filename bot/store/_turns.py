@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, insert, or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.engine import Connection, Row
 
 from bot.errors import NotFoundError
@@ -31,6 +31,7 @@ from bot.store._queues import _inbox as inbox_item_of
 from bot.store._queues import dump_event
 from bot.store._records import HumanRequest, InboxItem, Thread, ThreadSummary
 from bot.store._requests import _request as request_of
+from bot.store._statements import INSERT_INBOX, INSERT_THREAD
 from bot.store._tables import HumanRequestRow, InboxRow, ThreadEventRow, ThreadRow
 
 __all__ = [
@@ -257,7 +258,7 @@ def store_inbound(
         "thread_id": thread_id,
         "processed_at": now if refused else None,
     }
-    key = connection.execute(insert(InboxRow), values).inserted_primary_key
+    key = connection.execute(INSERT_INBOX, values).inserted_primary_key
     assert key is not None
     return InboxItem(
         id=int(key[0]),
@@ -288,5 +289,5 @@ def _thread_of(connection: Connection, event: Any, now: datetime) -> str | None:
     if found is not None:
         return str(found)
     row = thread_values(where, event.text[:120], now)
-    connection.execute(insert(ThreadRow), row)
+    connection.execute(INSERT_THREAD, row)
     return str(row["id"])

@@ -33,9 +33,7 @@ DEPLOY = CallTool(
 def counting(database: Database) -> Iterator[list[str]]:
     """Every transaction begun on ``database`` while inside, by engine."""
     begun: list[str] = []
-    engines = [database.engine.sync_engine]
-    if database._sqlite is not None:
-        engines.append(database._sqlite)
+    engines = database.sync_engines
 
     def began(connection: Any) -> None:
         begun.append(str(connection.engine.url))
