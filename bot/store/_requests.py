@@ -96,20 +96,23 @@ class RequestStore:
 
         Args:
             status: only those with this status; ``None`` for every status.
-            expired_by: only those expiring before it; without a ``limit``, at most
-                :data:`EXPIRY_BATCH` (a sweep expires the rest next time).
+            expired_by: only those expiring before it, the longest overdue first; without a
+                ``limit``, at most :data:`EXPIRY_BATCH` (a sweep expires the rest next time).
             thread_id: only this thread's.
             tool: only approvals of this tool.
             type: only ``approval`` or ``question``.
             after: only those after this (``created_at``, ``id``) in the order.
             limit: at most this many.
         """
-        query = select(HumanRequestRow).order_by(HumanRequestRow.created_at, HumanRequestRow.id)
+        query = select(HumanRequestRow)
         if status is not None:
             query = query.where(HumanRequestRow.status == status)
-        if expired_by is not None:
+        if expired_by is not None:  # in the order of the (status, expires_at) index
             query = query.where(HumanRequestRow.expires_at < expired_by)
+            query = query.order_by(HumanRequestRow.expires_at, HumanRequestRow.id)
             limit = EXPIRY_BATCH if limit is None else limit
+        else:
+            query = query.order_by(HumanRequestRow.created_at, HumanRequestRow.id)
         if thread_id is not None:
             query = query.where(HumanRequestRow.thread_id == thread_id)
         if tool is not None:
@@ -160,18 +163,21 @@ class RequestStore:
         """The types of the pending requests of each of ``thread_ids`` that has any."""
         if not thread_ids:
             return {}
-        query = (
-            select(HumanRequestRow.thread_id, HumanRequestRow.type)
-            .where(
-                HumanRequestRow.thread_id.in_(list(thread_ids)),
-                HumanRequestRow.status == "pending",
-            )
-            .order_by(HumanRequestRow.created_at, HumanRequestRow.id)
+        # Unordered, so the (thread_id, status) index serves it; a few rows to sort here.
+        query = select(
+            HumanRequestRow.thread_id,
+            HumanRequestRow.type,
+            HumanRequestRow.created_at,
+            HumanRequestRow.id,
+        ).where(
+            HumanRequestRow.thread_id.in_(list(thread_ids)),
+            HumanRequestRow.status == "pending",
         )
         kinds: dict[str, list[str]] = {}
         async with self.db.session() as session:
-            for thread_id, kind in (await session.execute(query)).all():
-                kinds.setdefault(thread_id, []).append(kind)
+            rows = (await session.execute(query)).all()
+        for thread_id, kind, _at, _id in sorted(rows, key=lambda r: (r[2], r[3])):
+            kinds.setdefault(thread_id, []).append(kind)
         return kinds
 
     async def set_message_ref(self, request_id: str, ref: dict[str, Any]) -> None:

@@ -152,7 +152,7 @@ class HumanRequestRow(Base):
 
     __tablename__ = "human_requests"
     __table_args__ = (
-        Index("ix_human_requests_thread_status", "thread_id", "status"),
+        Index("ix_human_requests_thread_status", "thread_id", "status", "created_at", "id"),
         Index("ix_human_requests_status_created", "status", "created_at", "id"),
         Index("ix_human_requests_status_expiry", "status", "expires_at"),
         Index("ix_human_requests_status_escalation", "status", "next_escalation_at"),

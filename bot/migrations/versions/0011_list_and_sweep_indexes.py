@@ -1,8 +1,9 @@
 """indexes for per-thread requests, paginated lists and the sweep's queries
 
 Every query that lists or sweeps now finds its rows by an index instead of reading the
-whole table: a thread's pending requests by (thread_id, status); the request list, the
-expiry and the escalation sweeps by status and then their order or deadline; the thread
+whole table: a thread's pending requests by (thread_id, status) in their order; the
+request list, the expiry and the escalation sweeps by status and then their order or
+deadline; the thread
 list by (updated_at, id) and by status; the stale inbox by (status, received_at). The
 one-column indexes each of these begins with go, as the composite one serves them too.
 
@@ -21,7 +22,11 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 _NEW = [
-    ("human_requests", "ix_human_requests_thread_status", ["thread_id", "status"]),
+    (
+        "human_requests",
+        "ix_human_requests_thread_status",
+        ["thread_id", "status", "created_at", "id"],
+    ),
     ("human_requests", "ix_human_requests_status_created", ["status", "created_at", "id"]),
     ("human_requests", "ix_human_requests_status_expiry", ["status", "expires_at"]),
     ("human_requests", "ix_human_requests_status_escalation", ["status", "next_escalation_at"]),
