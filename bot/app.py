@@ -410,11 +410,7 @@ class Opsloop:
             thread = await self.store.load_thread(thread_id)
             if thread.status != ThreadStatus.PAUSED:
                 raise BadInputError(f"thread {thread_id} is {thread.status.value}, not paused")
-            waiting = [
-                r
-                for r in await self.store.human_requests(status="pending")
-                if r.thread_id == thread_id
-            ]
+            waiting = await self.store.human_requests(thread_id=thread_id, limit=1)
             if waiting:
                 raise BadInputError(
                     f"thread {thread_id} waits for request {waiting[0].id}: decide that instead"

@@ -196,7 +196,7 @@ async def _sweep(ops: Opsloop, dispatcher: Dispatcher) -> dict[str, int]:
     cutoff = utcnow() - timedelta(seconds=settings.sweep_grace)
     expired = await ops.expire_requests()
     escalated = await escalate_requests(ops)
-    stale = (await ops.store.stale_inbox(cutoff))[:SWEEP_BATCH]
+    stale = await ops.store.stale_inbox(cutoff, limit=SWEEP_BATCH)
     for item_id in stale:
         dispatcher.process(item_id)
     orphans = await ops.store.orphaned_threads(cutoff)

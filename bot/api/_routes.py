@@ -25,7 +25,7 @@ from bot.human import progress_json
 from bot.plugins import Dispatcher, enqueue, enqueue_item
 from bot.policy import Policy
 from bot.policy_check import check_runtime
-from bot.store import HumanRequest, InboxItem, Thread, ThreadSummary
+from bot.store import MAX_PAGE, HumanRequest, InboxItem, Thread, ThreadSummary, thread_page
 
 __all__ = ["UserId", "router", "web_identity"]
 
@@ -135,7 +135,7 @@ def thread_json(
 
 
 async def _pending(ops: Opsloop, thread_id: str) -> list[HumanRequest]:
-    return [r for r in await ops.store.human_requests() if r.thread_id == thread_id]
+    return await ops.store.human_requests(thread_id=thread_id)
 
 
 async def _hand_on(request: Request, item: InboxItem) -> None:
@@ -165,16 +165,27 @@ async def launch(
     return {"id": thread_id, "status": "accepted", "inbox_item": item.id}
 
 
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="How many at most on this page.")]
+Cursor = Annotated[
+    str | None,
+    Query(max_length=512, description="The previous page's ``next_cursor``: the page after it."),
+]
+
+
 @router.get("/threads")
 async def list_threads(
     request: Request,
     _: Reader,
     status: ThreadStatus | None = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    limit: Limit = 50,
+    cursor: Cursor = None,
 ) -> dict[str, Any]:
-    """Threads, most recently active first."""
-    threads = await _ops(request).store.list_threads(limit=limit, status=status)
-    return {"threads": [summary_json(t) for t in threads]}
+    """Threads, most recently active first, a page at a time.
+
+    ``next_cursor`` is ``null`` on the last page; pass it as ``cursor`` for the next one.
+    """
+    page = await thread_page(_ops(request).store.db, limit=limit, status=status, cursor=cursor)
+    return {"threads": [summary_json(t) for t in page.items], "next_cursor": page.next_cursor}
 
 
 @router.get("/threads/{thread_id}")
@@ -233,9 +244,21 @@ async def list_requests(
     request: Request,
     _: Reader,
     status: Literal["pending", "approved", "rejected", "answered", "expired"] = "pending",
+    thread_id: Annotated[str | None, Query(max_length=40)] = None,
+    tool: Annotated[str | None, Query(max_length=64)] = None,
+    type: Literal["approval", "question"] | None = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
 ) -> dict[str, Any]:
-    """Human requests with a status, oldest first."""
-    requests = await _ops(request).store.human_requests(status=status)
+    """Human requests with a status, oldest first, a page at a time; filters narrow it.
+
+    ``next_cursor`` is ``null`` on the last page; pass it as ``cursor`` for the next one
+    (with the same filters).
+    """
+    page = await _ops(request).store.request_page(
+        limit=limit, cursor=cursor, status=status, thread_id=thread_id, tool=tool, type=type
+    )
+    policy = _ops(request).runtime.policy
     return {
         "requests": [
             {
@@ -243,10 +266,11 @@ async def list_requests(
                 "status": r.status,
                 **r.request.model_dump(mode="json"),
                 **r.escalation(),
-                **progress_json(_ops(request).runtime.policy, r),
+                **progress_json(policy, r),
             }
-            for r in requests
-        ]
+            for r in page.items
+        ],
+        "next_cursor": page.next_cursor,
     }
 
 

@@ -28,7 +28,7 @@ from bot.config import load_settings
 from bot.errors import ConfigError
 from bot.events import ActionReceived, ConversationRef, HumanDecision, ThreadStatus, new_id
 from bot.plugins import load_plugins
-from bot.store import Database
+from bot.store import MAX_PAGE, Database, ThreadSummary, thread_page
 
 __all__ = ["app", "main"]
 
@@ -69,21 +69,35 @@ def threads_list(
         ThreadStatus | None, typer.Option(help="Only threads with this status.")
     ] = None,
     limit: Annotated[int, typer.Option(min=1, max=1000, help="How many, newest first.")] = 20,
+    cursor: Annotated[
+        str | None,
+        typer.Option(help="Go on from where a listing stopped (the cursor it printed)."),
+    ] = None,
     json_lines: Annotated[bool, typer.Option("--json", help="One JSON object a line.")] = False,
 ) -> None:
-    """List threads, most recently active first."""
+    """List threads, most recently active first; says how to list the older ones."""
 
     async def body(ops: Opsloop) -> None:
-        threads = await ops.store.list_threads(limit=limit, status=status)
+        threads: list[ThreadSummary] = []
+        after = cursor
+        while len(threads) < limit:
+            size = min(MAX_PAGE, limit - len(threads))
+            page = await thread_page(ops.store.db, limit=size, status=status, cursor=after)
+            threads += page.items
+            after = page.next_cursor
+            if after is None:
+                break
         if json_lines:
             for t in threads:
                 typer.echo(t.model_dump_json())
-        elif not threads:
+        elif not threads and cursor is None:
             console.print(
                 'No threads yet. Start one with: opsloop chat -m "what is running in staging?"'
             )
         else:
             console.print(threads_table(threads))
+        if after is not None:  # on stderr, so --json output stays one object a line
+            typer.echo(f"older threads: opsloop threads list --cursor {after}", err=True)
 
     run(body)
 

@@ -1,10 +1,12 @@
 """Persistence: SQLite by default, PostgreSQL in production; one schema, Alembic migrations."""
 
 from bot.store._database import Database
+from bot.store._pages import MAX_PAGE, Page
 from bot.store._records import Approval, HumanRequest, InboxItem, OutboxItem, Thread, ThreadSummary
 from bot.store._sessions import SESSION_TTL, ConsoleSession, ConsoleSessions
 from bot.store._store import Store
 from bot.store._tables import UTCDateTime
+from bot.store._threads import thread_page
 from bot.store._tokens import (
     DEFAULT_SCOPES,
     DEFAULT_TOKEN_TTL,
@@ -17,6 +19,7 @@ from bot.store._tokens import (
 __all__ = [
     "DEFAULT_SCOPES",
     "DEFAULT_TOKEN_TTL",
+    "MAX_PAGE",
     "SCOPES",
     "SESSION_TTL",
     "ApiToken",
@@ -28,9 +31,11 @@ __all__ = [
     "HumanRequest",
     "InboxItem",
     "OutboxItem",
+    "Page",
     "Scope",
     "Store",
     "Thread",
     "ThreadSummary",
     "UTCDateTime",
+    "thread_page",
 ]

@@ -94,8 +94,11 @@ class QueueStore:
                 update(InboxRow).where(InboxRow.id == item_id).values(error=error)
             )
 
-    async def stale_inbox(self, older_than: datetime) -> list[int]:
-        """Ids of unfinished inbox items received before ``older_than`` (lost work)."""
+    async def stale_inbox(self, older_than: datetime, limit: int | None = None) -> list[int]:
+        """Ids of unfinished inbox items received before ``older_than`` (lost work).
+
+        Oldest first, ``limit`` at most (``None``: all of them).
+        """
         async with self.db.session() as session:
             return list(
                 (
@@ -106,6 +109,7 @@ class QueueStore:
                             InboxRow.received_at < older_than,
                         )
                         .order_by(InboxRow.id)
+                        .limit(limit)
                     )
                 ).all()
             )

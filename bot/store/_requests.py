@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.engine import Connection, Row
 
 from bot.errors import ConcurrentStepError, NotFoundError
 from bot.events import ApprovalGiven, HumanRequested
 from bot.policy import escalation_due
 from bot.store._database import Database
+from bot.store._pages import Page, check_limit, decode_cursor, encode_cursor
 from bot.store._records import Approval, HumanRequest
 from bot.store._tables import HumanRequestRow
 
-__all__ = ["RequestStore", "add_approval", "request_values", "resolve_request"]
+__all__ = ["EXPIRY_BATCH", "RequestStore", "add_approval", "request_values", "resolve_request"]
+
+EXPIRY_BATCH = 200
+"""Overdue requests one sweep expires at most; a backlog drains over a few sweeps."""
 
 
 def _request(row: HumanRequestRow | Row[Any]) -> HumanRequest:
@@ -77,16 +82,103 @@ class RequestStore:
         return _request(row)
 
     async def human_requests(
-        self, *, status: str | None = "pending", expired_by: datetime | None = None
+        self,
+        *,
+        status: str | None = "pending",
+        expired_by: datetime | None = None,
+        thread_id: str | None = None,
+        tool: str | None = None,
+        type: str | None = None,
+        after: tuple[datetime, str] | None = None,
+        limit: int | None = None,
     ) -> list[HumanRequest]:
-        """Human requests, oldest first; ``expired_by`` keeps those expiring before it."""
-        query = select(HumanRequestRow).order_by(HumanRequestRow.created_at)
+        """Human requests, oldest first (by creation, then id), each filter found by an index.
+
+        Args:
+            status: only those with this status; ``None`` for every status.
+            expired_by: only those expiring before it, the longest overdue first; without a
+                ``limit``, at most :data:`EXPIRY_BATCH` (a sweep expires the rest next time).
+            thread_id: only this thread's.
+            tool: only approvals of this tool.
+            type: only ``approval`` or ``question``.
+            after: only those after this (``created_at``, ``id``) in the order.
+            limit: at most this many.
+        """
+        query = select(HumanRequestRow)
         if status is not None:
             query = query.where(HumanRequestRow.status == status)
-        if expired_by is not None:
+        if expired_by is not None:  # in the order of the (status, expires_at) index
             query = query.where(HumanRequestRow.expires_at < expired_by)
+            query = query.order_by(HumanRequestRow.expires_at, HumanRequestRow.id)
+            limit = EXPIRY_BATCH if limit is None else limit
+        else:
+            query = query.order_by(HumanRequestRow.created_at, HumanRequestRow.id)
+        if thread_id is not None:
+            query = query.where(HumanRequestRow.thread_id == thread_id)
+        if tool is not None:
+            query = query.where(HumanRequestRow.tool == tool)
+        if type is not None:
+            query = query.where(HumanRequestRow.type == type)
+        if after is not None:
+            at, key = after
+            query = query.where(
+                HumanRequestRow.created_at >= at,
+                or_(HumanRequestRow.created_at > at, HumanRequestRow.id > key),
+            )
+        if limit is not None:
+            query = query.limit(limit)
         async with self.db.session() as session:
             return [_request(row) for row in (await session.scalars(query)).all()]
+
+    async def request_page(
+        self,
+        *,
+        limit: int = 50,
+        cursor: str | None = None,
+        status: str | None = "pending",
+        thread_id: str | None = None,
+        tool: str | None = None,
+        type: str | None = None,
+    ) -> Page[HumanRequest]:
+        """One page of :meth:`human_requests`, after ``cursor`` (the previous page's next).
+
+        Raises:
+            BadInputError: a bad cursor or limit.
+        """
+        after = decode_cursor("requests", cursor) if cursor is not None else None
+        found = await self.human_requests(
+            status=status,
+            thread_id=thread_id,
+            tool=tool,
+            type=type,
+            after=after,
+            limit=check_limit(limit) + 1,
+        )
+        if len(found) <= limit:
+            return Page(found, None)
+        last = found[limit - 1]
+        return Page(found[:limit], encode_cursor("requests", last.request.at, last.id))
+
+    async def pending_kinds(self, thread_ids: Sequence[str]) -> dict[str, list[str]]:
+        """The types of the pending requests of each of ``thread_ids`` that has any."""
+        if not thread_ids:
+            return {}
+        # Unordered, so the (thread_id, status) index serves it; a few rows to sort here.
+        query = select(
+            HumanRequestRow.thread_id,
+            HumanRequestRow.type,
+            HumanRequestRow.created_at,
+            HumanRequestRow.id,
+        ).where(
+            HumanRequestRow.thread_id.in_(list(thread_ids)),
+            HumanRequestRow.status == "pending",
+        )
+        kinds: dict[str, list[str]] = {}
+        async with self.db.session() as session:
+            rows = (await session.execute(query)).all()
+        for thread_id, kind, _at, _id in sorted(rows, key=lambda r: (r[2], r[3])):
+            kinds.setdefault(thread_id, []).append(kind)
+        return kinds
 
     async def set_message_ref(self, request_id: str, ref: dict[str, Any]) -> None:
         """Remember where a channel posted a request, so it can edit it later."""

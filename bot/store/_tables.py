@@ -79,6 +79,8 @@ class ThreadRow(Base):
     __tablename__ = "threads"
     __table_args__ = (
         UniqueConstraint("channel", "tenant", "room", "thread_key", name="uq_threads_conversation"),
+        Index("ix_threads_updated", "updated_at", "id"),
+        Index("ix_threads_status_updated", "status", "updated_at", "id"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -87,11 +89,11 @@ class ThreadRow(Base):
     room: Mapped[str] = mapped_column(String(255))
     thread_key: Mapped[str] = mapped_column(String(512))
     agent: Mapped[str | None] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(16), index=True)
+    status: Mapped[str] = mapped_column(String(16))
     title: Mapped[str] = mapped_column(String(200))
     last_seq: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime]
-    updated_at: Mapped[datetime] = mapped_column(index=True)
+    updated_at: Mapped[datetime]
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_until: Mapped[datetime | None]
 
@@ -112,12 +114,13 @@ class InboxRow(Base):
     """An inbound event as received: deduplicated on its idempotency key, never lost."""
 
     __tablename__ = "inbox"
+    __table_args__ = (Index("ix_inbox_status_received", "status", "received_at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     idempotency_key: Mapped[str] = mapped_column(String(255), unique=True)
     kind: Mapped[str] = mapped_column(String(32))
     payload: Mapped[dict[str, Any]]
-    status: Mapped[str] = mapped_column(String(16), index=True)
+    status: Mapped[str] = mapped_column(String(16))
     thread_id: Mapped[str | None] = mapped_column(String(40))
     error: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -148,9 +151,15 @@ class HumanRequestRow(Base):
     """A pending or decided human request: the exact call to run, who may answer, until when."""
 
     __tablename__ = "human_requests"
+    __table_args__ = (
+        Index("ix_human_requests_thread_status", "thread_id", "status", "created_at", "id"),
+        Index("ix_human_requests_status_created", "status", "created_at", "id"),
+        Index("ix_human_requests_status_expiry", "status", "expires_at"),
+        Index("ix_human_requests_status_escalation", "status", "next_escalation_at"),
+    )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    thread_id: Mapped[str] = mapped_column(ForeignKey("threads.id"), index=True)
+    thread_id: Mapped[str] = mapped_column(ForeignKey("threads.id"))
     type: Mapped[str] = mapped_column(String(16))
     tool: Mapped[str | None] = mapped_column(String(64))
     arguments: Mapped[dict[str, Any] | None]
@@ -166,9 +175,9 @@ class HumanRequestRow(Base):
     min_approvals: Mapped[int] = mapped_column(Integer, server_default="1")
     approvals: Mapped[list[Any] | None]
     """Approvals given so far while more were needed (``Approval`` as JSON), oldest first."""
-    status: Mapped[str] = mapped_column(String(16), index=True)
+    status: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime]
-    expires_at: Mapped[datetime] = mapped_column(index=True)
+    expires_at: Mapped[datetime]
     decided_by: Mapped[str | None] = mapped_column(String(320))
     decided_at: Mapped[datetime | None]
     comment: Mapped[str | None] = mapped_column(Text)
@@ -184,7 +193,7 @@ class HumanRequestRow(Base):
     """Escalation steps taken so far."""
     escalated_to: Mapped[list[Any] | None]
     """Approver entries the steps taken added."""
-    next_escalation_at: Mapped[datetime | None] = mapped_column(index=True)
+    next_escalation_at: Mapped[datetime | None]
     """When the next step is due; ``None`` when there is none before expiry, or decided."""
 
 

@@ -262,9 +262,7 @@ class MailReader:
         self, mail: ParsedMail, thread_id: str, conversation: ConversationRef, verdict: Verdict
     ) -> Inbound | None:
         """An answer to the thread's pending request, or ``None`` for an ordinary message."""
-        pending = [
-            r for r in await self.store.human_requests(status="pending") if r.thread_id == thread_id
-        ]
+        pending = await self.store.human_requests(thread_id=thread_id)
         if not pending:
             return None
         request = await self._addressed(mail, pending)

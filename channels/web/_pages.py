@@ -6,7 +6,7 @@ The account pages (sessions, tokens) and the Tools page have modules of their ow
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlencode
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
@@ -15,8 +15,9 @@ from pydantic import BaseModel, ConfigDict
 
 from bot.api import UserId, console_session, sessions_of, token_matches
 from bot.app import Opsloop
-from bot.errors import NotFoundError
+from bot.errors import BadInputError, NotFoundError
 from bot.events import ADMIN, HumanRequested, HumanResponded, Identity, ModelCalled, ThreadStatus
+from bot.store import MAX_PAGE, thread_page
 from channels.web import _account, _tools
 from channels.web._oidc import add_oidc_routes, logout_url, sso_on
 from channels.web._render import STATIC_DIR, page, roles_of, signed_in_as
@@ -161,24 +162,30 @@ async def chat(request: Request) -> Response:
 async def threads(
     request: Request,
     status: ThreadStatus | None = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> Response:
-    """Every thread, most recently active first."""
+    """The threads, most recently active first, a page at a time."""
     if not await _signed_in(request):
         return _to_login()
     ops = _ops(request)
-    found = await ops.store.list_threads(limit=limit, status=status)
-    pending: dict[str, list[str]] = {}
-    if any(t.status == ThreadStatus.PAUSED for t in found):
-        for human in await ops.store.human_requests():
-            pending.setdefault(human.thread_id, []).append(human.request.type)
+    try:
+        found = await thread_page(ops.store.db, limit=limit, status=status, cursor=cursor)
+    except BadInputError:  # a stale or mangled link: start again from the top
+        return RedirectResponse("/threads" + (f"?status={status.value}" if status else ""), 303)
+    paused = [t.id for t in found.items if t.status == ThreadStatus.PAUSED]
+    older = None
+    if found.next_cursor:
+        query = {"status": status.value} if status else {}
+        older = "/threads?" + urlencode({**query, "limit": limit, "cursor": found.next_cursor})
     return page(
         request,
         "threads.html",
         nav="threads",
-        threads=found,
-        pending=pending,
+        threads=found.items,
+        pending=await ops.store.pending_kinds(paused),
         current=status.value if status else None,
+        older=older,
     )
 
 

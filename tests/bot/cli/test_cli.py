@@ -89,6 +89,24 @@ def test_threads_list_and_show(cli) -> None:
     assert kinds[0] == "user_message" and "model_call" in kinds and kinds[-1] == "status"
 
 
+def test_threads_list_goes_on_from_its_cursor(cli) -> None:
+    for service in ("checkout", "search", "payments"):
+        cli("chat", "-m", f"status of {service} in production")
+    listing = cli("threads", "list", "--json").stdout
+    everything = [json.loads(line)["id"] for line in listing.splitlines()]
+    first = cli("threads", "list", "--limit", "2", "--json")
+    assert first.exit_code == 0, first.output
+    [hint] = first.stderr.splitlines()
+    assert hint.startswith("older threads: opsloop threads list --cursor ")
+    rest = cli("threads", "list", "--cursor", hint.split()[-1], "--json")
+    assert rest.exit_code == 0 and rest.stderr == ""
+    listed = [json.loads(line)["id"] for line in (first.stdout + rest.stdout).splitlines()]
+    assert listed == everything and len(set(listed)) == 3
+    bad = cli("threads", "list", "--cursor", "nonsense")
+    assert bad.exit_code == 1
+    assert "pass the next_cursor of the previous page" in bad.output
+
+
 def test_several_messages_share_one_thread(cli) -> None:
     result = cli(
         "chat", "-m", "status of checkout in staging", "-m", "status of search in staging", "--json"
