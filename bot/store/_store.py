@@ -72,18 +72,21 @@ class Store(CardStore, QueueStore, RunStore, RequestStore):
             thread_id: the thread the event concerns, if the caller knows it.
         """
 
-        def store(connection: Connection) -> InboxItem | None:
-            return store_inbound(connection, event, utcnow(), refused=refused, thread_id=thread_id)
+        def store(connection: Connection, look_first: bool) -> InboxItem | None:
+            return store_inbound(
+                connection,
+                event,
+                utcnow(),
+                refused=refused,
+                thread_id=thread_id,
+                look_first=look_first,
+            )
 
-        for tries in (1, 2):
-            try:
-                return await self.db.run(store)
-            except IntegrityError:
-                # Another process stored the same key, or opened the same thread, first:
-                # once more sees theirs.
-                if tries == 2:
-                    raise
-        raise AssertionError("unreachable")
+        try:
+            return await self.db.run(lambda c: store(c, False))
+        except IntegrityError:
+            # A duplicate, or another process opened the same thread first: look again.
+            return await self.db.run(lambda c: store(c, True))
 
     # ------------------------------------------------------------ threads
 

@@ -77,6 +77,7 @@ _TAKE_LEASE = (
         ),
     )
     .values(lease_owner=bindparam("owner"), lease_until=bindparam("until"))
+    .returning(*_threads.c)
 )
 _COUNT_TRY = (
     update(InboxRow).where(InboxRow.id == bindparam("item")).values(attempts=InboxRow.attempts + 1)
@@ -155,13 +156,17 @@ class LogCache:
                 self._logs.move_to_end(thread_id)
 
 
-def read_thread(connection: Connection, thread_id: str, cache: LogCache) -> Thread:
+def read_thread(
+    connection: Connection, thread_id: str, cache: LogCache, row: Row[Any] | None = None
+) -> Thread:
     """A thread with its whole log, reading only the events ``cache`` does not hold.
+
+    ``row`` is the thread's row, if the caller has just read it.
 
     Raises:
         NotFoundError: there is no such thread.
     """
-    row = connection.execute(_THREAD, {"id": thread_id}).first()
+    row = row or connection.execute(_THREAD, {"id": thread_id}).first()
     if row is None:
         raise NotFoundError(f"no thread {thread_id!r}")
     known = cache.get(thread_id) or ()
@@ -216,13 +221,13 @@ def claim_turn(
     until = now + timedelta(seconds=ttl)
     taken = connection.execute(
         _TAKE_LEASE, {"thread": thread_id, "now": now, "owner": owner, "until": until}
-    )
-    if taken.rowcount != 1:
+    ).first()
+    if taken is None:
         if connection.execute(_THREAD, {"id": thread_id}).first() is None:
             raise NotFoundError(f"no thread {thread_id!r}")
         return Claim(item=item, busy=True)
     connection.execute(_COUNT_TRY, {"item": item_id})
-    thread = read_thread(connection, thread_id, cache)
+    thread = read_thread(connection, thread_id, cache, taken)
     request = None
     if isinstance(item.event, ActionReceived):
         found = connection.execute(_REQUEST, {"id": item.event.request_id}).first()
@@ -237,13 +242,16 @@ def store_inbound(
     *,
     refused: str | None = None,
     thread_id: str | None = None,
+    look_first: bool = False,
 ) -> InboxItem | None:
     """Store an inbound event and find (or open) its thread; ``None`` for a duplicate.
 
     A message opens its conversation's thread here, and a decision finds its request's,
     so the worker that processes the item knows its thread without another transaction.
+    A duplicate's insert fails on the key's unique index; ``look_first`` (for the try
+    after such a failure) looks for it before writing anything.
     """
-    if connection.execute(_KEY, {"key": event.idempotency_key}).first() is not None:
+    if look_first and connection.execute(_KEY, {"key": event.idempotency_key}).first():
         return None
     if thread_id is None and refused is None:
         thread_id = _thread_of(connection, event, now)
