@@ -12,14 +12,12 @@ When the blocks exceed the token budget, :func:`compact` applies explicit rules,
 from __future__ import annotations
 
 import json
-import operator
-import threading
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from html import escape
 from typing import Any
 
+from bot._log_memo import LogMemo
 from bot.events import (
     AgentReply,
     ApprovalGiven,
@@ -170,7 +168,7 @@ class _Log:
     """
 
     def __init__(self) -> None:
-        self.events: list[Any] = []
+        self.seen: list[Any] = []
         self.entries: list[_Entry] = []
         self.tokens = [0]
         self.errors = [0]
@@ -183,26 +181,21 @@ class _Log:
         self.edited: set[str] = set()
         """Requests an approval-with-changes block named: its text depends on them."""
 
-    def covers(self, events: Sequence[Any]) -> bool:
-        """Whether ``events`` starts with exactly the events rendered so far."""
-        seen = len(self.events)
-        return len(events) >= seen and all(map(operator.is_, events[:seen], self.events))
-
     def extend(self, events: Sequence[Any]) -> bool:
         """Render the events after those seen; ``False`` if an earlier block would change."""
-        new = events[len(self.events) :]
+        new = events[len(self.seen) :]
         asked = [e for e in new if isinstance(e, HumanRequested)]
         if any(e.request_id in self.edited for e in asked):
             return False  # a later request of the same id: an edit note reads differently
         self.requests.update((e.request_id, e) for e in asked)
-        for index, event in enumerate(new, start=len(self.events)):
+        for index, event in enumerate(new, start=len(self.seen)):
             text = render_event(event, requests=self.requests)
             if text is None:
                 continue
             if isinstance(event, HumanResponded) and event.changes:
                 self.edited.add(event.request_id)
             self._add(index, event, text)
-        self.events.extend(new)
+        self.seen.extend(new)
         return True
 
     def _add(self, index: int, event: Any, text: str) -> None:
@@ -276,36 +269,8 @@ class _Log:
         ]
 
 
-class _Logs:
-    """The logs rendered lately, by their first event (kept alive, so its id stays unique).
-
-    A log is append-only and its events immutable, so a later render of the same log renders
-    only the events added since; a bounded number of logs is kept, least recently used
-    dropped first.
-    """
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._logs: OrderedDict[int, _Log] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def compact(self, events: Sequence[Any], budget: int, keep_recent_results: int) -> list[Block]:
-        if not events:
-            return []
-        with self._lock:
-            key = id(events[0])
-            log = self._logs.get(key)
-            if log is None or not log.covers(events) or not log.extend(events):
-                log = _Log()
-                log.extend(events)  # a fresh log always renders
-            self._logs[key] = log
-            self._logs.move_to_end(key)
-            while len(self._logs) > self._size:
-                self._logs.popitem(last=False)
-            return log.compact(budget, keep_recent_results)
-
-
-_LOGS = _Logs(256)
+_LOGS: LogMemo[_Log] = LogMemo(_Log)
+"""The logs rendered lately (a few hundred threads' worth)."""
 
 
 def compact(
@@ -316,7 +281,8 @@ def compact(
     Each event is rendered once: a log rendered before (the same event objects, maybe with
     more after them) costs only its new events plus the blocks kept.
     """
-    return _LOGS.compact(events, budget_tokens, keep_recent_results)
+    with _LOGS.state(events) as log:
+        return log.compact(budget_tokens, keep_recent_results)
 
 
 def render_context(events: Sequence[Any], *, budget_tokens: int) -> str:
