@@ -3,7 +3,9 @@
 A thread's log is append-only and its events immutable (frozen models), and each step reads
 the log it read last time with a few events more. A :class:`LogMemo` keeps one state per
 log, found by the log's first event (kept alive by the state, so its ``id`` stays unique),
-and feeds it only the events after those it has seen. A log that is not an extension of
+and feeds it only the events after those it has seen. A log read back from the database
+holds new objects for the events appended since its last read: equal ones (same JSON) count
+as seen. A log that is not an extension of
 what a state saw (shorter, or other objects in it) gets a fresh state: never a stale one.
 """
 
@@ -15,6 +17,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Generic, Protocol, TypeVar
+
+from pydantic import BaseModel
 
 __all__ = ["LogMemo", "LogState"]
 
@@ -60,5 +64,30 @@ class LogMemo(Generic[S]):
 
 
 def _extends(events: Sequence[Any], seen: list[Any]) -> bool:
-    """Whether ``events`` starts with the very objects of ``seen`` (a C loop of ``is``)."""
-    return len(events) >= len(seen) and all(map(operator.is_, events[: len(seen)], seen))
+    """Whether ``events`` starts with the events of ``seen``, which then become its own.
+
+    The very objects, checked in a C loop; or, where a log was read back from the database
+    after being extended in memory (its newest events are new objects), events whose JSON
+    is the same (checked from the end, where those are, until the objects are the same).
+    """
+    end = len(seen)
+    if len(events) < end:
+        return False
+    same = end
+    while same > 0 and events[same - 1] is not seen[same - 1]:
+        if not _equal(events[same - 1], seen[same - 1]):
+            return False
+        same -= 1
+    if not all(map(operator.is_, events[:same], seen)):
+        return False
+    seen[same:end] = events[same:end]  # the next check finds the very objects again
+    return True
+
+
+def _equal(one: Any, other: Any) -> bool:
+    # JSON, not ==: pydantic's == holds 1 and True equal, which render differently.
+    return (
+        isinstance(one, BaseModel)
+        and type(one) is type(other)
+        and one.model_dump_json() == other.model_dump_json()
+    )

@@ -7,6 +7,11 @@ When the blocks exceed the token budget, :func:`compact` applies explicit rules,
 2. tool output older than the last ``keep_recent_results`` results is trimmed;
 3. the oldest blocks are dropped (the thread's first message is kept), leaving a marker
    that says how many were left out.
+
+A log only grows and its events never change, so each event is rendered (whole, and
+trimmed for tool output) once per log and kept with its token estimate, for the few hundred
+logs rendered most lately; the rules read running totals of those estimates. Rendering a
+thread one step longer costs its new events and the blocks kept, not the whole log again.
 """
 
 from __future__ import annotations
@@ -153,11 +158,7 @@ class _Entry:
     saving: int
     """Tokens trimming saves."""
     error: bool
-    """An error: dropped once something later resolves it (rule 1)."""
-    result: bool
-    """A tool result: trimmed once newer results follow (rule 2)."""
-    success: bool
-    """A tool result or a reply: resolves the errors before it."""
+    """An error: dropped once a later tool result or reply resolves it (rule 1)."""
 
 
 class _Log:
@@ -210,7 +211,7 @@ class _Log:
         error = isinstance(event, ErrorRaised)
         success = result or isinstance(event, AgentReply)
         position = len(self.entries)
-        self.entries.append(_Entry(full, trimmed, tokens, saving, error, result, success))
+        self.entries.append(_Entry(full, trimmed, tokens, saving, error))
         self.tokens.append(self.tokens[-1] + tokens)
         self.errors.append(self.errors[-1] + (tokens if error else 0))
         self.error_count.append(self.error_count[-1] + error)

@@ -66,7 +66,8 @@ def unresolved_call(events: Sequence[Any]) -> ToolCalled | None:
     events added since.
     """
     with _CALLS.state(events) as calls:
-        return next(iter(calls.open.values()), None)
+        index = next(iter(calls.open), None)
+    return None if index is None else events[index]  # this log's own object
 
 
 def tool_in_force(rt: Runtime, name: str, agent: Agent | None = None) -> Tool | None:

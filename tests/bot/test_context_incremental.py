@@ -254,3 +254,31 @@ def test_rule_3_keeps_what_fits_exactly_with_the_marker(slack):
 
     assert blocks == reference_compact(events, budget_tokens=budget)
     assert len(blocks) == (5 if slack == 0 else 4)
+
+
+def test_a_log_read_back_from_the_database_renders_only_its_new_events(rendered_events):
+    # The runtime extends its log in memory; the next read has new objects for those events.
+    first = UserMessage(sender=ANN, text="start")
+    result = ToolReturned(call_id="c", tool="deploy", output={"n": 1})
+    render_context((first, result), budget_tokens=500)
+    read_back = ToolReturned.model_validate_json(result.model_dump_json())
+    reply = AgentReply(text="ok", agent="deployer")
+    rendered_events.clear()
+
+    text = render_context((first, read_back, reply), budget_tokens=500)
+
+    assert rendered_events == [reply]
+    assert text == "\n".join(render_event(e) or "" for e in (first, read_back, reply))
+
+
+def test_an_equal_event_that_renders_otherwise_is_rendered_again():
+    # pydantic holds output 1 and output True equal; their blocks differ.
+    first = UserMessage(sender=ANN, text="start")
+    one = ToolReturned(call_id="c", tool="t", output=1, at=LATER)
+    render_context((first, one), budget_tokens=500)
+
+    text = render_context(
+        (first, ToolReturned(call_id="c", tool="t", output=True, at=LATER)), budget_tokens=500
+    )
+
+    assert text.endswith(">true</tool_result>")
