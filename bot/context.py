@@ -7,6 +7,11 @@ When the blocks exceed the token budget, :func:`compact` applies explicit rules,
 2. tool output older than the last ``keep_recent_results`` results is trimmed;
 3. the oldest blocks are dropped (the thread's first message is kept), leaving a marker
    that says how many were left out.
+
+A log only grows and its events never change, so each event is rendered (whole, and
+trimmed for tool output) once per log and kept with its token estimate, for the few hundred
+logs rendered most lately; the rules read running totals of those estimates. Rendering a
+thread one step longer costs its new events and the blocks kept, not the whole log again.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from dataclasses import dataclass
 from html import escape
 from typing import Any
 
+from bot._log_memo import LogMemo
 from bot.events import (
     AgentReply,
     ApprovalGiven,
@@ -139,54 +145,145 @@ def render_event(
     return None
 
 
-def _blocks(events: Sequence[Any], *, trim_before: int, drop: set[int]) -> list[Block]:
-    blocks = []
-    requests = {e.request_id: e for e in events if isinstance(e, HumanRequested)}
-    for index, event in enumerate(events):
-        if index in drop:
-            continue
-        text = render_event(event, trim_output=index < trim_before, requests=requests)
-        if text is not None:
-            blocks.append(Block(index=index, kind=event.kind, text=text))
-    return blocks
+@dataclass(frozen=True)
+class _Entry:
+    """One visible event, rendered once: what never changes once it is in the log."""
+
+    full: Block
+    """The whole block."""
+    trimmed: Block
+    """The block with its tool output trimmed (the whole block for any other event)."""
+    tokens: int
+    """Estimated tokens of ``full``."""
+    saving: int
+    """Tokens trimming saves."""
+    error: bool
+    """An error: dropped once a later tool result or reply resolves it (rule 1)."""
 
 
-def _total(blocks: Sequence[Block]) -> int:
-    return sum(estimate_tokens(b.text) for b in blocks)
+class _Log:
+    """One event log rendered so far, with running totals the rules read in constant time.
+
+    Positions count visible events only. ``tokens[p]``, ``errors[p]``, ``error_count[p]``
+    and ``savings[p]`` sum over the positions before ``p``.
+    """
+
+    def __init__(self) -> None:
+        self.seen: list[Any] = []
+        self.entries: list[_Entry] = []
+        self.tokens = [0]
+        self.errors = [0]
+        self.error_count = [0]
+        self.savings = [0]
+        self.results: list[int] = []
+        self.last_success = 0
+        """The position of the last tool result or reply; errors before it are resolved."""
+        self.requests: dict[str, HumanRequested] = {}
+        self.edited: set[str] = set()
+        """Requests an approval-with-changes block named: its text depends on them."""
+
+    def extend(self, events: Sequence[Any]) -> bool:
+        """Render the events after those seen; ``False`` if an earlier block would change."""
+        new = events[len(self.seen) :]
+        asked = [e for e in new if isinstance(e, HumanRequested)]
+        if any(e.request_id in self.edited for e in asked):
+            return False  # a later request of the same id: an edit note reads differently
+        self.requests.update((e.request_id, e) for e in asked)
+        for index, event in enumerate(new, start=len(self.seen)):
+            text = render_event(event, requests=self.requests)
+            if text is None:
+                continue
+            if isinstance(event, HumanResponded) and event.changes:
+                self.edited.add(event.request_id)
+            self._add(index, event, text)
+        self.seen.extend(new)
+        return True
+
+    def _add(self, index: int, event: Any, text: str) -> None:
+        full = Block(index=index, kind=event.kind, text=text)
+        trimmed, tokens = full, estimate_tokens(text)
+        result = isinstance(event, ToolReturned)
+        if result:
+            short = render_event(event, trim_output=True)
+            if short is not None and short != text:
+                trimmed = Block(index=index, kind=event.kind, text=short)
+        saving = tokens - estimate_tokens(trimmed.text)
+        error = isinstance(event, ErrorRaised)
+        success = result or isinstance(event, AgentReply)
+        position = len(self.entries)
+        self.entries.append(_Entry(full, trimmed, tokens, saving, error))
+        self.tokens.append(self.tokens[-1] + tokens)
+        self.errors.append(self.errors[-1] + (tokens if error else 0))
+        self.error_count.append(self.error_count[-1] + error)
+        self.savings.append(self.savings[-1] + saving)
+        if result:
+            self.results.append(position)
+        if success:
+            self.last_success = position
+
+    def compact(self, budget: int, keep_recent_results: int) -> list[Block]:
+        """The module's rules, in order, on running totals: no block is summed twice."""
+        entries, end = self.entries, len(self.entries)
+        if self.tokens[end] <= budget:
+            return [e.full for e in entries]
+        # 1. Errors before the last result or reply are resolved.
+        ok = self.last_success
+        if self.tokens[end] - self.errors[ok] <= budget:
+            return [e.full for p, e in enumerate(entries) if not (e.error and p < ok)]
+        # 2. Results before the keep_recent_results-th newest are trimmed.
+        results = self.results
+        trim = results[-keep_recent_results] if len(results) >= keep_recent_results else 0
+
+        def cost(start: int) -> int:
+            """Tokens of the blocks from position ``start`` on, after rules 1 and 2."""
+            resolved = max(0, self.errors[ok] - self.errors[start])
+            saved = max(0, self.savings[trim] - self.savings[start])
+            return self.tokens[end] - self.tokens[start] - resolved - saved
+
+        if cost(0) <= budget:
+            return self._blocks(0, ok, trim)
+        # 3. Drop the oldest blocks after the first until the rest fits with a marker.
+        head = next((p for p in range(end) if not (entries[p].error and p < ok)), end)
+        if head == end:
+            return []
+        room = budget - 10 - (cost(head) - cost(head + 1))
+        low, high = head + 1, end  # cost() never grows with start: the first start that fits
+        while low < high:
+            middle = (low + high) // 2
+            if cost(middle) <= room:
+                high = middle
+            else:
+                low = middle + 1
+        start = low
+        resolved = self.error_count[min(start, ok)] - self.error_count[min(head + 1, ok)]
+        dropped = start - head - 1 - resolved
+        kept = self._blocks(head, ok, trim, stop=head + 1)
+        if dropped:
+            kept.append(Block(index=-1, kind="compacted", text=f'<compacted events="{dropped}"/>'))
+        return kept + self._blocks(start, ok, trim)
+
+    def _blocks(self, start: int, ok: int, trim: int, stop: int | None = None) -> list[Block]:
+        return [
+            entry.trimmed if position < trim else entry.full
+            for position, entry in enumerate(self.entries[start:stop], start=start)
+            if not (entry.error and position < ok)
+        ]
+
+
+_LOGS: LogMemo[_Log] = LogMemo(_Log)
+"""The logs rendered lately (a few hundred threads' worth)."""
 
 
 def compact(
     events: Sequence[Any], *, budget_tokens: int, keep_recent_results: int = 2
 ) -> list[Block]:
-    """Render ``events`` within ``budget_tokens``, applying the module's rules in order."""
-    blocks = _blocks(events, trim_before=0, drop=set())
-    if _total(blocks) <= budget_tokens:
-        return blocks
+    """Render ``events`` within ``budget_tokens``, applying the module's rules in order.
 
-    # 1. Drop errors that something later resolved.
-    last_success = max(
-        (i for i, e in enumerate(events) if isinstance(e, ToolReturned | AgentReply)), default=-1
-    )
-    resolved = {i for i, e in enumerate(events) if isinstance(e, ErrorRaised) and i < last_success}
-    blocks = _blocks(events, trim_before=0, drop=resolved)
-    if _total(blocks) <= budget_tokens:
-        return blocks
-
-    # 2. Trim tool output older than the most recent results.
-    results = [i for i, e in enumerate(events) if isinstance(e, ToolReturned)]
-    trim_before = results[-keep_recent_results] if len(results) >= keep_recent_results else 0
-    blocks = _blocks(events, trim_before=trim_before, drop=resolved)
-    if _total(blocks) <= budget_tokens:
-        return blocks
-
-    # 3. Drop the oldest blocks, keeping the first message, until the rest fits.
-    head, rest = blocks[:1], blocks[1:]
-    dropped = 0
-    while rest and _total(head) + _total(rest) + 10 > budget_tokens:
-        rest.pop(0)
-        dropped += 1
-    marker = Block(index=-1, kind="compacted", text=f'<compacted events="{dropped}"/>')
-    return [*head, marker, *rest] if dropped else [*head, *rest]
+    Each event is rendered once: a log rendered before (the same event objects, maybe with
+    more after them) costs only its new events plus the blocks kept.
+    """
+    with _LOGS.state(events) as log:
+        return log.compact(budget_tokens, keep_recent_results)
 
 
 def render_context(events: Sequence[Any], *, budget_tokens: int) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from bot._log_memo import LogMemo
 from bot.errors import ToolError
 from bot.events import ErrorRaised, Identity, ToolCalled, ToolReturned, UserMessage
 from bot.tools import Tool, ToolContext
@@ -32,18 +33,41 @@ def last_requester(events: Sequence[Any]) -> Identity | None:
     return None
 
 
+class _Calls:
+    """A log's committed calls that no later result or error answers yet, oldest first."""
+
+    def __init__(self) -> None:
+        self.seen: list[Any] = []
+        self.open: dict[int, ToolCalled] = {}
+        """By position in the log: insertion order is log order."""
+        self.by_id: dict[str, list[int]] = {}
+
+    def extend(self, events: Sequence[Any]) -> bool:
+        for index, event in enumerate(events[len(self.seen) :], start=len(self.seen)):
+            if isinstance(event, ToolCalled):
+                self.open[index] = event
+                self.by_id.setdefault(event.call_id, []).append(index)
+            elif isinstance(event, ToolReturned) or (
+                isinstance(event, ErrorRaised) and event.call_id
+            ):
+                for answered in self.by_id.pop(event.call_id or "", ()):
+                    del self.open[answered]
+            self.seen.append(event)
+        return True
+
+
+_CALLS: LogMemo[_Calls] = LogMemo(_Calls)
+
+
 def unresolved_call(events: Sequence[Any]) -> ToolCalled | None:
-    """The earliest committed tool call with no result yet (its run was cut short)."""
-    answered: set[str] = set()
-    pending: ToolCalled | None = None
-    for event in reversed(events):
-        if isinstance(event, ToolReturned):
-            answered.add(event.call_id)
-        elif isinstance(event, ErrorRaised) and event.call_id:
-            answered.add(event.call_id)
-        elif isinstance(event, ToolCalled) and event.call_id not in answered:
-            pending = event
-    return pending
+    """The earliest committed tool call with no result yet (its run was cut short).
+
+    Worked out once per log and kept: a later call with the log grown looks only at the
+    events added since.
+    """
+    with _CALLS.state(events) as calls:
+        index = next(iter(calls.open), None)
+    return None if index is None else events[index]  # this log's own object
 
 
 def tool_in_force(rt: Runtime, name: str, agent: Agent | None = None) -> Tool | None:
