@@ -46,7 +46,13 @@ from bot.model.pricing import cost_usd
 from bot.policy import ApprovalRule, Policy
 from bot.prompts import PromptLibrary
 from bot.store import Store, Thread
-from bot.tool_calls import last_requester, run_tool, tool_in_force, unresolved_call
+from bot.tool_calls import (
+    last_requester,
+    requesters,
+    run_tool,
+    tool_in_force,
+    unresolved_call,
+)
 from bot.tools import (
     ASK_HUMAN,
     AskHumanArgs,
@@ -94,36 +100,6 @@ class Runtime:
     def model_for(self, agent: Agent) -> Model:
         """The model chain for ``agent``'s route (falling back to ``default``)."""
         return self.models.get(agent.model_route) or self.models["default"]
-
-
-def requesters(events: Sequence[Any]) -> tuple[list[Identity], int]:
-    """Everyone whose words led to what the agent does next, and the turn it belongs to.
-
-    That is every sender of a message since the last decision, and every decider whose
-    comment the agent has read since (a comment is never a request, but whoever wrote it
-    may not approve what followed it). When nobody has spoken since the last decision, the
-    run carries on from it, so the people behind that decision's request count too.
-
-    Returns:
-        The identities (latest first, repeats kept out) and the sequence number of the
-        earliest message among them: the turn an approved change is keyed to.
-    """
-    found: list[Identity] = []
-    turn = 0
-    spoke = False
-    for index in range(len(events) - 1, -1, -1):
-        event = events[index]
-        if isinstance(event, UserMessage):
-            spoke = True
-            turn = index + 1
-            if event.sender not in found:
-                found.append(event.sender)
-        elif isinstance(event, HumanResponded):
-            if spoke:
-                break
-            if event.actor is not None and event.comment and event.actor not in found:
-                found.append(event.actor)
-    return found, turn
 
 
 def rule_for_call(

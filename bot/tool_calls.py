@@ -14,7 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 from bot._log_memo import LogMemo
 from bot.errors import ToolError
-from bot.events import ErrorRaised, Identity, ToolCalled, ToolReturned, UserMessage
+from bot.events import (
+    ErrorRaised,
+    HumanResponded,
+    Identity,
+    ToolCalled,
+    ToolReturned,
+    UserMessage,
+)
 from bot.tools import Tool, ToolContext
 
 if TYPE_CHECKING:
@@ -22,7 +29,13 @@ if TYPE_CHECKING:
     from bot.runtime import Runtime
     from bot.store import Store, Thread
 
-__all__ = ["last_requester", "run_tool", "tool_in_force", "unresolved_call"]
+__all__ = [
+    "last_requester",
+    "requesters",
+    "run_tool",
+    "tool_in_force",
+    "unresolved_call",
+]
 
 
 def last_requester(events: Sequence[Any]) -> Identity | None:
@@ -57,6 +70,62 @@ class _Calls:
 
 
 _CALLS: LogMemo[_Calls] = LogMemo(_Calls)
+
+
+class _Speakers:
+    """Who spoke since the last decision (and who commented on decisions since), per log."""
+
+    def __init__(self) -> None:
+        self.seen: list[Any] = []
+        self.first = -1
+        """Where the messages since the decision before them begin (-1: none yet)."""
+        self.senders: list[Identity] = []
+        """Who sent them, each once, the latest sender last."""
+        self.commenters: list[Identity] = []
+        """Deciders who commented since the last message."""
+        self.decided = False
+        """A decision came after the last message."""
+
+    def extend(self, events: Sequence[Any]) -> bool:
+        for index, event in enumerate(events[len(self.seen) :], start=len(self.seen)):
+            if isinstance(event, UserMessage):
+                if self.decided or self.first < 0:
+                    self.first, self.senders = index, []
+                if event.sender in self.senders:  # a handful of people: a short list
+                    self.senders.remove(event.sender)
+                self.senders.append(event.sender)
+                self.decided, self.commenters = False, []
+            elif isinstance(event, HumanResponded):
+                self.decided = True
+                if event.actor is not None and event.comment:
+                    self.commenters.append(event.actor)
+            self.seen.append(event)
+        return True
+
+
+_SPEAKERS: LogMemo[_Speakers] = LogMemo(_Speakers)
+
+
+def requesters(events: Sequence[Any]) -> tuple[list[Identity], int]:
+    """Everyone whose words led to what the agent does next, and the turn it belongs to.
+
+    That is every sender of a message since the last decision, and every decider whose
+    comment the agent has read since (a comment is never a request, but whoever wrote it
+    may not approve what followed it). When nobody has spoken since the last decision, the
+    run carries on from it, so the people behind that decision's request count too.
+    Worked out once per log and kept, like :func:`unresolved_call`.
+
+    Returns:
+        The identities (latest first, repeats kept out) and the sequence number of the
+        earliest message among them: the turn an approved change is keyed to.
+    """
+    with _SPEAKERS.state(events) as speakers:
+        found: list[Identity] = []
+        for who in [*reversed(speakers.commenters), *reversed(speakers.senders)]:
+            if who not in found:
+                found.append(who)
+        turn = speakers.first + 1
+    return found, turn
 
 
 def unresolved_call(events: Sequence[Any]) -> ToolCalled | None:
