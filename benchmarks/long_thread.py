@@ -6,7 +6,6 @@ See ``--help`` and benchmarks/README.md.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import platform
 import statistics
@@ -16,12 +15,9 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
-
-import psycopg
 
 # The script's own folder is on sys.path: the sibling benchmark's helpers are reused as is.
-from step_overhead import PG_DEFAULT, SENDER, TEXT, build, create_pg, drop_pg
+from step_overhead import PG_DEFAULT, SENDER, TEXT, build, on_each_database
 
 from agents import registry
 from bot.app import Opsloop
@@ -35,8 +31,9 @@ from bot.events import (
     UserMessage,
 )
 from bot.outbound import outbound_for
-from bot.runtime import run_tool, step
+from bot.runtime import step
 from bot.store import Database
+from bot.tool_calls import run_tool
 
 RATIO_TARGET = 1.5
 """Required: step time at the last turn within this factor of the time at turn 10."""
@@ -244,24 +241,9 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> int:
     args = parse_args()
-    urls: dict[str, str] = {}
-    pg_name = f"opsloop_bench_{os.getpid()}"
-    with tempfile.TemporaryDirectory() as tmp:
-        if args.db in ("sqlite", "both"):
-            urls["sqlite"] = f"sqlite+aiosqlite:///{tmp}/bench.db"
-        if args.db in ("postgres", "both"):
-            try:
-                urls["postgres"] = create_pg(args.postgres_url, pg_name)
-            except psycopg.Error as exc:
-                at = urlsplit(args.postgres_url)
-                why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                sys.stderr.write(f"error: PostgreSQL at {at.hostname}:{at.port or 5432}: {why}\n")
-                return 2
-        try:
-            results = {db: asyncio.run(run_db(url, args)) for db, url in urls.items()}
-        finally:
-            if "postgres" in urls:
-                drop_pg(args.postgres_url, pg_name)
+    results = on_each_database(args, run_db)
+    if isinstance(results, int):
+        return results
     report(results, args)
     return 0
 

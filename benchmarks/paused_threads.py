@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import httpx2
 import psycopg
-from step_overhead import PG_DEFAULT, create_pg, drop_pg
+from step_overhead import add_postgres_url, create_pg, drop_pg, postgres_url
 
 from agents import registry
 from bot.api import create_app
@@ -69,7 +69,7 @@ class NullDispatcher:
     def process(self, item_id: int) -> None:
         """Drop it."""
 
-    def deliver(self, thread_id: str) -> None:
+    def deliver(self, thread_id: str, *, countdown: float | None = None) -> None:
         """Drop it."""
 
     def resume(self, thread_id: str) -> None:
@@ -371,16 +371,9 @@ def parse_args() -> argparse.Namespace:
         help="paused thread counts to compare, comma-separated; each gets a fresh database",
     )
     parser.add_argument("--runs", type=int, default=30, metavar="N", help="timed runs per measure")
-    parser.add_argument(
-        "--postgres-url",
-        metavar="URL",
-        default=argparse.SUPPRESS,
-        help="server to create a temporary database on (dropped afterwards); default "
-        f"$OPSLOOP_BENCH_POSTGRES, else {PG_DEFAULT}",
-    )
+    add_postgres_url(parser, "a temporary database")
     args = parser.parse_args()
-    if "postgres_url" not in args:
-        args.postgres_url = os.environ.get("OPSLOOP_BENCH_POSTGRES", PG_DEFAULT)
+    postgres_url(args)
     try:
         args.counts = sorted({int(c) for c in args.counts.split(",")})
     except ValueError:

@@ -14,6 +14,8 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -38,13 +40,15 @@ from bot.model import FunctionModel, ModelRequest
 from bot.outbound import outbound_for
 from bot.policy import load_policy
 from bot.prompts import PromptLibrary
-from bot.runtime import Runtime, run_tool, step
+from bot.runtime import Runtime, step
 from bot.store import Database, Store
+from bot.tool_calls import run_tool
 
 PG_DEFAULT = "postgresql://postgres@127.0.0.1:5432/postgres"
 SENDER = Identity(channel="bench", user_id="bench-1")
 TEXT = "what is running in staging?"
 TARGET_MS = 3.0
+R = TypeVar("R")
 
 
 def decide(request: ModelRequest) -> CallTool | Reply:
@@ -195,41 +199,69 @@ def parse_args() -> argparse.Namespace:
         "--iterations", type=int, default=300, metavar="N", help="measured steps and submits per DB"
     )
     parser.add_argument("--warmup", type=int, default=20, metavar="N", help="untimed ones first")
-    parser.add_argument(
-        "--postgres-url",
-        metavar="URL",
-        default=argparse.SUPPRESS,
-        help="server to create a temporary database on (dropped afterwards); default "
-        f"$OPSLOOP_BENCH_POSTGRES, else {PG_DEFAULT}",
-    )
+    add_postgres_url(parser)
     args = parser.parse_args()
-    if "postgres_url" not in args:
-        args.postgres_url = os.environ.get("OPSLOOP_BENCH_POSTGRES", PG_DEFAULT)
     if args.threads < 1 or args.iterations < 2 or args.warmup < 0:
         parser.error("need --threads >= 1, --iterations >= 2 and --warmup >= 0")
     return args
 
 
-def main() -> int:
-    args = parse_args()
+def add_postgres_url(parser: argparse.ArgumentParser, what: str = "a temporary database") -> None:
+    """``--postgres-url``, defaulting to ``$OPSLOOP_BENCH_POSTGRES`` (see :func:`postgres_url`)."""
+    parser.add_argument(
+        "--postgres-url",
+        metavar="URL",
+        default=argparse.SUPPRESS,
+        help=f"server to create {what} on (dropped afterwards); default "
+        f"$OPSLOOP_BENCH_POSTGRES, else {PG_DEFAULT}",
+    )
+
+
+def postgres_url(args: argparse.Namespace) -> str:
+    """The server ``--postgres-url`` named, else ``$OPSLOOP_BENCH_POSTGRES``, else the default."""
+    if "postgres_url" not in args:
+        args.postgres_url = os.environ.get("OPSLOOP_BENCH_POSTGRES", PG_DEFAULT)
+    return str(args.postgres_url)
+
+
+def unreachable(url: str, exc: Exception) -> int:
+    """Say in one line that PostgreSQL at ``url`` cannot be used; the exit status (2)."""
+    at = urlsplit(url)
+    why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    sys.stderr.write(f"error: PostgreSQL at {at.hostname}:{at.port or 5432}: {why}\n")
+    return 2
+
+
+def on_each_database(
+    args: argparse.Namespace, run_db: Callable[[str, argparse.Namespace], Coroutine[Any, Any, R]]
+) -> dict[str, R] | int:
+    """``run_db`` on a temp SQLite file and/or a temp PostgreSQL database, as ``--db`` says.
+
+    Returns the results by database, or the exit status when PostgreSQL cannot be reached.
+    """
     urls: dict[str, str] = {}
+    server = postgres_url(args)
     pg_name = f"opsloop_bench_{os.getpid()}"
     with tempfile.TemporaryDirectory() as tmp:
         if args.db in ("sqlite", "both"):
             urls["sqlite"] = f"sqlite+aiosqlite:///{tmp}/bench.db"
         if args.db in ("postgres", "both"):
             try:
-                urls["postgres"] = create_pg(args.postgres_url, pg_name)
+                urls["postgres"] = create_pg(server, pg_name)
             except psycopg.Error as exc:
-                at = urlsplit(args.postgres_url)
-                why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                sys.stderr.write(f"error: PostgreSQL at {at.hostname}:{at.port or 5432}: {why}\n")
-                return 2
+                return unreachable(server, exc)
         try:
-            results = {db: asyncio.run(run_db(url, args)) for db, url in urls.items()}
+            return {db: asyncio.run(run_db(url, args)) for db, url in urls.items()}
         finally:
             if "postgres" in urls:
-                drop_pg(args.postgres_url, pg_name)
+                drop_pg(server, pg_name)
+
+
+def main() -> int:
+    args = parse_args()
+    results = on_each_database(args, run_db)
+    if isinstance(results, int):
+        return results
     report(results, args)
     return 0
 

@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
-from step_overhead import PG_DEFAULT, create_pg, drop_pg
+from step_overhead import add_postgres_url, create_pg, drop_pg, postgres_url
 from vs_langgraph_agents import (
     ASK,
     DEPLOY,
@@ -124,16 +124,9 @@ def parse_args() -> argparse.Namespace:
         ("--warmup", 1, "untimed rounds first"),
     ):
         parser.add_argument(flag, type=int, default=default, metavar="N", help=what)
-    parser.add_argument(
-        "--postgres-url",
-        metavar="URL",
-        default=argparse.SUPPRESS,
-        help="server to create two temporary databases on (dropped afterwards); default "
-        f"$OPSLOOP_BENCH_POSTGRES, else {PG_DEFAULT}",
-    )
+    add_postgres_url(parser, "two temporary databases")
     args = parser.parse_args()
-    if "postgres_url" not in args:
-        args.postgres_url = os.environ.get("OPSLOOP_BENCH_POSTGRES", PG_DEFAULT)
+    postgres_url(args)
     if args.rounds < 1 or args.per_round < 1 or args.warmup < 0 or args.rounds * args.per_round < 2:
         parser.error("need --rounds >= 1, --per-round >= 1 (2 samples at least), --warmup >= 0")
     return args

@@ -15,10 +15,12 @@ from tests.channels.slack import payloads
 from tests.channels.slack.conftest import SlackHarness
 from tests.channels.slack.payloads import CHANNEL
 
-SLOW = 1.0
+SLOW = 2.0
 """Seconds the fake takes for each Web API call (Slack's p99 can be worse)."""
-ACK_LIMIT = 0.1
-"""The acknowledgement's budget."""
+ACK_LIMIT = SLOW / 2
+"""An acknowledgement that waited for any Web API call took SLOW at least: this tells the
+two apart on a busy machine too. (How fast an acknowledgement is, is for the service
+benchmark to measure, not a test.)"""
 
 
 def slow_slack(slack: SlackHarness) -> None:
