@@ -172,8 +172,9 @@ class QueueStore:
             query = query.where(OutboxRow.channel == channel)
         if thread_id is not None:
             query = query.where(OutboxRow.thread_id == thread_id)
-        async with self.db.session() as session:
-            return [_outbox(row) for row in (await session.scalars(query)).all()]
+        # Core in one trip, no ORM session: delivery runs this after every reply.
+        rows = await self.db.run(lambda c: c.execute(query).all(), write=False)
+        return [_outbox(row) for row in rows]
 
     async def claim_outbound(self, item_id: int, *, hold_seconds: float = 120.0) -> bool:
         """Take a due message for delivery; ``False`` if it is not pending or not due.
@@ -182,21 +183,20 @@ class QueueStore:
         makes it pending again after ``hold_seconds`` (delivery is at least once).
         """
         now = utcnow()
-        async with self.db.session() as session:
-            claimed = await session.execute(
-                update(OutboxRow)
-                .where(
-                    OutboxRow.id == item_id,
-                    OutboxRow.status == "pending",
-                    OutboxRow.next_attempt_at <= now,
-                )
-                .values(
-                    status="sending",
-                    attempts=OutboxRow.attempts + 1,
-                    next_attempt_at=now + timedelta(seconds=hold_seconds),
-                )
+        claim = (
+            update(OutboxRow)
+            .where(
+                OutboxRow.id == item_id,
+                OutboxRow.status == "pending",
+                OutboxRow.next_attempt_at <= now,
             )
-            return bool(claimed.rowcount == 1)  # type: ignore[attr-defined]
+            .values(
+                status="sending",
+                attempts=OutboxRow.attempts + 1,
+                next_attempt_at=now + timedelta(seconds=hold_seconds),
+            )
+        )
+        return await self.db.run(lambda c: c.execute(claim).rowcount == 1)
 
     async def mark_outbound(
         self,
@@ -214,8 +214,8 @@ class QueueStore:
             values |= {"status": "pending", "next_attempt_at": retry_at}
         else:
             values |= {"status": "failed"}
-        async with self.db.session() as session:
-            await session.execute(update(OutboxRow).where(OutboxRow.id == item_id).values(**values))
+        mark = update(OutboxRow).where(OutboxRow.id == item_id).values(**values)
+        await self.db.run(lambda c: c.execute(mark))
 
     async def release_stuck_outbound(self) -> int:
         """Make messages whose sender vanished mid-delivery pending again."""
@@ -273,7 +273,7 @@ def _inbox(row: InboxRow | Row[Any]) -> InboxItem:
     )
 
 
-def _outbox(row: OutboxRow) -> OutboxItem:
+def _outbox(row: OutboxRow | Row[Any]) -> OutboxItem:
     return OutboxItem(
         id=row.id,
         thread_id=row.thread_id,
