@@ -159,8 +159,8 @@ async def launch(
         text=body.text,
         agent=body.agent,
     )
-    item = await accept(ops, event, response)  # validates before anything is stored
-    thread_id = await ops.store.open_thread(conversation, title=event.text[:120])
+    item = await accept(ops, event, response)  # validates, then stores it and opens its thread
+    thread_id = item.thread_id or await ops.store.open_thread(conversation, title=event.text[:120])
     await _hand_on(request, item)
     return {"id": thread_id, "status": "accepted", "inbox_item": item.id}
 
