@@ -357,12 +357,14 @@ class Opsloop:
         self, thread: Thread, event: ActionReceived, reason: str, item_id: int | None
     ) -> NoReturn:
         refused = DecisionRefused(request_id=event.request_id, actor=event.actor, reason=reason)
-        await self.store.append(
+        await self.store.append(  # the refusal and the item failed with it, as one
             thread.id,
             expected_seq=thread.last_seq,
             events=[refused],
             outbound=outbound_for(thread.conversation, [refused]),
             inbox_item=item_id,
+            done_item=item_id,
+            failed=reason,
         )
         raise DecisionRefusedError(reason)
 

@@ -34,6 +34,12 @@ INSERT_THREAD = insert(ThreadRow)
 INSERT_OUTBOX = insert(OutboxRow)
 INSERT_REQUESTS = insert(HumanRequestRow)
 
+_FINISHED: dict[str, Any] = {
+    "status": bindparam("f_status"),
+    "error": bindparam("f_error"),
+    "thread_id": bindparam("thread"),
+    "processed_at": bindparam("now"),
+}
 _APPLY = (
     update(InboxRow)
     .where(InboxRow.id == bindparam("item"), InboxRow.status == "pending")
@@ -42,12 +48,12 @@ _APPLY = (
 _APPLY_AND_FINISH = (
     update(InboxRow)
     .where(InboxRow.id == bindparam("item"), InboxRow.status == "pending")
-    .values(status="done", thread_id=bindparam("thread"), processed_at=bindparam("now"))
+    .values(_FINISHED)
 )
 _FINISH = (
     update(InboxRow)
     .where(InboxRow.id == bindparam("item"), InboxRow.status.in_(("pending", "applied")))
-    .values(status="done", thread_id=bindparam("thread"), processed_at=bindparam("now"))
+    .values(_FINISHED)
 )
 
 
@@ -81,17 +87,27 @@ def fence(
 
 
 def mark_inbox(
-    connection: Connection, thread_id: str, now: datetime, applied: int | None, done: int | None
+    connection: Connection,
+    thread_id: str,
+    now: datetime,
+    applied: int | None,
+    done: int | None,
+    error: str | None = None,
 ) -> None:
     """Mark the inbox item ``applied`` (it must be pending) and/or ``done``.
+
+    With ``error``, the item ``done`` is marked ``failed`` with that reason instead.
 
     Raises:
         ConcurrentStepError: the item to apply was applied already.
     """
-    params = {"thread": thread_id, "now": now}
+    params: dict[str, Any] = {"thread": thread_id}
+    finished = {"now": now, "f_status": "failed" if error else "done", "f_error": error}
     if applied is not None:
-        statement = _APPLY_AND_FINISH if done == applied else _APPLY
-        if connection.execute(statement, params | {"item": applied}).rowcount != 1:
+        both = done == applied
+        statement = _APPLY_AND_FINISH if both else _APPLY
+        values = params | {"item": applied} | (finished if both else {})
+        if connection.execute(statement, values).rowcount != 1:
             raise ConcurrentStepError(f"inbox item {applied} was already applied")
     if done is not None and done != applied:
-        connection.execute(_FINISH, params | {"item": done})
+        connection.execute(_FINISH, params | finished | {"item": done})

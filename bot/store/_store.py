@@ -166,6 +166,7 @@ class Store(CardStore, QueueStore, RunStore, RequestStore):
         resolve: tuple[str, str, str | None, str | None] | None = None,
         inbox_item: int | None = None,
         done_item: int | None = None,
+        failed: str | None = None,
         lease: str | None = None,
         release: bool = False,
     ) -> int:
@@ -184,6 +185,7 @@ class Store(CardStore, QueueStore, RunStore, RequestStore):
                 transaction so that a redelivered task never applies it twice.
             done_item: the inbox item whose processing these events finish, marked ``done``
                 in the same transaction (with ``inbox_item`` too when they are its first).
+            failed: why ``done_item`` was refused: it is marked ``failed`` instead.
             lease: the owner of the thread's lease: unless it still holds it, nothing is
                 written and :class:`ConcurrentStepError` raised.
             release: give the lease back in the same transaction (the turn is over).
@@ -210,7 +212,7 @@ class Store(CardStore, QueueStore, RunStore, RequestStore):
                 )
             if resolve is not None:
                 resolve_request(connection, now, *resolve)
-            mark_inbox(connection, thread_id, now, inbox_item, done_item)
+            mark_inbox(connection, thread_id, now, inbox_item, done_item, failed)
             if events:
                 rows = [
                     {

@@ -150,3 +150,28 @@ async def test_ingest_opens_the_thread_and_the_item_knows_it(database: Database,
     assert stored == item.thread_id
     thread = await ops.store.load_thread(item.thread_id)
     assert thread.status == ThreadStatus.WAITING and thread.events == ()
+
+
+async def test_a_refused_decision_is_recorded_and_its_item_failed_in_one_commit(
+    database: Database, make_ops, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker killed right after recording a refusal leaves the item failed with why, not
+    half-way ("applied"), where whoever waits on the item would take it as accepted."""
+    ops = await make_ops(database, ScriptedModel([DEPLOY]))
+    await ops.submit(message_event("deploy checkout 1.4.2 to production", sender=DEV))
+    [pending] = await ops.store.human_requests(status="pending")
+
+    async def killed(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("worker killed")
+
+    monkeypatch.setattr(ops.store, "finish_inbox", killed)
+    item = await ops.ingest(action_event(pending.id, HumanDecision.APPROVE, DEV))
+    assert item is not None
+    with pytest.raises(RuntimeError, match="killed"):
+        await ops.process(item.id)
+    stored = await ops.store.inbox_item(item.id)
+    assert stored.status == "failed"
+    assert stored.error is not None and "may not decide" in stored.error
+    thread = await ops.store.load_thread(pending.thread_id)
+    assert thread.events[-1].kind == "decision_refused"
+    assert (await ops.store.human_request(pending.id)).status == "pending"

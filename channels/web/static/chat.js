@@ -110,12 +110,15 @@ function track(itemId, what) {
   state.items.set(itemId, what);
 }
 
+// An item is settled once done or failed: "applied" means its turn is still under way.
+const SETTLED = new Set(["done", "failed"]);
+
 async function checkItems(generation) {
   const settled = [];
   for (const [id, what] of state.items) {
     const item = await api("GET", `/api/inbox/${id}`);
     if (generation !== state.generation) return [];
-    if (item.status !== "pending") settled.push({ id, item, what });
+    if (SETTLED.has(item.status)) settled.push({ id, item, what });
   }
   return settled;
 }
