@@ -73,7 +73,6 @@ class _Refused(Exception):  # a signal inside process, never seen outside
     def __init__(self, error: UserFacingError) -> None:
         super().__init__(str(error))
         self.error = error
-        self.reason = str(error)
 
 
 class Opsloop:
@@ -149,11 +148,12 @@ class Opsloop:
 
     # ------------------------------------------------------------ worker path
 
-    async def process(self, item_id: int) -> Outcome | None:
+    async def process(self, item_id: int, *, deliver: bool = False) -> Outcome | None:
         """Apply one stored inbound event to its thread and run the agent.
 
-        Safe to call again for the same item (a redelivered task): an item already applied
-        is not applied twice, and a finished one is left alone (``None``).
+        Safe to call again for the same item (a redelivered task): an item is applied once,
+        and a finished one is left alone (``None``). With ``deliver``, the caller sends the
+        turn's messages right after: they come claimed for it (``Outcome.claimed``).
 
         Raises:
             ThreadBusyError: another worker holds the thread; nothing changed.
@@ -171,7 +171,7 @@ class Opsloop:
         if claim.thread is None:
             raise ThreadBusyError(f"thread {item.thread_id} is busy")
         current, attempt = claim.thread, claim.attempt
-        turn = Turn(lease=self.owner, item=item_id)
+        turn = Turn(lease=self.owner, item=item_id, claimed=[] if deliver else None)
         async with self._holding(current.id, turn):
             try:
                 # A try past the last, with work left to do: earlier tries died unrecorded.
@@ -188,7 +188,7 @@ class Opsloop:
             except (ThreadBusyError, ConcurrentStepError):
                 raise  # the lease lapsed, or another worker moved on: nothing is broken here
             except _Refused as refused:  # recorded, the person is told
-                await self.store.finish_inbox(item_id, thread_id=current.id, error=refused.reason)
+                await self.store.finish_inbox(item_id, thread_id=current.id, error=str(refused))
                 raise refused.error from None
             except Exception as exc:
                 if not await record_failure(
@@ -198,7 +198,7 @@ class Opsloop:
                 thread = await self.store.load_thread(current.id)
         if not turn.ended:
             await self.store.finish_inbox(item_id, thread_id=current.id, error=gave_up(thread))
-        return Outcome(item=item, thread=thread, first_new_seq=current.last_seq + 1)
+        return Outcome(item, thread, current.last_seq + 1, tuple(turn.claimed or ()))
 
     async def _thread_of(self, item: InboxItem) -> str:
         """The thread of an item stored without one (by a channel, or before it knew)."""

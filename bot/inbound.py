@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.errors import BadInputError, OpsloopError
-from bot.store import InboxItem, Thread
+from bot.store import InboxItem, OutboxItem, Thread
 
 __all__ = ["DONE", "Outcome", "ThreadBusyError", "check_text"]
 
@@ -29,6 +29,8 @@ class Outcome:
     """The thread afterwards."""
     first_new_seq: int
     """Events from this sequence number on are new."""
+    claimed: tuple[OutboxItem, ...] = ()
+    """Its messages claimed for delivery by the caller that asked to deliver them."""
 
     @property
     def new_events(self) -> tuple[Any, ...]:

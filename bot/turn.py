@@ -16,7 +16,7 @@ from typing import Any
 
 from bot.events import ThreadStatus, utcnow
 from bot.outbound import outbound_for
-from bot.store import Store, Thread
+from bot.store import OutboxItem, Store, Thread
 
 __all__ = ["Turn", "commit"]
 
@@ -37,6 +37,9 @@ class Turn:
     """The human request the decision resolves, with it."""
     ended: bool = False
     """A commit finished the turn: the item is done and the lease given back."""
+    claimed: list[OutboxItem] | None = None
+    """For a worker that delivers the turn's messages itself: filled, by the last commit,
+    with its messages already claimed for delivery (when none before them is unsent)."""
 
     @property
     def carrying(self) -> bool:
@@ -68,6 +71,7 @@ async def commit(store: Store, thread: Thread, new: Sequence[Any], turn: Turn) -
         done_item=turn.item if ends else None,
         lease=turn.lease,
         release=ends and turn.lease is not None,
+        claim=turn.claimed if ends else None,
     )
     turn.events, turn.outbound, turn.resolve = [], [], None
     turn.ended = ends

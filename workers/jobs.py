@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 
 from bot.app import Opsloop
@@ -44,19 +44,25 @@ async def process_item(
     Raises:
         ThreadBusyError: the thread is busy; the task retries later.
     """
+    claimed: Sequence[OutboxItem] = ()
     try:
-        outcome = await ops.process(item_id)
+        outcome = await ops.process(item_id, deliver=senders is not None)
     except UserFacingError as exc:
         log.info("inbox item %s refused: %s", item_id, exc)
         thread_id = (await ops.store.inbox_item(item_id)).thread_id
     else:
         thread_id = outcome.thread.id if outcome else None
+        claimed = outcome.claimed if outcome else ()
     if thread_id:
-        await deliver_now(ops, dispatcher, senders, thread_id)
+        await deliver_now(ops, dispatcher, senders, thread_id, claimed)
 
 
 async def deliver_now(
-    ops: Opsloop, dispatcher: Dispatcher, senders: Mapping[str, Sender] | None, thread_id: str
+    ops: Opsloop,
+    dispatcher: Dispatcher,
+    senders: Mapping[str, Sender] | None,
+    thread_id: str,
+    claimed: Sequence[OutboxItem] = (),
 ) -> None:
     """Deliver a thread's messages from the task that committed them.
 
@@ -68,7 +74,7 @@ async def deliver_now(
         dispatcher.deliver(thread_id)
         return
     try:
-        wait = await deliver_thread(ops, senders, thread_id)
+        wait = await deliver_thread(ops, senders, thread_id, claimed)
     except Exception as exc:  # the store, most likely: the queued task tries again
         wait = _backoff(0)
         log.warning(
@@ -79,13 +85,18 @@ async def deliver_now(
 
 
 async def deliver_thread(
-    ops: Opsloop, senders: Mapping[str, Sender], thread_id: str
+    ops: Opsloop,
+    senders: Mapping[str, Sender],
+    thread_id: str,
+    claimed: Sequence[OutboxItem] = (),
 ) -> float | None:
     """Deliver a thread's messages in order; one that must wait holds back those after it.
 
     Several workers may deliver one thread at once: a message another worker is sending
     holds back those after it, and that worker, when done, looks again for messages
     committed meanwhile, so none is sent ahead of an earlier one and none is left behind.
+    ``claimed`` are messages the caller's commit claimed for it (they come first): sent
+    without claiming them again. Whatever of them is not tried is given back.
 
     Returns:
         Seconds after which to try again when a message must wait, else ``None``.
@@ -93,53 +104,68 @@ async def deliver_thread(
     context = DeliveryContext(
         store=ops.store, settings=ops.runtime.settings, policy=ops.runtime.policy
     )
-    while items := await ops.store.pending_outbound(
-        thread_id=thread_id, due_only=False, sending=True
-    ):
-        for item in items:
-            if item.status == "sending":
-                return None  # another worker is delivering this thread; it looks again when done
-            wait = (item.next_attempt_at - utcnow()).total_seconds()
-            if wait > 0:
-                return wait  # an earlier message waits, so the later ones do too
-            if not await ops.store.claim_outbound(item.id):
-                return None  # another worker claimed it first
-            delay = await _send(ops, senders, item, context)
+    mine = {item.id for item in claimed}
+    items = list(claimed) or await _undelivered(ops, thread_id)
+    try:
+        while items:
+            item = items[0]
+            if item.id not in mine:
+                if item.status == "sending":
+                    return None  # another worker is delivering; it looks again when done
+                wait = (item.next_attempt_at - utcnow()).total_seconds()
+                if wait > 0:
+                    return wait  # an earlier message waits, so the later ones do too
+                if not await ops.store.claim_outbound(item.id):
+                    return None  # another worker claimed it first
+            mine.discard(item.id)
+            sent, delay = await _send(ops, senders, item, context)
             if delay is not None:
                 return delay  # later messages wait, so the thread's order holds
-    return None
+            if sent:  # marked, and the thread looked at again, in one go
+                items = await ops.store.sent_then_next(item.id, thread_id)
+            else:
+                items = await _undelivered(ops, thread_id)
+        return None
+    finally:
+        if mine:  # claimed for us, not tried: pending again at once, for the queued task
+            await ops.store.unclaim_outbound(sorted(mine))
+
+
+async def _undelivered(ops: Opsloop, thread_id: str) -> list[OutboxItem]:
+    return await ops.store.unsent_outbound(thread_id)
 
 
 async def _send(
     ops: Opsloop, senders: Mapping[str, Sender], item: OutboxItem, context: DeliveryContext
-) -> float | None:
-    """Send one claimed message and record how it went; seconds until its retry, if any."""
+) -> tuple[bool, float | None]:
+    """Send one claimed message: whether it went, and seconds until its retry, if any.
+
+    One that went is for the caller to mark ``sent``; one that did not is marked here.
+    """
     channel = item.message.conversation.channel
     if channel in NO_DELIVERY:
-        await ops.store.mark_outbound(item.id, sent=True)
-        return None
+        return True, None
     sender = senders.get(channel)
     if sender is None:
         await ops.store.mark_outbound(item.id, sent=False, error=f"no sender for {channel}")
-        return None
+        return False, None
     try:
         await sender(item, context)
     except DeliveryFailedError as exc:
         log.warning("delivery of outbox item %s failed for good: %s", item.id, exc)
         await ops.store.mark_outbound(item.id, sent=False, error=str(exc)[:500])
-        return None
+        return False, None
     except DeliveryRetryError as exc:
         delay = exc.retry_after if exc.retry_after is not None else _backoff(item.attempts)
         await _retry_or_fail(ops, item.id, item.attempts, str(exc), delay)
-        return delay
+        return False, delay
     except Exception as exc:
         delay = _backoff(item.attempts)
         error = f"{type(exc).__name__}: {exc}"[:500]
         log.warning("delivery of outbox item %s failed: %s", item.id, error)
         await _retry_or_fail(ops, item.id, item.attempts, error, delay)
-        return delay
-    await ops.store.mark_outbound(item.id, sent=True)
-    return None
+        return False, delay
+    return True, None
 
 
 def _backoff(attempts: int) -> float:

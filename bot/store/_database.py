@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.util import greenlet_spawn
 
 from bot.errors import ConfigError, StoreError
 
@@ -84,22 +85,24 @@ class Database:
 
         ``work`` is plain synchronous SQLAlchemy Core code, one function for both
         databases, with no effect outside the transaction (it may run twice): on
-        PostgreSQL it runs on the async connection (SQLAlchemy's ``run_sync``), and a
+        PostgreSQL it runs on the async driver in one greenlet, and a
         transaction that fails because the connection was lost is tried once more on a
         new one; on SQLite it runs whole on the event loop if the database is free at once,
         else whole in a worker thread that waits for it.
         """
         if self._sqlite is not None:
             try:
-                return self._run_in_thread(self._sqlite_now, work, write)
+                return self._run_whole(self._sqlite_now, work, write)
             except OperationalError as exc:
                 if getattr(exc.orig, "sqlite_errorcode", None) != sqlite3.SQLITE_BUSY:
                     raise
             # Rolled back whole (nothing was committed): wait for the lock off the loop.
-            return await asyncio.to_thread(self._run_in_thread, self._sqlite, work, write)
+            return await asyncio.to_thread(self._run_whole, self._sqlite, work, write)
+        # The whole transaction in one greenlet (as an AsyncSession runs): checkout, begin,
+        # work, commit and check-in, switching to the event loop only to wait for the server.
+        sync_engine = self.engine.sync_engine
         try:
-            async with self.transaction(write=write) as connection:
-                return await connection.run_sync(work)
+            return await greenlet_spawn(self._run_whole, sync_engine, work, write)
         except DBAPIError as exc:
             if not exc.connection_invalidated:
                 raise
@@ -107,11 +110,10 @@ class Database:
             # thrown away every connection older than that one, so this try gets a new one.
             # A commit lost on the way is safe to try again: appends are fenced.
             log.warning("database connection lost (%s); trying the transaction again", exc.orig)
-        async with self.transaction(write=write) as connection:
-            return await connection.run_sync(work)
+        return await greenlet_spawn(self._run_whole, sync_engine, work, write)
 
     @staticmethod
-    def _run_in_thread(engine: Engine, work: Callable[[Connection], T], write: bool) -> T:
+    def _run_whole(engine: Engine, work: Callable[[Connection], T], write: bool) -> T:
         with engine.connect() as connection:
             if not write:
                 connection = connection.execution_options(opsloop_read_only=True)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, update
-from sqlalchemy.engine import Row
+from sqlalchemy import bindparam, delete, func, or_, select, update
+from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import IntegrityError
 
 from bot.errors import NotFoundError
@@ -14,9 +15,22 @@ from bot.events import event_adapter, utcnow
 from bot.outbound import outbound_adapter
 from bot.store._database import Database
 from bot.store._records import InboxItem, OutboxItem
+from bot.store._statements import SENDING_HOLD
 from bot.store._tables import InboxRow, LockRow, OutboxRow
 
 __all__ = ["QueueStore", "dump_event"]
+
+_UNSENT = (
+    select(OutboxRow)
+    .where(OutboxRow.thread_id == bindparam("thread"), OutboxRow.status.in_(("pending", "sending")))
+    .order_by(OutboxRow.id)
+    .limit(bindparam("limit"))
+)
+_SENT = (
+    update(OutboxRow)
+    .where(OutboxRow.id == bindparam("item"))
+    .values(status="sent", sent_at=bindparam("now"), last_error=None)
+)
 
 
 def dump_event(value: Any) -> dict[str, Any]:
@@ -152,31 +166,58 @@ class QueueStore:
         thread_id: str | None = None,
         limit: int = 100,
         due_only: bool = True,
-        sending: bool = False,
     ) -> list[OutboxItem]:
-        """Messages waiting for delivery, oldest first (only those due, unless ``due_only``).
-
-        With ``sending``, also those claimed for delivery and not yet sent (status ``sending``):
-        a thread's delivery must not overtake them.
-        """
-        statuses = ("pending", "sending") if sending else ("pending",)
-        query = (
-            select(OutboxRow)
-            .where(OutboxRow.status.in_(statuses))
-            .order_by(OutboxRow.id)
-            .limit(limit)
-        )
+        """Messages waiting for delivery, oldest first (only those due, unless ``due_only``)."""
+        query = select(OutboxRow).where(OutboxRow.status == "pending")
+        query = query.order_by(OutboxRow.id).limit(limit)
         if due_only:
             query = query.where(OutboxRow.next_attempt_at <= utcnow())
         if channel is not None:
             query = query.where(OutboxRow.channel == channel)
         if thread_id is not None:
             query = query.where(OutboxRow.thread_id == thread_id)
-        # Core in one trip, no ORM session: delivery runs this after every reply.
         rows = await self.db.run(lambda c: c.execute(query).all(), write=False)
         return [_outbox(row) for row in rows]
 
-    async def claim_outbound(self, item_id: int, *, hold_seconds: float = 120.0) -> bool:
+    async def unsent_outbound(self, thread_id: str, *, limit: int = 100) -> list[OutboxItem]:
+        """A thread's messages still to send or being sent, oldest first.
+
+        Its delivery looks with this after every reply: a prebuilt statement, one trip.
+        """
+        params = {"thread": thread_id, "limit": limit}
+        rows = await self.db.run(lambda c: c.execute(_UNSENT, params).all(), write=False)
+        return [_outbox(row) for row in rows]
+
+    async def sent_then_next(
+        self, item_id: int, thread_id: str, *, limit: int = 100
+    ) -> list[OutboxItem]:
+        """Mark a message sent; its thread's messages still to send (or sending) after it.
+
+        One transaction: delivering a thread, it is how the deliverer looks again.
+        """
+        now = utcnow()
+
+        def write(connection: Connection) -> list[OutboxItem]:
+            connection.execute(_SENT, {"item": item_id, "now": now})
+            unsent = connection.execute(_UNSENT, {"thread": thread_id, "limit": limit})
+            return [_outbox(row) for row in unsent.all()]
+
+        return await self.db.run(write)
+
+    async def unclaim_outbound(self, item_ids: Sequence[int]) -> None:
+        """Give back messages claimed for delivery and not tried: pending and due again."""
+        if not item_ids:
+            return
+        unclaim = (
+            update(OutboxRow)
+            .where(OutboxRow.id.in_(item_ids), OutboxRow.status == "sending")
+            .values(status="pending", attempts=OutboxRow.attempts - 1, next_attempt_at=utcnow())
+        )
+        await self.db.run(lambda c: c.execute(unclaim))
+
+    async def claim_outbound(
+        self, item_id: int, *, hold_seconds: float = SENDING_HOLD.total_seconds()
+    ) -> bool:
         """Take a due message for delivery; ``False`` if it is not pending or not due.
 
         A claimed message is ``sending``; if its sender dies, :meth:`release_stuck_outbound`

@@ -7,14 +7,17 @@ bound parameters, so each call only binds values to an already compiled statemen
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Update, bindparam, insert, update
+from sqlalchemy import Update, bindparam, case, insert, select, update
 from sqlalchemy.engine import Connection
 
 from bot.errors import ConcurrentStepError
+from bot.outbound import outbound_adapter
+from bot.store._records import OutboxItem
 from bot.store._tables import HumanRequestRow, InboxRow, OutboxRow, ThreadEventRow, ThreadRow
 
 __all__ = [
@@ -23,8 +26,10 @@ __all__ = [
     "INSERT_OUTBOX",
     "INSERT_REQUESTS",
     "INSERT_THREAD",
+    "SENDING_HOLD",
     "fence",
     "fence_statement",
+    "insert_outbox",
     "mark_inbox",
 ]
 
@@ -33,6 +38,40 @@ INSERT_INBOX = insert(InboxRow)
 INSERT_THREAD = insert(ThreadRow)
 INSERT_OUTBOX = insert(OutboxRow)
 INSERT_REQUESTS = insert(HumanRequestRow)
+_INSERT_CLAIMED = insert(OutboxRow).returning(OutboxRow.id, sort_by_parameter_order=True)
+
+
+def _claiming_insert() -> Any:
+    """Insert one message, claimed (``sending``) unless the thread has one still unsent."""
+    table = OutboxRow.__table__
+    unsent = (
+        select(OutboxRow.id)
+        .where(
+            OutboxRow.thread_id == bindparam("thread_id", type_=table.c.thread_id.type),
+            OutboxRow.status.in_(("pending", "sending")),
+        )
+        .exists()
+    )
+    busy = select(unsent.label("busy")).subquery()
+    names = ("thread_id", "seq", "channel", "payload", "created_at")
+    values = [bindparam(name, type_=table.c[name].type) for name in names]
+    due = bindparam("next_attempt_at", type_=table.c.next_attempt_at.type)
+    held = bindparam("held", type_=table.c.next_attempt_at.type)
+    row = select(
+        *values,
+        case((busy.c.busy, "pending"), else_="sending"),
+        case((busy.c.busy, 0), else_=1),
+        case((busy.c.busy, due), else_=held),
+    )
+    columns = [*names, "status", "attempts", "next_attempt_at"]
+    return insert(OutboxRow).from_select(columns, row).returning(OutboxRow.id, OutboxRow.status)
+
+
+_INSERT_CLAIMING = _claiming_insert()
+
+SENDING_HOLD = timedelta(seconds=120)
+"""How long a message claimed for delivery stays claimed: if its sender dies, it is
+pending again after this (delivery is at least once)."""
 
 _FINISHED: dict[str, Any] = {
     "status": bindparam("f_status"),
@@ -111,3 +150,51 @@ def mark_inbox(
             raise ConcurrentStepError(f"inbox item {applied} was already applied")
     if done is not None and done != applied:
         connection.execute(_FINISH, params | finished | {"item": done})
+
+
+def insert_outbox(
+    connection: Connection,
+    thread_id: str,
+    seq: int,
+    now: datetime,
+    outbound: Sequence[Any],
+    claim: bool,
+) -> list[OutboxItem]:
+    """Queue ``outbound`` messages for delivery; with ``claim``, already claimed if it may.
+
+    A message may be claimed by whoever commits it only when no earlier message of the
+    thread is still to be sent: a thread's messages go out in order. Claimed, they are
+    ``sending`` (one attempt, held for :data:`SENDING_HOLD`) and returned, for the caller to
+    send right after the commit.
+    """
+    held = now + SENDING_HOLD
+    rows = [
+        {
+            "thread_id": thread_id,
+            "seq": seq,
+            "channel": message.conversation.channel,
+            "payload": outbound_adapter.dump_python(message, mode="json"),
+            "status": "pending",
+            "attempts": 0,
+            "created_at": now,
+            "next_attempt_at": now,
+        }
+        for message in outbound
+    ]
+    if not claim:
+        connection.execute(INSERT_OUTBOX, rows)
+        return []
+    # The first decides, in the same statement, whether they may be claimed.
+    first = connection.execute(_INSERT_CLAIMING, rows[0] | {"held": held}).one()
+    if first.status != "sending":
+        if rows[1:]:
+            connection.execute(INSERT_OUTBOX, rows[1:])
+        return []
+    claimed = {"status": "sending", "attempts": 1, "next_attempt_at": held}
+    ids = [first.id]
+    if rows[1:]:
+        ids += connection.execute(_INSERT_CLAIMED, [r | claimed for r in rows[1:]]).scalars().all()
+    return [
+        OutboxItem(id=id_, thread_id=thread_id, message=message, **claimed)
+        for id_, message in zip(ids, outbound, strict=True)
+    ]

@@ -20,18 +20,17 @@ from bot.events import (
     ThreadStatus,
     utcnow,
 )
-from bot.outbound import outbound_adapter
 from bot.store._cards import CardStore, escalate_row
 from bot.store._database import Database
 from bot.store._queues import QueueStore, dump_event
-from bot.store._records import InboxItem, Thread, ThreadSummary
+from bot.store._records import InboxItem, OutboxItem, Thread, ThreadSummary
 from bot.store._requests import RequestStore, add_approval, request_values, resolve_request
 from bot.store._runs import RunStore
 from bot.store._statements import (
     INSERT_EVENTS,
-    INSERT_OUTBOX,
     INSERT_REQUESTS,
     fence,
+    insert_outbox,
     mark_inbox,
 )
 from bot.store._tables import ThreadRow
@@ -169,6 +168,7 @@ class Store(CardStore, QueueStore, RunStore, RequestStore):
         failed: str | None = None,
         lease: str | None = None,
         release: bool = False,
+        claim: list[OutboxItem] | None = None,
     ) -> int:
         """Append ``events`` and their ``outbound`` messages in one transaction.
 
@@ -189,6 +189,9 @@ class Store(CardStore, QueueStore, RunStore, RequestStore):
             lease: the owner of the thread's lease: unless it still holds it, nothing is
                 written and :class:`ConcurrentStepError` raised.
             release: give the lease back in the same transaction (the turn is over).
+            claim: for a caller that sends the ``outbound`` messages itself right after:
+                filled with them, claimed for delivery in the same transaction, unless an
+                earlier message of the thread is still to be sent (then left empty).
 
         Returns:
             The new last sequence number.
@@ -203,6 +206,8 @@ class Store(CardStore, QueueStore, RunStore, RequestStore):
                     values["agent"] = event.agent
         if lease is not None and release:
             values |= {"lease_owner": None, "lease_until": None}
+
+        claimed: list[OutboxItem] = []
 
         def write(connection: Connection) -> None:
             if not fence(connection, thread_id, expected_seq, lease, values):
@@ -236,23 +241,14 @@ class Store(CardStore, QueueStore, RunStore, RequestStore):
             for given in (e for e in events if isinstance(e, ApprovalGiven)):
                 add_approval(connection, given)
             if outbound:
-                messages = [
-                    {
-                        "thread_id": thread_id,
-                        "seq": new_seq,
-                        "channel": message.conversation.channel,
-                        "payload": outbound_adapter.dump_python(message, mode="json"),
-                        "status": "pending",
-                        "attempts": 0,
-                        "created_at": now,
-                        "next_attempt_at": now,
-                    }
-                    for message in outbound
-                ]
-                connection.execute(INSERT_OUTBOX, messages)
+                claimed[:] = insert_outbox(
+                    connection, thread_id, new_seq, now, outbound, claim is not None
+                )
 
         await self.db.run(write)
         self._logs.extend(thread_id, expected_seq, tuple(events))
+        if claim is not None:
+            claim[:] = claimed
         return new_seq
 
     # ------------------------------------------------------------ leases

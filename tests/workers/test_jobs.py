@@ -167,17 +167,19 @@ async def test_a_failure_to_deliver_inline_hands_the_thread_to_the_queue(
     task, and the queued delivery tries again."""
     ops = await make_ops(sqlite_database, OfflineModel())
     item_id = await slack_item(ops)
+    sent: list[str] = []
 
-    async def broken(**_) -> None:
+    async def broken(*_, **__) -> None:
         raise ConnectionError("database went away")
 
     async def slack(item, context) -> None:
-        raise AssertionError("not reached")
+        sent.append(item.message.text)
 
-    monkeypatch.setattr(ops.store, "pending_outbound", broken)
+    monkeypatch.setattr(ops.store, "sent_then_next", broken)
     dispatcher = RecordingDispatcher()
     await jobs.process_item(ops, dispatcher, item_id, {"slack": slack})
     thread_id = (await ops.store.inbox_item(item_id)).thread_id
+    assert len(sent) == 1  # sent, but not marked: delivery is at least once
     assert dispatcher.calls == [("deliver", thread_id)]
     assert dispatcher.countdowns[0] is not None and dispatcher.countdowns[0] > 0
 
