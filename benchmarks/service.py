@@ -206,10 +206,10 @@ async def bench_e2e(args: argparse.Namespace, ops: Opsloop, pg: str) -> None:
         item = await ops.ingest(event(args.message, f"local-{n}"))
         assert item is not None
         laps = [ms_since(started)]
-        outcome = await ops.process(item.id)
+        outcome = await ops.process(item.id, deliver=True)  # as a worker: replies come claimed
         laps.append(ms_since(started) - sum(laps))
         assert outcome is not None
-        await deliver_thread(ops, senders, outcome.thread.id)
+        await deliver_thread(ops, senders, outcome.thread.id, outcome.claimed)
         laps.append(ms_since(started) - sum(laps))
         for name, lap in zip(local, laps if n >= args.warmup else [], strict=False):
             local[name].append(lap)

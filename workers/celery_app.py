@@ -133,6 +133,7 @@ async def _ops() -> Opsloop:
     if ops is None:
         settings = _state.get("settings") or configure()
         ops = _state["ops"] = await Opsloop.from_settings(settings, auto_migrate=False)
+        ops.store.db.use_blocking_driver()  # one task at a time on this process's loop
     assert isinstance(ops, Opsloop)
     return ops
 

@@ -34,6 +34,7 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 _MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+_PG_POOL: dict[str, Any] = {"pool_size": 5, "max_overflow": 5, "pool_recycle": 1800}
 
 
 class Database:
@@ -51,7 +52,7 @@ class Database:
         if not self.is_sqlite:
             # No ping before each transaction (a round trip each): a connection the server
             # dropped fails its transaction, which :meth:`run` tries again on a new one.
-            kwargs |= {"pool_size": 5, "max_overflow": 5, "pool_recycle": 1800}
+            kwargs |= _PG_POOL
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         self._sqlite: Engine | None = None
         if self.is_sqlite:
@@ -70,7 +71,19 @@ class Database:
                 sync_url, connect_args={"check_same_thread": False}, echo=echo
             )
             _tune_sqlite(self._sqlite_now, busy_ms=0)
+        self._blocking: Engine | None = None
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    def use_blocking_driver(self) -> None:
+        """Run :meth:`run`'s transactions on PostgreSQL with the blocking driver, in place.
+
+        For a process that does one thing at a time (a worker runs one task at a time on its
+        own event loop): a transaction then holds the loop while it waits for the server,
+        and saves the async driver's overhead on every round trip. Never in a process that
+        serves concurrent requests. On SQLite, :meth:`run` works this way already.
+        """
+        if self._sqlite is None and self._blocking is None:
+            self._blocking = create_engine(self.url, **_PG_POOL)
 
     @property
     def sync_engines(self) -> list[Engine]:
@@ -78,6 +91,8 @@ class Database:
         engines = [self.engine.sync_engine]
         if self._sqlite is not None:
             engines += [self._sqlite, self._sqlite_now]
+        if self._blocking is not None:
+            engines.append(self._blocking)
         return engines
 
     async def run(self, work: Callable[[Connection], T], *, write: bool = True) -> T:
@@ -85,10 +100,10 @@ class Database:
 
         ``work`` is plain synchronous SQLAlchemy Core code, one function for both
         databases, with no effect outside the transaction (it may run twice): on
-        PostgreSQL it runs on the async driver in one greenlet, and a
-        transaction that fails because the connection was lost is tried once more on a
-        new one; on SQLite it runs whole on the event loop if the database is free at once,
-        else whole in a worker thread that waits for it.
+        PostgreSQL it runs on the async driver in one greenlet (or on the blocking one: see
+        :meth:`use_blocking_driver`), and a transaction that fails because the connection
+        was lost is tried once more on a new one; on SQLite it runs whole on the event loop
+        if the database is free at once, else whole in a worker thread that waits for it.
         """
         if self._sqlite is not None:
             try:
@@ -100,17 +115,19 @@ class Database:
             return await asyncio.to_thread(self._run_whole, self._sqlite, work, write)
         # The whole transaction in one greenlet (as an AsyncSession runs): checkout, begin,
         # work, commit and check-in, switching to the event loop only to wait for the server.
-        sync_engine = self.engine.sync_engine
-        try:
-            return await greenlet_spawn(self._run_whole, sync_engine, work, write)
-        except DBAPIError as exc:
-            if not exc.connection_invalidated:
-                raise
-            # The server dropped the connection (restarted, or closed it idle): the pool has
-            # thrown away every connection older than that one, so this try gets a new one.
-            # A commit lost on the way is safe to try again: appends are fenced.
-            log.warning("database connection lost (%s); trying the transaction again", exc.orig)
-        return await greenlet_spawn(self._run_whole, sync_engine, work, write)
+        for last in (False, True):
+            try:
+                if self._blocking is not None:
+                    return self._run_whole(self._blocking, work, write)
+                return await greenlet_spawn(self._run_whole, self.engine.sync_engine, work, write)
+            except DBAPIError as exc:
+                if last or not exc.connection_invalidated:
+                    raise
+                # The server dropped the connection (restarted, or closed it idle): the pool
+                # has thrown away every connection older than that one, so this try gets a
+                # new one. A commit lost on the way is safe to try again: appends are fenced.
+                log.warning("database connection lost (%s); trying the transaction again", exc.orig)
+        raise AssertionError("unreachable")
 
     @staticmethod
     def _run_whole(engine: Engine, work: Callable[[Connection], T], write: bool) -> T:
@@ -141,6 +158,8 @@ class Database:
     async def dispose(self) -> None:
         """Close every pooled connection."""
         await self.engine.dispose()
+        if self._blocking is not None:
+            self._blocking.dispose()
         if self._sqlite is not None:
             self._sqlite.dispose()
             self._sqlite_now.dispose()

@@ -210,6 +210,8 @@ class Store(CardStore, QueueStore, RunStore, RequestStore):
         claimed: list[OutboxItem] = []
 
         def write(connection: Connection) -> None:
+            # The item's row before the thread's, as a worker's claim locks them.
+            mark_inbox(connection, thread_id, now, inbox_item, done_item, failed)
             if not fence(connection, thread_id, expected_seq, lease, values):
                 raise ConcurrentStepError(
                     f"thread {thread_id} moved past seq {expected_seq}"
@@ -217,7 +219,6 @@ class Store(CardStore, QueueStore, RunStore, RequestStore):
                 )
             if resolve is not None:
                 resolve_request(connection, now, *resolve)
-            mark_inbox(connection, thread_id, now, inbox_item, done_item, failed)
             if events:
                 rows = [
                     {

@@ -79,8 +79,14 @@ _TAKE_LEASE = (
     .values(lease_owner=bindparam("owner"), lease_until=bindparam("until"))
     .returning(*_threads.c)
 )
-_COUNT_TRY = (
-    update(InboxRow).where(InboxRow.id == bindparam("item")).values(attempts=InboxRow.attempts + 1)
+_COUNT_TRY = (  # a try at an item with work left, counted, and the item read
+    update(InboxRow)
+    .where(InboxRow.id == bindparam("item"), InboxRow.status.in_(("pending", "applied")))
+    .values(attempts=InboxRow.attempts + 1)
+    .returning(*_inbox.c)
+)
+_UNCOUNT_TRY = (
+    update(InboxRow).where(InboxRow.id == bindparam("item")).values(attempts=InboxRow.attempts - 1)
 )
 
 
@@ -211,22 +217,29 @@ def claim_turn(
     Raises:
         NotFoundError: there is no such item (or no such thread).
     """
-    row = connection.execute(_ITEM, {"id": item_id}).first()
-    if row is None:
-        raise NotFoundError(f"no inbox item {item_id}")
+    # The try is counted first, reading the item in the same statement, and taken back if
+    # there is no lease to be had. (The item's row is locked before the thread's, as the
+    # turn's commits lock them: two transactions never wait on each other in a circle.)
+    row = connection.execute(_COUNT_TRY, {"item": item_id}).first()
+    if row is None:  # finished, or unknown
+        row = connection.execute(_ITEM, {"id": item_id}).first()
+        if row is None:
+            raise NotFoundError(f"no inbox item {item_id}")
+        return Claim(item=inbox_item_of(row))
     item = inbox_item_of(row)
+    item = item.model_copy(update={"attempts": item.attempts - 1})  # as it was before
     thread_id = item.thread_id or thread_id
-    if item.status in {"done", "failed"} or thread_id is None:
+    if thread_id is None:  # its thread is still to be found
+        connection.execute(_UNCOUNT_TRY, {"item": item_id})
         return Claim(item=item)
     until = now + timedelta(seconds=ttl)
-    taken = connection.execute(
-        _TAKE_LEASE, {"thread": thread_id, "now": now, "owner": owner, "until": until}
-    ).first()
+    lease = {"thread": thread_id, "now": now, "owner": owner, "until": until}
+    taken = connection.execute(_TAKE_LEASE, lease).first()
     if taken is None:
+        connection.execute(_UNCOUNT_TRY, {"item": item_id})
         if connection.execute(_THREAD, {"id": thread_id}).first() is None:
             raise NotFoundError(f"no thread {thread_id!r}")
         return Claim(item=item, busy=True)
-    connection.execute(_COUNT_TRY, {"item": item_id})
     thread = read_thread(connection, thread_id, cache, taken)
     request = None
     if isinstance(item.event, ActionReceived):
