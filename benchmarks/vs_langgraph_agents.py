@@ -119,7 +119,11 @@ def opsloop_model(marks: list[int]) -> FunctionModel:
 
 
 class OpsloopAgent:
-    """opsloop as an app runs it: ``Opsloop.submit`` of messages and approvals."""
+    """opsloop as its worker runs it: ``Opsloop.submit`` of messages and approvals.
+
+    On PostgreSQL with the blocking driver, as a worker process uses it (and as LangGraph's
+    ``PostgresSaver`` does).
+    """
 
     def __init__(self, ops: Opsloop, marks: list[int]) -> None:
         self.ops, self.marks = ops, marks
@@ -127,6 +131,7 @@ class OpsloopAgent:
     @classmethod
     async def start(cls, url: str, home: str, inventory: Inventory) -> OpsloopAgent:
         database = Database(url)
+        database.use_blocking_driver()  # as `opsloop worker` does
         await database.migrate()
         marks: list[int] = []
         runtime = Runtime(
@@ -146,7 +151,7 @@ class OpsloopAgent:
                 sync = await session.scalar(text("PRAGMA synchronous"))
                 return f"journal_mode={mode}, synchronous={SQLITE_SYNC.get(sync, sync)}"
             commit = await session.scalar(text("SHOW synchronous_commit"))
-            return f"synchronous_commit={commit}"
+            return f"synchronous_commit={commit} (blocking psycopg, as its worker)"
 
     def message(self, words: str) -> MessageReceived:
         return MessageReceived(
