@@ -150,7 +150,7 @@ def bench_ingest(args: argparse.Namespace, svc: Services, token: str) -> None:
     with httpx2.Client(base_url=f"http://127.0.0.1:{port}", headers=auth, timeout=10) as http:
         for n in range(args.warmup + args.requests):
             started = time.perf_counter_ns()
-            reply = http.post("/api/threads", json={"text": args.message, "user": "bench"})
+            reply = http.post("/api/threads", json={"text": args.message})
             took = ms_since(started)
             if reply.status_code != 201:
                 die(f"POST /api/threads answered {reply.status_code}: {reply.text[:200]}")
