@@ -8,12 +8,11 @@ and one claimed but not tried is free again at once.
 
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
 
 from sqlalchemy import update
 
-from bot.events import AgentReply, ConversationRef, Identity, MessageReceived, Reply, utcnow
+from bot.events import AgentReply, Reply, utcnow
 from bot.model import FunctionModel
 from bot.model.offline import OfflineModel
 from bot.outbound import OutboundReply
@@ -21,26 +20,12 @@ from bot.plugins import DeliveryRetryError
 from bot.store._tables import OutboxRow
 from tests.bot.test_transactions import counting
 from tests.fakes import RecordingDispatcher
+from tests.workers.test_jobs import SLACK, slack_item
 from workers import jobs
-
-SLACK = ConversationRef(channel="slack", tenant="T1", room="C1", thread_key="9.9")
 
 
 def reply(text: str) -> OutboundReply:
     return OutboundReply(conversation=SLACK, text=text, agent="a")
-
-
-async def slack_item(ops) -> int:
-    item = await ops.ingest(
-        MessageReceived(
-            idempotency_key=uuid.uuid4().hex,
-            conversation=SLACK,
-            sender=Identity(channel="slack", user_id="U1"),
-            text="status of checkout in production",
-        )
-    )
-    assert item is not None
-    return item.id
 
 
 class Recorder:
