@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 # The script's own folder is on sys.path: the sibling benchmark's helpers are reused as is.
-from step_overhead import PG_DEFAULT, SENDER, TEXT, build, on_each_database
+from step_overhead import SENDER, TEXT, add_db_options, build, run_and_report
 
 from agents import registry
 from bot.app import Opsloop
@@ -217,35 +217,16 @@ def parse_args() -> argparse.Namespace:
         help="threads driven step by step and as many driven by submit, all in lockstep: "
         "N turns measured at each checkpoint (2N steps, N submits)",
     )
-    parser.add_argument(
-        "--db",
-        choices=["sqlite", "postgres", "both"],
-        default="sqlite",
-        help="a temp SQLite file, a temp database on a PostgreSQL server, or both",
-    )
-    parser.add_argument(
-        "--postgres-url",
-        metavar="URL",
-        default=argparse.SUPPRESS,
-        help="server to create a temporary database on (dropped afterwards); default "
-        f"$OPSLOOP_BENCH_POSTGRES, else {PG_DEFAULT}",
-    )
+    add_db_options(parser, default="sqlite")
     parser.add_argument("-v", "--verbose", action="store_true", help="progress on stderr")
     args = parser.parse_args()
-    if "postgres_url" not in args:
-        args.postgres_url = os.environ.get("OPSLOOP_BENCH_POSTGRES", PG_DEFAULT)
     if args.samples < 1:
         parser.error("need --samples >= 1")
     return args
 
 
 def main() -> int:
-    args = parse_args()
-    results = on_each_database(args, run_db)
-    if isinstance(results, int):
-        return results
-    report(results, args)
-    return 0
+    return run_and_report(parse_args(), run_db, report)
 
 
 if __name__ == "__main__":

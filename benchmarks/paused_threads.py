@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import httpx2
 import psycopg
-from step_overhead import add_postgres_url, create_pg, drop_pg, postgres_url
+from step_overhead import add_db_options, create_pg, drop_pg, postgres_url
 
 from agents import registry
 from bot.api import create_app
@@ -358,12 +358,7 @@ def parse_args() -> argparse.Namespace:
         epilog="Example: uv run python benchmarks/paused_threads.py --db sqlite --counts 100,10000",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument(
-        "--db",
-        choices=["sqlite", "postgres", "both"],
-        default="both",
-        help="a temp SQLite file, a temp database on a PostgreSQL server, or both",
-    )
+    add_db_options(parser)
     parser.add_argument(
         "--counts",
         default="100,100000",
@@ -371,7 +366,6 @@ def parse_args() -> argparse.Namespace:
         help="paused thread counts to compare, comma-separated; each gets a fresh database",
     )
     parser.add_argument("--runs", type=int, default=30, metavar="N", help="timed runs per measure")
-    add_postgres_url(parser, "a temporary database")
     args = parser.parse_args()
     postgres_url(args)
     try:

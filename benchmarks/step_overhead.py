@@ -181,12 +181,7 @@ def parse_args() -> argparse.Namespace:
         "benchmarks/step_overhead.py --db sqlite --iterations 1000",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument(
-        "--db",
-        choices=["sqlite", "postgres", "both"],
-        default="both",
-        help="a temp SQLite file, a temp database on a PostgreSQL server, or both",
-    )
+    add_db_options(parser)
     parser.add_argument(
         "--threads",
         type=int,
@@ -199,15 +194,23 @@ def parse_args() -> argparse.Namespace:
         "--iterations", type=int, default=300, metavar="N", help="measured steps and submits per DB"
     )
     parser.add_argument("--warmup", type=int, default=20, metavar="N", help="untimed ones first")
-    add_postgres_url(parser)
     args = parser.parse_args()
     if args.threads < 1 or args.iterations < 2 or args.warmup < 0:
         parser.error("need --threads >= 1, --iterations >= 2 and --warmup >= 0")
     return args
 
 
-def add_postgres_url(parser: argparse.ArgumentParser, what: str = "a temporary database") -> None:
-    """``--postgres-url``, defaulting to ``$OPSLOOP_BENCH_POSTGRES`` (see :func:`postgres_url`)."""
+def add_db_options(
+    parser: argparse.ArgumentParser, *, default: str = "both", what: str = "a temporary database"
+) -> None:
+    """``--db`` and ``--postgres-url`` (default ``$OPSLOOP_BENCH_POSTGRES``: see
+    :func:`postgres_url`), as every benchmark here takes them."""
+    parser.add_argument(
+        "--db",
+        choices=["sqlite", "postgres", "both"],
+        default=default,
+        help=f"sqlite: temp files; postgres: {what} on a server; both",
+    )
     parser.add_argument(
         "--postgres-url",
         metavar="URL",
@@ -257,13 +260,21 @@ def on_each_database(
                 drop_pg(server, pg_name)
 
 
-def main() -> int:
-    args = parse_args()
+def run_and_report(
+    args: argparse.Namespace,
+    run_db: Callable[[str, argparse.Namespace], Coroutine[Any, Any, R]],
+    report: Callable[[dict[str, R], argparse.Namespace], None],
+) -> int:
+    """Run on each database ``--db`` names and print the report; the exit status."""
     results = on_each_database(args, run_db)
     if isinstance(results, int):
         return results
     report(results, args)
     return 0
+
+
+def main() -> int:
+    return run_and_report(parse_args(), run_db, report)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
-from step_overhead import add_postgres_url, create_pg, drop_pg, postgres_url
+from step_overhead import add_db_options, create_pg, drop_pg, postgres_url
 from vs_langgraph_agents import (
     ASK,
     DEPLOY,
@@ -112,19 +112,13 @@ def parse_args() -> argparse.Namespace:
         "benchmarks/vs_langgraph.py --db sqlite",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument(
-        "--db",
-        choices=["sqlite", "postgres", "both"],
-        default="both",
-        help="temp SQLite files, temp databases on a PostgreSQL server, or both",
-    )
+    add_db_options(parser, what="two temporary databases")
     for flag, default, what in (
         ("--rounds", 10, "measured rounds; each runs opsloop then LangGraph (or the reverse)"),
         ("--per-round", 20, "turns and cycles per framework in one round"),
         ("--warmup", 1, "untimed rounds first"),
     ):
         parser.add_argument(flag, type=int, default=default, metavar="N", help=what)
-    add_postgres_url(parser, "two temporary databases")
     args = parser.parse_args()
     postgres_url(args)
     if args.rounds < 1 or args.per_round < 1 or args.warmup < 0 or args.rounds * args.per_round < 2:
