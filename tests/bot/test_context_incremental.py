@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -19,7 +18,6 @@ from bot.events import (
     HumanDecision,
     HumanRequested,
     HumanResponded,
-    Identity,
     ModelCalled,
     StatusChanged,
     ThreadStatus,
@@ -27,9 +25,7 @@ from bot.events import (
     ToolReturned,
     UserMessage,
 )
-
-ANN = Identity(channel="cli", user_id="dev-1", display_name="Ann")
-LATER = datetime(2030, 1, 1, tzinfo=UTC)
+from tests.bot.test_context import ANN, LATER
 
 # ---------------------------------------------------------------- the reference
 # The algorithm as it was before blocks were kept: every call renders every event and
