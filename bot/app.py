@@ -162,9 +162,8 @@ class Opsloop:
         ttl = self.runtime.settings.lease_seconds
         claim = await self.store.claim(item_id, self.owner, ttl)
         if claim.thread is None and not claim.busy and claim.item.status not in DONE:
-            claim = await self.store.claim(
-                item_id, self.owner, ttl, thread_id=await self._thread_of(claim.item)
-            )
+            found = await self._thread_of(claim.item)
+            claim = await self.store.claim(item_id, self.owner, ttl, thread_id=found)
         item = claim.item
         if item.status in DONE:
             return None
@@ -188,7 +187,8 @@ class Opsloop:
             except (ThreadBusyError, ConcurrentStepError):
                 raise  # the lease lapsed, or another worker moved on: nothing is broken here
             except _Refused as refused:  # recorded, the person is told
-                await self.store.finish_inbox(item_id, thread_id=current.id, error=str(refused))
+                if not isinstance(refused.error, DecisionRefusedError):  # it failed the item
+                    await self.store.finish_inbox(item_id, thread_id=current.id, error=str(refused))
                 raise refused.error from None
             except Exception as exc:
                 if not await record_failure(

@@ -105,7 +105,7 @@ async def deliver_thread(
         store=ops.store, settings=ops.runtime.settings, policy=ops.runtime.policy
     )
     mine = {item.id for item in claimed}
-    items = list(claimed) or await _undelivered(ops, thread_id)
+    items = list(claimed) or await ops.store.unsent_outbound(thread_id)
     try:
         while items:
             item = items[0]
@@ -124,15 +124,11 @@ async def deliver_thread(
             if sent:  # marked, and the thread looked at again, in one go
                 items = await ops.store.sent_then_next(item.id, thread_id)
             else:
-                items = await _undelivered(ops, thread_id)
+                items = await ops.store.unsent_outbound(thread_id)
         return None
     finally:
         if mine:  # claimed for us, not tried: pending again at once, for the queued task
             await ops.store.unclaim_outbound(sorted(mine))
-
-
-async def _undelivered(ops: Opsloop, thread_id: str) -> list[OutboxItem]:
-    return await ops.store.unsent_outbound(thread_id)
 
 
 async def _send(

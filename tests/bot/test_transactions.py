@@ -164,11 +164,13 @@ async def test_a_refused_decision_is_recorded_and_its_item_failed_in_one_commit(
     async def killed(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("worker killed")
 
-    monkeypatch.setattr(ops.store, "finish_inbox", killed)
+    # Killed at the next thing it does after the refusal's commit: giving the lease back.
+    monkeypatch.setattr(ops.store, "release_lease", killed)
     item = await ops.ingest(action_event(pending.id, HumanDecision.APPROVE, DEV))
     assert item is not None
-    with pytest.raises(RuntimeError, match="killed"):
+    with counting(database) as begun, pytest.raises(RuntimeError, match="killed"):
         await ops.process(item.id)
+    assert len(begun) == 2, begun  # the claim; the refusal with the item failed
     stored = await ops.store.inbox_item(item.id)
     assert stored.status == "failed"
     assert stored.error is not None and "may not decide" in stored.error
